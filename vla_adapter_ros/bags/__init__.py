@@ -1,0 +1,1 @@
+"""rosbag2 episodes via the rosbags library. Never imports rclpy."""

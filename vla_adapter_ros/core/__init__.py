@@ -1,0 +1,1 @@
+"""PyTorch core: model, adapters, data, training, export. Never imports rclpy."""

@@ -1,0 +1,1 @@
+"""rclpy glue: nodes, QoS profiles, message conversions, service clients."""

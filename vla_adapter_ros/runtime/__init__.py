@@ -1,0 +1,1 @@
+"""onnxruntime policy runtime. Imports neither torch nor rclpy."""

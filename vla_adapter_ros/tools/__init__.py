@@ -1,0 +1,1 @@
+"""Small ROS-free command-line tools (version, doctor)."""

@@ -10,7 +10,10 @@ cat <<SH
 export VIRTUAL_ENV="$VENV"
 export PATH="$VENV/bin:\$PATH"
 export COLCON_PYTHON_EXECUTABLE="$VENV/bin/python"
+# colcon's setup scripts read unset variables: source them with nounset off.
+case \$- in *u*) _vla_u=1; set +u;; *) _vla_u=;; esac
 if [ -f "$ROOT/build/install/local_setup.bash" ]; then . "$ROOT/build/install/local_setup.bash"; else echo "vla_adapter_ros: interfaces not built yet, run: make setup" >&2; fi
+[ -n "\$_vla_u" ] && set -u; unset _vla_u
 export AMENT_PREFIX_PATH="$ROOT/build/install/vla_adapter_interfaces:$VENV\${AMENT_PREFIX_PATH:+:\$AMENT_PREFIX_PATH}"
 export RMW_IMPLEMENTATION=rmw_fastrtps_cpp
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST

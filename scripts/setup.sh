@@ -65,7 +65,7 @@ if echo "$GROUPS_WANTED" | grep -qw ros; then
   py_inc="$("$VPY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
   np_inc="$("$VPY" -c 'import numpy; print(numpy.get_include())')"
   [ -f "$py_inc/Python.h" ] || die "Python headers not found in $py_inc (install python3-dev)"
-  grep -rlF /opt/python/cp311-cp311 "$VENV/share" --include='*.cmake' 2>/dev/null | while read -r f; do
+  { grep -rlF /opt/python/cp311-cp311 "$VENV/share" --include="*.cmake" 2>/dev/null || true; } | while read -r f; do
     sed -i -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$np_inc#g" \
            -e "s#/opt/python/cp311-cp311/include/python3.11#$py_inc#g" "$f"
   done

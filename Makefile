@@ -19,7 +19,7 @@ env:
 	@scripts/env.sh
 
 lint: setup
-	@$(WITH_ENV) ruff check vla_adapter_ros tests benchmarks launch
+	@$(WITH_ENV) ruff check .
 
 test: setup
 	@$(WITH_ENV) scripts/run_tests.sh $(PYTEST_ARGS)

@@ -12,6 +12,6 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_ruff_clean():
     ruff = shutil.which("ruff")
     assert ruff, "ruff is not installed (requirements/dev.txt)"
-    out = subprocess.run([ruff, "check", "vla_adapter_ros", "tests", "benchmarks", "launch"], cwd=ROOT,
+    out = subprocess.run([ruff, "check", "."], cwd=ROOT,
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr

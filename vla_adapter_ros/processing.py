@@ -117,12 +117,13 @@ def preprocess_image(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 class Normalizer:
     """Per-dimension affine normalisation ``(x - mean) / std`` with statistics from data.
 
-    ``std`` is floored at ``eps`` so constant dimensions do not blow up.
+    ``std`` is floored at ``eps`` (1e-2, in the data's units) so a dimension that is constant in
+    the training data does not turn small deviations at run time into huge normalised values.
     """
 
     mean: np.ndarray
     std: np.ndarray
-    eps: float = 1e-6
+    eps: float = 1e-2  # floor for std: a constant dimension (e.g. a gripper always closed) stays finite
 
     def __post_init__(self) -> None:
         self.mean = np.asarray(self.mean, dtype=np.float32).reshape(-1)

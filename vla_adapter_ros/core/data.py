@@ -1,0 +1,163 @@
+"""Training data: rosbag2 episodes as a torch ``Dataset`` of (image, instruction, proprio, action chunk).
+
+Episodes are read once (:func:`vla_adapter_ros.bags.episodes.read_episode`)
+and kept in memory, images as uint8 already resized to the model's size, so an
+item costs one ``preprocess_image`` and a few copies. Items use the batch keys
+of :mod:`vla_adapter_ros.processing`:
+
+- ``IMAGE`` (3, H, W) float32 in [-1, 1]
+- ``INSTRUCTION`` str, the instruction in force at the frame
+- ``PROPRIO`` (P,) float32, normalised
+- ``ACTIONS`` (K, A) float32, normalised: the actions of frames t .. t+K-1; past the
+  episode end the last action is repeated and ``ACTIONS_MASK`` (K,) bool is False there.
+
+``stats`` = {"proprio": Normalizer, "actions": Normalizer}, fitted on every frame of
+these episodes unless given (evaluation and fine-tuning pass the training stats).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from vla_adapter_ros.bags.episodes import DEFAULT_TOPICS, Episode, EpisodeTopics, find_episodes, read_episode
+from vla_adapter_ros.bags.typestore import make_typestore
+from vla_adapter_ros.processing import (
+    ACTIONS,
+    ACTIONS_MASK,
+    IMAGE,
+    INSTRUCTION,
+    PROPRIO,
+    Normalizer,
+    preprocess_image,
+    resize_rgb,
+)
+
+STATS_KEYS = ("proprio", "actions")
+
+
+def _size(image_size: int | tuple[int, int]) -> tuple[int, int]:
+    h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    if int(h) <= 0 or int(w) <= 0:
+        raise ValueError(f"image_size must be positive, got {image_size!r}")
+    return int(h), int(w)
+
+
+def random_shift(image: np.ndarray, max_shift: int, generator: torch.Generator | None = None) -> np.ndarray:
+    """Shift a (H, W, 3) uint8 image by up to ``max_shift`` pixels each way, edges replicated (DrQ)."""
+    if max_shift <= 0:
+        return image
+    h, w = image.shape[:2]
+    padded = np.pad(image, ((max_shift, max_shift), (max_shift, max_shift), (0, 0)), mode="edge")
+    dy, dx = torch.randint(0, 2 * max_shift + 1, (2,), generator=generator).tolist()
+    return padded[dy:dy + h, dx:dx + w]
+
+
+class EpisodeDataset(Dataset):
+    """Frames of rosbag2 episodes with K-step action chunks (see the module docstring).
+
+    ``bag_paths``: a bag, a directory, a glob, or an iterable of these and/or
+    already-read :class:`Episode` objects. ``augment`` enables a random shift of
+    up to ``max_shift`` pixels (off by default; uses torch's RNG so DataLoader
+    workers get distinct streams).
+    """
+
+    def __init__(self, bag_paths: str | Path | Iterable[str | Path | Episode], image_size: int | tuple[int, int] = 96,
+                 chunk_length: int = 4, stats: Mapping[str, Normalizer] | None = None, *,
+                 topics: EpisodeTopics = DEFAULT_TOPICS, augment: bool = False, max_shift: int = 4,
+                 proprio_names: Iterable[str] | None = None, typestore=None) -> None:
+        if chunk_length < 1:
+            raise ValueError(f"chunk_length must be >= 1, got {chunk_length}")
+        self.image_size = _size(image_size)
+        self.chunk_length = int(chunk_length)
+        self.augment, self.max_shift = bool(augment), int(max_shift)
+        self.episodes = self._load(bag_paths, topics, proprio_names, typestore)
+        if not self.episodes:
+            raise ValueError(f"no episodes in {bag_paths!r}")
+        first = self.episodes[0]
+        for ep in self.episodes[1:]:
+            if ep.proprio.shape[1] != first.proprio.shape[1] or ep.actions.shape[1] != first.actions.shape[1]:
+                raise ValueError(f"episode {ep.path} has proprio/action dims {ep.proprio.shape[1]}/"
+                                 f"{ep.actions.shape[1]}, {first.path} has {first.proprio.shape[1]}/"
+                                 f"{first.actions.shape[1]}")
+        self.proprio_dim, self.action_dim = first.proprio.shape[1], first.actions.shape[1]
+        self.proprio_names, self.action_names = first.proprio_names, first.action_names
+        self.stats = self._check_stats(stats) if stats is not None else self.fit_stats(self.episodes)
+
+        # Images resized once (uint8); vectors normalised once.
+        self._images = [np.stack([resize_rgb(im, self.image_size) for im in ep.images]) for ep in self.episodes]
+        self._proprio = [self.stats["proprio"].normalize(ep.proprio) for ep in self.episodes]
+        self._actions = [self.stats["actions"].normalize(ep.actions) for ep in self.episodes]
+        self._index = np.concatenate([np.stack([np.full(len(ep), e), np.arange(len(ep))], axis=1)
+                                      for e, ep in enumerate(self.episodes)]).astype(np.int64)  # (N, 2)
+
+    @staticmethod
+    def _load(spec, topics: EpisodeTopics, proprio_names, typestore) -> list[Episode]:
+        items = [spec] if isinstance(spec, (str, Path, Episode)) else list(spec)
+        store = typestore
+        episodes: list[Episode] = []
+        for item in items:
+            if isinstance(item, Episode):
+                episodes.append(item)
+                continue
+            store = store if store is not None else make_typestore()
+            names = tuple(proprio_names) if proprio_names is not None else None
+            episodes += [read_episode(p, topics, typestore=store, proprio_names=names) for p in find_episodes(item)]
+        return episodes
+
+    @staticmethod
+    def fit_stats(episodes: Iterable[Episode]) -> dict[str, Normalizer]:
+        """Normalisers over every frame of ``episodes``."""
+        episodes = list(episodes)
+        return {"proprio": Normalizer.fit(np.concatenate([ep.proprio for ep in episodes])),
+                "actions": Normalizer.fit(np.concatenate([ep.actions for ep in episodes]))}
+
+    def _check_stats(self, stats: Mapping[str, Normalizer]) -> dict[str, Normalizer]:
+        missing = [k for k in STATS_KEYS if k not in stats]
+        if missing:
+            raise ValueError(f"stats need keys {STATS_KEYS}, missing {missing}")
+        dims = {"proprio": self.proprio_dim, "actions": self.action_dim}
+        for key in STATS_KEYS:
+            if stats[key].dim != dims[key]:
+                raise ValueError(f"stats[{key!r}] has dimension {stats[key].dim}, the episodes have {dims[key]}")
+        return {k: stats[k] for k in STATS_KEYS}
+
+    # -- Dataset ----------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._index)
+
+    @property
+    def num_frames(self) -> int:
+        return len(self._index)
+
+    @property
+    def instructions(self) -> list[str]:
+        """Distinct instructions, in order of first appearance."""
+        return list(dict.fromkeys(s for ep in self.episodes for s in ep.instructions))
+
+    def __getitem__(self, i: int) -> dict[str, object]:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} frames")
+        e, t = (int(v) for v in self._index[i])
+        image = self._images[e][t]
+        if self.augment:
+            image = random_shift(image, self.max_shift)
+        actions = self._actions[e]
+        k = self.chunk_length
+        end = min(t + k, len(actions))
+        valid = end - t
+        chunk = np.empty((k, self.action_dim), np.float32)  # (K, A)
+        chunk[:valid] = actions[t:end]
+        chunk[valid:] = actions[end - 1]  # padding repeats the last action; masked out of the loss
+        mask = np.arange(k) < valid
+        return {
+            IMAGE: torch.from_numpy(preprocess_image(image, self.image_size)),
+            INSTRUCTION: self.episodes[e].instructions[t],
+            PROPRIO: torch.from_numpy(self._proprio[e][t].copy()),
+            ACTIONS: torch.from_numpy(chunk),
+            ACTIONS_MASK: torch.from_numpy(mask),
+        }

@@ -1,0 +1,194 @@
+"""`vla-adapter record-sim`: Meta-World expert demonstrations as rosbag2 episodes.
+
+For each task and seed, the scripted expert runs until the task succeeds or the
+step limit; every frame (camera image, proprio, expert action) goes to one bag
+per episode through :class:`~vla_adapter_ros.bags.episodes.EpisodeWriter`, with
+an instruction drawn by the seed from the task's *training* paraphrases. Bags
+land in ``OUT/<task>/<task>_seed<seed>/``; seed, success, camera and image size
+are recorded in the bag (EpisodeStatus + metadata.yaml custom_data).
+
+Importing this module loads only argparse; MuJoCo, Meta-World, rosbags and
+tqdm are imported inside :func:`run` / :func:`record`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class EpisodeSummary:
+    task: str
+    seed: int
+    success: bool
+    frames: int
+    instruction: str
+    path: Path | None  # None: not written (--only-success and the expert failed)
+    sim_seconds: float  # expert + physics + rendering
+    render_seconds: float
+    write_seconds: float
+
+
+def episode_path(out: Path, task: str, seed: int) -> Path:
+    return Path(out) / task / f"{task}_seed{seed:06d}"
+
+
+def rollout(env: Any, seed: int) -> tuple[list[tuple[int, Any, Any, Any, bool]], bool]:
+    """Run the expert from ``reset(seed)``; returns frames (stamp_ns, image, proprio, action, success) and success.
+
+    Stops at the first step whose success flag is set, or at the step limit.
+    """
+    obs = env.reset(seed)
+    frames = []
+    while True:
+        action = env.expert_action()
+        stamp, image, proprio = obs["stamp_ns"], obs["image"], obs["proprio"]
+        obs, info = env.step(action)
+        frames.append((stamp, image, proprio, action, info["success"]))
+        if info["success"] or obs["done"]:
+            return frames, bool(info["success"])
+
+
+def record_episode(env: Any, out: Path, seed: int, *, storage: str = "mcap", typestore: Any = None,
+                   only_success: bool = False, episode: int = 0) -> EpisodeSummary:
+    """One expert episode of ``env`` (a MetaWorldEnv) with ``seed``, written unless it failed and ``only_success``."""
+    from vla_adapter_ros.bags.episodes import EpisodeWriter
+    from vla_adapter_ros.bags.errors import BagWriteError
+    from vla_adapter_ros.core.sim.instructions import sample_instruction
+    from vla_adapter_ros.core.sim.metaworld_env import ACTION_NAMES, PROPRIO_NAMES
+
+    path = episode_path(out, env.task, seed)
+    if path.exists():
+        raise BagWriteError(path, "exists already; choose another --out or remove it")
+    instruction = sample_instruction(env.task, seed, "train")
+    render_before = env.render_seconds
+    start = time.perf_counter()
+    frames, success = rollout(env, seed)
+    sim_seconds = time.perf_counter() - start
+    summary = EpisodeSummary(env.task, seed, success, len(frames), instruction, None, sim_seconds,
+                             env.render_seconds - render_before, 0.0)
+    if only_success and not success:
+        return summary
+    start = time.perf_counter()
+    h, w = env.image_size
+    metadata = {"instruction": instruction, "instruction_split": "train", "camera": env.camera,
+                "image_size": [h, w], "fast_render": env.fast_render, "max_steps": env.max_steps,
+                "source": "metaworld scripted expert", "recorder": "vla-adapter record-sim"}
+    writer = EpisodeWriter(path, task=env.task, seed=seed, episode=episode, max_steps=env.max_steps,
+                           storage=storage, typestore=typestore, proprio_names=PROPRIO_NAMES,
+                           action_names=ACTION_NAMES, dt=env.dt, metadata=metadata).open()
+    try:
+        for stamp, image, proprio, action, step_success in frames:
+            writer.write_step(stamp, image, proprio, action, instruction=instruction, success=step_success)
+        writer.finish(success=success)
+        writer.close()
+    except BaseException:  # incl. Ctrl-C: leave no half-written bag (it would block a re-run)
+        writer.abort()
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+    summary.write_seconds = time.perf_counter() - start
+    summary.path = path
+    return summary
+
+
+def record(tasks: Sequence[str], episodes: int, seed: int, out: str | Path, *, image_size: int = 96,
+           storage: str = "mcap", only_success: bool = False, max_steps: int | None = None,
+           camera: str | None = None, max_attempts: int | None = None, progress: bool = True
+           ) -> list[EpisodeSummary]:
+    """Record ``episodes`` per task with seeds ``seed, seed + 1, ...``.
+
+    With ``only_success`` failed episodes are not written and further seeds are
+    tried until ``episodes`` succeed or ``max_attempts`` (default ``2 * episodes + 10``) seeds were used.
+    Returns one summary per attempted episode.
+    """
+    from tqdm import tqdm
+
+    from vla_adapter_ros.bags.typestore import make_typestore
+    from vla_adapter_ros.core.sim.metaworld_env import DEFAULT_CAMERA, MetaWorldEnv, canonical_task
+
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    names = [canonical_task(t) for t in tasks]
+    attempts_per_task = (max_attempts or 2 * episodes + 10) if only_success else episodes
+    typestore = make_typestore()
+    out = Path(out)
+    results: list[EpisodeSummary] = []
+    bar = tqdm(total=len(names) * episodes, unit="ep", desc="record-sim", disable=not progress)
+    try:
+        for task in names:
+            with MetaWorldEnv(task, image_size=image_size, camera=camera or DEFAULT_CAMERA,
+                              max_steps=max_steps) as env:
+                written = 0
+                for attempt in range(attempts_per_task):
+                    if written == episodes:
+                        break
+                    s = record_episode(env, out, seed + attempt, storage=storage, typestore=typestore,
+                                       only_success=only_success, episode=written)
+                    results.append(s)
+                    bar.set_postfix(task=task, success=f"{sum(r.success for r in results)}/{len(results)}",
+                                    frames=sum(r.frames for r in results if r.path is not None), refresh=False)
+                    if s.path is not None:
+                        written += 1
+                        bar.update(1)
+    finally:
+        bar.close()
+    return results
+
+
+def format_summary(results: Sequence[EpisodeSummary], out: Path) -> str:
+    written = [r for r in results if r.path is not None]
+    frames = sum(r.frames for r in results)
+    rate = sum(r.success for r in results) / max(len(results), 1)
+    sim = sum(r.sim_seconds for r in results)
+    render = sum(r.render_seconds for r in results)
+    write = sum(r.write_seconds for r in written)
+    written_frames = sum(r.frames for r in written)
+    lines = [
+        f"recorded {len(written)} episodes ({len(results)} attempted) to {out}",
+        f"success rate {100 * rate:.1f}% ({sum(r.success for r in results)}/{len(results)}), "
+        f"frames written {written_frames}, mean length {frames / max(len(results), 1):.1f}",
+        f"ms per frame: simulate {1000 * sim / max(frames, 1):.2f} (render {1000 * render / max(frames, 1):.2f}), "
+        f"write {1000 * write / max(written_frames, 1):.2f}",
+    ]
+    for task in dict.fromkeys(r.task for r in results):
+        rs = [r for r in results if r.task == task]
+        lines.append(f"  {task}: {sum(r.success for r in rs)}/{len(rs)} success, "
+                     f"mean length {sum(r.frames for r in rs) / len(rs):.1f}")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", action="append", required=True, metavar="TASK",
+                        help="Meta-World v3 task, e.g. drawer-open or drawer-open-v3 (repeat for several)")
+    parser.add_argument("--episodes", type=int, default=10, help="episodes per task (default 10)")
+    parser.add_argument("--seed", type=int, default=0, help="first seed; episode i uses seed + i (default 0)")
+    parser.add_argument("--out", type=Path, required=True, help="output directory (one bag per episode)")
+    parser.add_argument("--image-size", type=int, default=96, help="square camera image size (default 96)")
+    parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="rosbag2 storage")
+    parser.add_argument("--only-success", action="store_true",
+                        help="write successful episodes only, trying further seeds until --episodes succeed")
+    parser.add_argument("--max-steps", type=int, default=None, help="step limit (default: the task's, 500)")
+    parser.add_argument("--camera", default=None, help="MuJoCo camera name (default corner4)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from vla_adapter_ros.bags.errors import BagError
+    from vla_adapter_ros.core.sim.metaworld_env import UnknownTaskError
+
+    try:
+        results = record(args.task, args.episodes, args.seed, args.out, image_size=args.image_size,
+                         storage=args.storage, only_success=args.only_success, max_steps=args.max_steps,
+                         camera=args.camera, progress=not args.no_progress)
+    except (UnknownTaskError, BagError, ValueError) as exc:
+        print(f"record-sim: {exc}", file=sys.stderr)
+        return 2
+    print(format_summary(results, args.out))
+    return 0 if any(r.path is not None for r in results) else 1

@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("vla_adapter_ros.tools.doctor", "report what this machine has and what is missing"),
     "switch": ("vla_adapter_ros.ros.clients", "switch the policy node's adapter (SwitchAdapter service)"),
     "record-sim": ("vla_adapter_ros.core.record", "record Meta-World expert demonstrations as rosbag2 episodes"),
+    "train": ("vla_adapter_ros.core.train", "train a backbone, adapter or baseline"),
 }
 
 

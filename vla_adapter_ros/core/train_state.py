@@ -1,0 +1,229 @@
+"""Trainer state on disk: resume checkpoints (safetensors + JSON, no pickle) and run logs.
+
+Resume directory layout (``<out_dir>/resume/``)::
+
+    model.safetensors       backbone/<key> and tuner/<name>/<key> tensors
+    optimizer.safetensors   state.<param index>.<exp_avg|exp_avg_sq|step>
+    trainer.json            step, epoch, regime, world size, scheduler state, optimizer param groups
+    rng_rank<r>.safetensors torch (and CUDA) RNG state of rank r
+    rng_rank<r>.json        python and numpy RNG state of rank r
+
+Logs (``<out_dir>/``): ``log.jsonl`` and ``log.csv`` (one row per logged step) and
+``curves.png`` (matplotlib Agg).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from .model import VLAPolicy
+from .tuners import tuner_state_dict
+
+RESUME_DIR = "resume"
+LOG_JSONL = "log.jsonl"
+LOG_CSV = "log.csv"
+CURVES_PNG = "curves.png"
+LOG_FIELDS = ("step", "epoch", "loss", "l1", "mse", "lr", "grad_norm", "samples_per_s", "elapsed_s", "val_loss")
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def model_tensors(model: VLAPolicy) -> dict[str, torch.Tensor]:
+    """Everything a run can change: backbone tensors and every tuner's tensors."""
+    out = {f"backbone/{k}": v for k, v in model.backbone_state_dict().items()}
+    for name in model.tuner_configs:
+        out.update({f"tuner/{name}/{k}": v for k, v in tuner_state_dict(model, name).items()})
+    return {k: v.detach().cpu().contiguous() for k, v in out.items()}
+
+
+@torch.no_grad()
+def load_model_tensors(model: VLAPolicy, state: Mapping[str, torch.Tensor]) -> None:
+    backbone = {k[len("backbone/"):]: v for k, v in state.items() if k.startswith("backbone/")}
+    model.load_backbone_state_dict(backbone)
+    from .adapters import load_adapter_state_dict
+
+    for name in model.tuner_configs:
+        prefix = f"tuner/{name}/"
+        load_adapter_state_dict(model, name, {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+
+
+# ----------------------------------------------------------------------------- optimizer
+
+
+def optimizer_to_files(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    extra: dict[str, dict[str, Any]] = {}
+    for idx, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"state.{idx}.{k}"] = v.detach().cpu().contiguous()
+            else:
+                extra.setdefault(str(idx), {})[k] = v
+    return tensors, {"param_groups": sd["param_groups"], "non_tensor_state": extra}
+
+
+def optimizer_from_files(
+    opt: torch.optim.Optimizer, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]
+) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for key, v in tensors.items():
+        _, idx, name = key.split(".", 2)
+        state.setdefault(int(idx), {})[name] = v
+    for idx, st in meta.get("non_tensor_state", {}).items():
+        state.setdefault(int(idx), {}).update(st)
+    groups = [dict(g) for g in meta["param_groups"]]
+    for g in groups:
+        if "betas" in g:
+            g["betas"] = tuple(g["betas"])
+    opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+# ----------------------------------------------------------------------------- RNG
+
+
+def rng_to_files() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda.{i}"] = s
+    py = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    meta = {
+        "python": [py[0], list(py[1]), py[2]],
+        "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+    }
+    return tensors, meta
+
+
+def rng_from_files(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> None:
+    torch.set_rng_state(tensors["torch"])
+    cuda = [tensors[k] for k in sorted((k for k in tensors if k.startswith("cuda.")), key=lambda s: int(s[5:]))]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    v, keys, gauss = meta["python"]
+    random.setstate((v, tuple(keys), gauss))
+    kind, keys, pos, has_gauss, cached = meta["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+
+
+# ----------------------------------------------------------------------------- resume
+
+
+def save_resume_shared(
+    directory: Path, model: VLAPolicy, opt: torch.optim.Optimizer, trainer: Mapping[str, Any]
+) -> None:
+    """Rank 0: model, optimizer and trainer state into ``directory`` (a fresh temp dir)."""
+    save_file(model_tensors(model), str(directory / "model.safetensors"))
+    opt_tensors, opt_meta = optimizer_to_files(opt)
+    save_file(opt_tensors, str(directory / "optimizer.safetensors"))
+    (directory / "trainer.json").write_text(json.dumps({**trainer, "optimizer": opt_meta}, indent=1) + "\n")
+
+
+def save_resume_rng(directory: Path, rank: int) -> None:
+    """Every rank: its own RNG state (ranks draw different dropout masks)."""
+    tensors, meta = rng_to_files()
+    save_file(tensors, str(directory / f"rng_rank{rank}.safetensors"))
+    (directory / f"rng_rank{rank}.json").write_text(json.dumps(meta) + "\n")
+
+
+def commit_resume(tmp: Path, final: Path) -> None:
+    """Replace ``final`` by ``tmp`` (rank 0, after every rank wrote into ``tmp``)."""
+    old = final.with_name(final.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def read_trainer_json(directory: Path) -> dict[str, Any]:
+    path = directory / "trainer.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no trainer.json in resume directory {directory}")
+    return json.loads(path.read_text())
+
+
+def load_resume(directory: Path, model: VLAPolicy, opt: torch.optim.Optimizer, rank: int) -> dict[str, Any]:
+    trainer = read_trainer_json(directory)
+    load_model_tensors(model, load_file(str(directory / "model.safetensors")))
+    optimizer_from_files(opt, load_file(str(directory / "optimizer.safetensors")), trainer["optimizer"])
+    rng_file = directory / f"rng_rank{rank}.safetensors"
+    if not rng_file.is_file():
+        raise FileNotFoundError(f"{rng_file} missing (resume needs the same number of processes)")
+    rng_from_files(load_file(str(rng_file)), json.loads((directory / f"rng_rank{rank}.json").read_text()))
+    return trainer
+
+
+# ----------------------------------------------------------------------------- logs
+
+
+class RunLog:
+    """JSONL + CSV log of training records; only rank 0 creates one."""
+
+    def __init__(self, out_dir: Path, resume_step: int | None = None) -> None:
+        self.jsonl = out_dir / LOG_JSONL
+        self.csv = out_dir / LOG_CSV
+        self.records: list[dict[str, Any]] = []
+        if resume_step is not None and self.jsonl.is_file():
+            # Keep what happened up to the resumed step; later lines belong to the lost run.
+            for line in self.jsonl.read_text().splitlines():
+                if line.strip():
+                    rec = json.loads(line)
+                    if rec.get("step", 0) <= resume_step:
+                        self.records.append(rec)
+        self.jsonl.write_text("".join(json.dumps(r) + "\n" for r in self.records))
+        with self.csv.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=LOG_FIELDS, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(self.records)
+
+    def append(self, record: Mapping[str, Any]) -> None:
+        rec = {k: record.get(k) for k in LOG_FIELDS if record.get(k) is not None}
+        self.records.append(rec)
+        with self.jsonl.open("a") as f:
+            f.write(json.dumps(rec) + "\n")
+        with self.csv.open("a", newline="") as f:
+            csv.DictWriter(f, fieldnames=LOG_FIELDS, extrasaction="ignore").writerow(rec)
+
+    def plot(self, path: Path, title: str = "") -> Path | None:
+        """PNG of loss (train / val) and learning rate against step."""
+        train = [r for r in self.records if "loss" in r]
+        val = [r for r in self.records if "val_loss" in r]
+        if not train:
+            return None
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, height_ratios=(3, 1))
+        ax1.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss")
+        if val:
+            ax1.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="val loss")
+        ax1.set_yscale("log")
+        ax1.set_ylabel("loss (normalised actions)")
+        ax1.legend()
+        ax1.grid(True, alpha=0.3)
+        ax1.set_title(title)
+        ax2.plot([r["step"] for r in train], [r.get("lr", 0.0) for r in train], color="tab:orange")
+        ax2.set_ylabel("lr")
+        ax2.set_xlabel("step")
+        ax2.grid(True, alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return path

@@ -18,6 +18,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "switch": ("vla_adapter_ros.ros.clients", "switch the policy node's adapter (SwitchAdapter service)"),
     "record-sim": ("vla_adapter_ros.core.record", "record Meta-World expert demonstrations as rosbag2 episodes"),
     "train": ("vla_adapter_ros.core.train", "train a backbone, adapter or baseline"),
+    "export": ("vla_adapter_ros.core.export", "export backbone + adapters to ONNX with a parity check"),
+    "eval": ("vla_adapter_ros.core.evaluate", "closed-loop success rate on Meta-World (checkpoint or ONNX)"),
+    "benchmark": ("vla_adapter_ros.core.benchmark", "Meta-World adapter benchmark end to end (resumable)"),
 }
 
 

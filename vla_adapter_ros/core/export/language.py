@@ -1,0 +1,103 @@
+"""The language encoder (all-MiniLM-L6-v2) as ONNX, its tokenizer files, optional int8 quantisation."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vla_adapter_ros.runtime import manifest as mf
+
+from .errors import ExportError
+from .graph import finish_io, quiet, save_proto, torch_export
+from .parity import PARITY_SENTENCES
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+
+
+def load_encoder(path: str | Path | None) -> Any:
+    from vla_adapter_ros.core.language import LanguageEncoder
+
+    try:
+        return LanguageEncoder(path).eval()
+    except (OSError, ValueError) as exc:
+        raise ExportError(f"cannot load the language model: {exc}") from exc
+
+
+def export_encoder(encoder: Any, out_dir: Path, opset: int) -> dict[str, Any]:
+    import torch
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokens = encoder.tokenize(["open the drawer", "pick up the puck and place it at the goal"])
+    batch = torch.export.Dim("batch", min=1, max=1 << 16)
+    seq = torch.export.Dim("sequence", min=1, max=512)
+    dyn = ({0: batch, 1: seq}, {0: batch, 1: seq})
+    proto = torch_export(
+        encoder, (tokens["input_ids"], tokens["attention_mask"]), list(mf.LANGUAGE_INPUTS), dyn, opset, "language encoder"
+    )
+    finish_io(proto, {"__output__": "embedding"}, {"input_ids": ("batch", "sequence"),
+               "attention_mask": ("batch", "sequence"), "embedding": ("batch",)})
+    save_proto(proto, out_dir / "encoder.onnx")
+    src = Path(encoder.model_path)
+    extra = []
+    for fname in TOKENIZER_FILES:
+        if (src / fname).is_file():
+            shutil.copyfile(src / fname, out_dir / fname)
+            if fname != "tokenizer.json":
+                extra.append(f"language/{fname}")
+    if not (out_dir / "tokenizer.json").is_file():
+        raise ExportError(f"the language model at {src} has no tokenizer.json (the runtime's tokenizer needs it)")
+    dim = int(encoder.dim)
+    return {
+        "file": "language/encoder.onnx",
+        "tokenizer": "language/tokenizer.json",
+        "extra_files": extra,
+        "source": "sentence-transformers/all-MiniLM-L6-v2",
+        "embedding_dim": dim,
+        "max_length": int(encoder.max_length),
+        "pooling": "mean",
+        "normalize": "l2",
+        "quantized": False,
+        "inputs": [{"name": n, "shape": ["batch", "sequence"], "dtype": "int64"} for n in mf.LANGUAGE_INPUTS],
+        "outputs": [{"name": "embedding", "shape": ["batch", dim], "dtype": "float32"}],
+    }
+
+
+def quantize_encoder(tmp: Path, encoder: Any, min_cosine: float) -> dict[str, Any]:
+    """int8 dynamic quantisation of the encoder; cosine similarity to the fp32 PyTorch embeddings, measured."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from vla_adapter_ros.runtime.language import LanguageEncoder as RtEncoder
+
+    fp32 = tmp / "language" / "encoder.onnx"
+    int8 = tmp / "language" / "encoder.int8.onnx"
+    fp32_bytes = fp32.stat().st_size
+    with quiet():
+        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True)
+    os.replace(int8, fp32)
+    session = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
+    tokenizer = (tmp / "language" / "tokenizer.json").read_bytes()
+    rt = RtEncoder.from_bytes(session, tokenizer, int(encoder.dim), int(encoder.max_length), cache_size=0)
+    texts = list(PARITY_SENTENCES)
+    got = rt.encode_batch(texts)
+    ref = encoder.encode(texts).detach().cpu().numpy()
+    cos = np.sum(got * ref, axis=1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1))
+    info = {
+        "method": "onnxruntime quantize_dynamic, int8 weights (per channel)",
+        "fp32_bytes": fp32_bytes,
+        "int8_bytes": fp32.stat().st_size,
+        "min_cosine": float(cos.min()),
+        "mean_cosine": float(cos.mean()),
+        "max_abs_diff": float(np.abs(got - ref).max()),
+        "sentences": len(texts),
+    }
+    if not info["min_cosine"] >= min_cosine:
+        raise ExportError(
+            f"int8 language encoder is too far from fp32: min cosine {info['min_cosine']:.4f} < {min_cosine}; "
+            "export without --quantize-language"
+        )
+    return info

@@ -1,0 +1,458 @@
+"""The deployed policy: an exported model directory served with onnxruntime.
+
+Two modes over the same directory:
+
+- ``"shared"``: one InferenceSession of the shared backbone, whose adapter weights are
+  graph inputs with identity defaults; each task adapter is an onnxruntime adapter file
+  (``LoraAdapter``) activated per run through its own ``RunOptions``. Switching adapters
+  swaps which prepared RunOptions the next run uses: no new session, no backbone reload,
+  and an extra adapter costs about its file size.
+- ``"merged"``: one InferenceSession per self-contained model (backbone + adapter baked in).
+  Simplest for TensorRT; each adapter costs a whole backbone.
+
+Switching is one reference assignment under a lock. ``infer`` reads that reference once
+when it starts, so an inference already running finishes with the adapter it started with
+and reports that adapter, while the next one uses the new adapter.
+
+Imports neither torch nor rclpy (a robot needs numpy, OpenCV, tokenizers and onnxruntime).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from vla_adapter_ros import processing
+from vla_adapter_ros.runtime.errors import (
+    InputError,
+    ManifestError,
+    NonFiniteOutputError,
+    PolicyRuntimeError,
+    UnknownAdapterError,
+)
+from vla_adapter_ros.runtime.language import LanguageEncoder
+from vla_adapter_ros.runtime.manifest import POLICY_OUTPUTS, AdapterSpec, Manifest, TensorSpec
+from vla_adapter_ros.runtime.providers import CPU, TENSORRT, ProviderConfig, ProviderReport, create_session
+
+MODES = ("shared", "merged")
+_ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64"}
+# Manifest sections a re-read manifest must keep unchanged before load_adapter trusts it.
+_BACKBONE_KEYS = ("inputs", "outputs", "image", "proprio", "actions", "language", "shared")
+_ACTIVE = object()  # run_network's "whatever adapter is active" default
+
+
+@dataclass(frozen=True)
+class InferenceResult:
+    """One action chunk: de-normalised, clipped (K, A) actions and how they were made."""
+
+    actions: np.ndarray
+    adapter: str | None
+    instruction: str
+    provider: str
+    timing: dict[str, float] = field(default_factory=dict)  # milliseconds
+    instruction_cached: bool = False
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """Everything one inference needs for one adapter, prepared in advance."""
+
+    name: str | None
+    spec: AdapterSpec | None
+    session: ort.InferenceSession
+    run_options: ort.RunOptions | None
+    adapter: Any = None  # the LoraAdapter, kept alive while RunOptions refers to it
+
+
+class OnnxPolicy:
+    """Serve an exported model directory; see :meth:`from_dir`. A context manager."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        *,
+        mode: str = "shared",
+        providers: ProviderConfig | Sequence[Any] | str | None = None,
+        adapter: str | None = None,
+        load_adapters: Sequence[str] | None = None,
+        precision: str = "fp32",
+        cache_size: int = 256,
+        warmup: bool = True,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if precision not in ("fp32", "fp16"):
+            raise ValueError(f"precision must be 'fp32' or 'fp16', got {precision!r}")
+        if precision == "fp16" and mode != "merged":
+            raise ValueError("precision='fp16' needs mode='merged' (the fp16 files are self-contained models)")
+        self._manifest = manifest
+        self.mode = mode
+        self.precision = precision
+        self._config = ProviderConfig.coerce(providers)
+        self._chain = self._config.chain()
+        self._lock = threading.RLock()
+        self._slots: dict[str | None, _Slot] = {}
+        self._state: _Slot | None = None
+        self._warmup = warmup
+        self._cache_size = cache_size
+        self._report: ProviderReport | None = None
+        self.load_seconds = 0.0
+        self.warmup_seconds = 0.0
+
+        t0 = time.perf_counter()
+        names = list(manifest.adapter_names if load_adapters is None else dict.fromkeys(load_adapters))
+        initial: str | None = adapter
+        if adapter is None:  # the manifest's default if it is loaded, else the first loaded, else none
+            initial = manifest.default_adapter if manifest.default_adapter in names else next(iter(names), None)
+        elif adapter not in names:
+            names.append(adapter)
+        for name in names:
+            if manifest.adapter(name) is None:
+                raise self._unknown(name, "is not listed in the manifest")
+        self.language, self.language_provider = self._load_language()
+        self._backbone: ort.InferenceSession | None = None
+        if mode == "shared":
+            self._backbone, self._report = self._session(manifest.shared_file, "shared backbone")
+            self._check_graph(self._backbone, manifest.adapter_inputs, manifest.shared_file)
+            self._slots[None] = _Slot(None, None, self._backbone, None)  # identity adapter = backbone alone
+        slots = {n: self._prepare(manifest, n) for n in names}
+        self._slots.update(slots)
+        if mode == "merged" and not slots:
+            raise ManifestError("merged mode needs at least one adapter to load")
+        self.load_seconds = time.perf_counter() - t0
+        if warmup:
+            t1 = time.perf_counter()
+            self.language.encode_batch(["warm up"])
+            for slot in self._slots.values():
+                self._warm(slot)
+            self.warmup_seconds = time.perf_counter() - t1
+        self._state = self._slots[initial]
+
+    @classmethod
+    def from_dir(
+        cls,
+        model_dir: str | Path,
+        providers: ProviderConfig | Sequence[Any] | str | None = None,
+        mode: str = "shared",
+        adapter: str | None = None,
+        **kwargs: Any,
+    ) -> OnnxPolicy:
+        """Load ``model_dir`` through its manifest (every file's sha256 is checked before use).
+
+        ``providers``: names in order (default TensorRT -> CUDA -> CPU) or a ProviderConfig.
+        ``adapter``: the adapter active after loading (default: the manifest's default).
+        Keyword options: ``load_adapters`` (names to load now, default all), ``precision``
+        (``"fp16"`` uses the fp16 merged files), ``cache_size`` (instruction LRU), ``warmup``.
+        """
+        return cls(Manifest.load(model_dir), mode=mode, providers=providers, adapter=adapter, **kwargs)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def manifest(self) -> Manifest:
+        return self._manifest
+
+    @property
+    def provider(self) -> str:
+        """The execution provider that runs the policy network."""
+        return self.provider_report.active
+
+    @property
+    def provider_report(self) -> ProviderReport:
+        """Requested providers, the one that runs, and why the others were skipped."""
+        assert self._report is not None  # set by the first session, before __init__ returns
+        return self._report
+
+    @property
+    def active_adapter(self) -> str | None:
+        state = self._state
+        return None if state is None else state.name
+
+    @property
+    def adapters(self) -> list[AdapterSpec]:
+        """Loaded adapters (switchable now), in load order."""
+        return [s.spec for s in self._slots.values() if s.spec is not None]
+
+    @property
+    def action_names(self) -> tuple[str, ...]:
+        return self._manifest.actions.names
+
+    # ------------------------------------------------------------------ adapters
+    def switch(self, name: str | None) -> str | None:
+        """Make ``name`` the adapter of the next inference; returns the previous one.
+
+        ``None`` selects the backbone alone (shared mode only: the identity defaults).
+        """
+        with self._lock:
+            previous = self._require_open().name
+            slot = self._slots.get(name) if isinstance(name, str | None) else None
+            if slot is None:
+                raise self._unknown(name)
+            self._state = slot
+            return previous
+
+    def load_adapter(self, name: str, activate: bool = False) -> AdapterSpec:
+        """Hot-add adapter ``name`` from the model directory (a NAME, never a path).
+
+        Looks it up in the loaded manifest, or in a re-read ``manifest.json`` whose backbone
+        sections are unchanged; checks the file's sha256 and its tensor names, shapes and
+        dtypes against the graph; only then makes it switchable. Any failure leaves the
+        runtime exactly as it was.
+        """
+        with self._lock:
+            self._require_open()
+            if name in self._slots:
+                if activate:
+                    self.switch(name)
+                return self._slots[name].spec  # type: ignore[return-value]
+            manifest = self._manifest
+            if manifest.adapter(name) is None:
+                manifest = self._reread_manifest(name)
+            slot = self._prepare(manifest, name)
+            if self._warmup:
+                self._warm(slot)
+            # Publish: a new dict, then one assignment, so readers never see a half-built state.
+            slots = dict(self._slots)
+            slots[name] = slot
+            self._slots = slots
+            self._manifest = manifest
+            if activate:
+                self._state = slot
+            return slot.spec  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ inference
+    def infer(self, rgb: np.ndarray, instruction: str, proprio: Sequence[float] | np.ndarray | None = None) -> InferenceResult:
+        """(H, W, 3) uint8 RGB frame + instruction + raw proprio -> clipped (K, A) actions in robot units."""
+        slot = self._require_open()  # read once: this inference uses this adapter throughout
+        m = self._manifest
+        t0 = time.perf_counter()
+        try:
+            image = processing.preprocess_image(np.asarray(rgb), m.image_size)[None]  # (1, 3, H, W)
+        except processing.ProcessingError as exc:
+            raise InputError(str(exc)) from exc
+        prop = self._proprio(proprio)  # (1, P)
+        t1 = time.perf_counter()
+        embedding, cached = self.language.encode(instruction)
+        t2 = time.perf_counter()
+        feeds = {processing.IMAGE: image, processing.INSTRUCTION_EMBEDDING: embedding[None], processing.PROPRIO: prop}
+        (raw,) = slot.session.run(list(POLICY_OUTPUTS), feeds, slot.run_options)
+        t3 = time.perf_counter()
+        actions = self._postprocess(raw[0], slot.name, instruction)
+        t4 = time.perf_counter()
+        timing = {
+            "preprocess_ms": (t1 - t0) * 1e3,
+            "language_ms": (t2 - t1) * 1e3,
+            "network_ms": (t3 - t2) * 1e3,
+            "postprocess_ms": (t4 - t3) * 1e3,
+            "total_ms": (t4 - t0) * 1e3,
+        }
+        return InferenceResult(actions, slot.name, instruction, self.provider, timing, cached)
+
+    def run_network(
+        self, image: np.ndarray, instruction_embedding: np.ndarray, proprio: np.ndarray, adapter: Any = _ACTIVE
+    ) -> np.ndarray:
+        """Raw network call on already-processed batches: (B,3,H,W), (B,E), (B,P) -> normalised (B,K,A).
+
+        For parity checks and benchmarks; ``adapter`` defaults to the active one.
+        """
+        slot = self._require_open() if adapter is _ACTIVE else self._slots.get(adapter)
+        if slot is None:
+            raise self._unknown(adapter)
+        feeds = {
+            processing.IMAGE: np.ascontiguousarray(image, np.float32),
+            processing.INSTRUCTION_EMBEDDING: np.ascontiguousarray(instruction_embedding, np.float32),
+            processing.PROPRIO: np.ascontiguousarray(proprio, np.float32),
+        }
+        return slot.session.run(list(POLICY_OUTPUTS), feeds, slot.run_options)[0]
+
+    # ------------------------------------------------------------------ lifetime
+    def close(self) -> None:
+        with self._lock:
+            self._state = None
+            self._slots = {}
+            self._backbone = None
+
+    def __enter__(self) -> OnnxPolicy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"OnnxPolicy({self._manifest.name!r}, mode={self.mode!r}, provider={self.provider!r}, "
+            f"active={self.active_adapter!r}, loaded={[a.name for a in self.adapters]})"
+        )
+
+    # ------------------------------------------------------------------ internals
+    def _require_open(self) -> _Slot:
+        state = self._state
+        if state is None:
+            raise PolicyRuntimeError("the policy is closed")
+        return state
+
+    def _unknown(self, name: Any, why: str = "is not loaded") -> UnknownAdapterError:
+        loaded = [n for n in self._slots if n is not None]
+        hint = "" if name not in self._manifest.adapter_names else f"; call load_adapter({name!r}) first"
+        backbone = " (None = backbone alone)" if self.mode == "shared" else ""
+        return UnknownAdapterError(
+            f"unknown adapter {name!r}: it {why}{hint}. Loaded: {loaded}{backbone}; "
+            f"listed in the manifest: {self._manifest.adapter_names}"
+        )
+
+    def _session_options(self) -> ort.SessionOptions:
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Errors only: the shared graph's adapter inputs-with-initializers are by design, and
+        # onnxruntime warns about each of them at load.
+        so.log_severity_level = 3
+        if self._config.intra_op_threads:
+            so.intra_op_num_threads = self._config.intra_op_threads
+        return so
+
+    def _session(self, rel: str, label: str, chain: Any = None) -> tuple[ort.InferenceSession, ProviderReport]:
+        data = self._manifest.read_verified(rel)
+        return create_session(data, chain or self._chain, self._session_options(), label=f"{label} ({rel})")
+
+    def _load_language(self) -> tuple[LanguageEncoder, str]:
+        spec = self._manifest.language
+        # Token sequences change length with every instruction; TensorRT would rebuild an engine
+        # per shape, and the encoder runs once per new instruction anyway.
+        chain = [p for p in self._chain if p[0] != TENSORRT] or [(CPU, {})]
+        session, report = self._session(spec.file, "language encoder", chain)
+        tokenizer = self._manifest.read_verified(spec.tokenizer)
+        encoder = LanguageEncoder.from_bytes(session, tokenizer, spec.embedding_dim, spec.max_length, self._cache_size)
+        return encoder, report.active
+
+    def _prepare(self, manifest: Manifest, name: str) -> _Slot:
+        spec = manifest.adapter(name)
+        if spec is None:
+            raise self._unknown(name, "is not listed in the manifest")
+        if self.mode == "merged":
+            rel = spec.merged_file
+            if self.precision == "fp16":
+                if spec.fp16_file is None:
+                    raise ManifestError(f"adapter {name!r} has no fp16 file; re-export with --fp16")
+                rel = spec.fp16_file
+            # After the first session, start the chain at the provider that worked.
+            chain = self._chain
+            if self._report is not None:
+                chain = self._chain[[n for n, _ in self._chain].index(self._report.active) :]
+            session, report = self._session(rel, f"adapter {name!r}", chain)
+            if self._report is None:
+                self._report = report
+            self._check_graph(session, (), rel)
+            return _Slot(name, spec, session, None)
+        path = manifest.verify(spec.file)
+        self._check_adapter_file(path, spec)
+        lora = ort.LoraAdapter()
+        lora.Load(str(path))
+        options = ort.RunOptions()
+        options.add_active_adapter(lora)
+        return _Slot(name, spec, self._backbone, options, lora)  # type: ignore[arg-type]
+
+    def _check_adapter_file(self, path: Path, spec: AdapterSpec) -> None:
+        try:
+            params = ort.AdapterFormat.read_adapter(str(path)).get_parameters()
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
+            raise ManifestError(f"adapter {spec.name!r}: cannot read {spec.file!r}: {exc}") from exc
+        expected = {t.name: t for t in self._manifest.adapter_inputs}
+        got = {k: (tuple(v.shape()), _ORT_DTYPES.get(v.data_type(), v.data_type())) for k, v in params.items()}
+        if set(got) != set(expected):
+            missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
+            raise ManifestError(
+                f"adapter {spec.name!r} ({spec.file}) does not fit the shared backbone: "
+                f"missing tensors {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+                f"unexpected tensors {extra[:5]}{'...' if len(extra) > 5 else ''}"
+            )
+        for key, (shape, dtype) in got.items():
+            want = expected[key]
+            if shape != tuple(want.shape) or dtype != want.dtype:
+                raise ManifestError(
+                    f"adapter {spec.name!r} tensor {key!r} is {list(shape)} {dtype}; "
+                    f"the shared backbone expects {list(want.shape)} {want.dtype}"
+                )
+
+    def _check_graph(self, session: ort.InferenceSession, adapter_inputs: Sequence[TensorSpec], rel: str) -> None:
+        """The session's inputs/outputs must be exactly what the manifest describes."""
+        m = self._manifest
+        declared = {t.name: t for t in (*m.inputs, *m.outputs, *adapter_inputs)}
+        actual = [*session.get_inputs(), *session.get_outputs(), *session.get_overridable_initializers()]
+        names = [a.name for a in actual]
+        if sorted(names) != sorted(declared):
+            raise ManifestError(f"{rel}: graph tensors {sorted(names)[:8]} differ from the manifest's {sorted(declared)[:8]}")
+        for a in actual:
+            want = declared[a.name]
+            shape = [d if isinstance(d, int) else "?" for d in a.shape]
+            expect = [d if isinstance(d, int) else "?" for d in want.shape]
+            dtype = _ORT_DTYPES.get(getattr(a, "type", "tensor(float)"), "?")
+            if shape != expect or dtype != want.dtype:
+                raise ManifestError(f"{rel}: {a.name} is {a.shape} {dtype}, the manifest says {list(want.shape)} {want.dtype}")
+
+    def _warm(self, slot: _Slot) -> None:
+        m = self._manifest
+        h, w = m.image_size
+        feeds = {
+            processing.IMAGE: np.zeros((1, 3, h, w), np.float32),
+            processing.INSTRUCTION_EMBEDDING: np.zeros((1, m.language.embedding_dim), np.float32),
+            processing.PROPRIO: np.zeros((1, len(m.proprio_names)), np.float32),
+        }
+        slot.session.run(list(POLICY_OUTPUTS), feeds, slot.run_options)
+
+    def _proprio(self, proprio: Any) -> np.ndarray:
+        norm = self._manifest.proprio_normalizer
+        if proprio is None:
+            if norm.dim == 0:
+                return np.zeros((1, 0), np.float32)
+            raise InputError(f"this model needs proprio {list(self._manifest.proprio_names)}, got None")
+        try:
+            values = np.asarray(proprio, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"proprio must be {norm.dim} numbers, got {proprio!r}") from exc
+        if values.shape != (norm.dim,):
+            raise InputError(
+                f"proprio has shape {values.shape}, expected ({norm.dim},) for {list(self._manifest.proprio_names)}"
+            )
+        if not np.all(np.isfinite(values)):
+            raise InputError(f"proprio has non-finite values: {values.tolist()}")
+        with np.errstate(over="ignore", invalid="ignore"):
+            return norm.normalize(values)[None]  # (1, P); an overflow here surfaces as non-finite output
+
+    def _postprocess(self, raw: np.ndarray, adapter: str | None, instruction: str) -> np.ndarray:
+        spec = self._manifest.actions
+        if not np.all(np.isfinite(raw)):
+            raise NonFiniteOutputError(
+                f"network output has {int(np.size(raw) - np.isfinite(raw).sum())} non-finite values "
+                f"(adapter {adapter!r}, instruction {instruction!r}); no action returned"
+            )
+        with np.errstate(over="ignore", invalid="ignore"):
+            actions = spec.normalizer.denormalize(raw)  # (K, A)
+        if not np.all(np.isfinite(actions)):
+            raise NonFiniteOutputError(
+                f"de-normalised actions are non-finite (adapter {adapter!r}); check the manifest's action statistics "
+                f"mean={spec.normalizer.mean.tolist()} std={spec.normalizer.std.tolist()}"
+            )
+        return np.clip(actions, np.asarray(spec.low, np.float32), np.asarray(spec.high, np.float32)).astype(np.float32)
+
+    def _reread_manifest(self, name: str) -> Manifest:
+        try:
+            fresh = Manifest.load(self._manifest.root)
+        except ManifestError as exc:
+            raise ManifestError(f"adapter {name!r} is not in the loaded manifest and re-reading it failed: {exc}") from exc
+        if fresh.adapter(name) is None:
+            raise self._unknown(name, "is not listed in the manifest")
+        old, new = self._manifest.raw, fresh.raw
+        changed = [k for k in _BACKBONE_KEYS if json.dumps(old.get(k), sort_keys=True) != json.dumps(new.get(k), sort_keys=True)]
+        if changed or fresh.backbone_files != self._manifest.backbone_files:
+            raise ManifestError(
+                f"adapter {name!r} belongs to a manifest whose backbone changed ({changed or 'files'}); "
+                "reload the policy instead of hot-adding"
+            )
+        return fresh

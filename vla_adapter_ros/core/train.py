@@ -454,6 +454,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stop-after", type=int, help="stop after N steps in this call (resume later)")
 
 
+def train_from_config(cfg: TrainConfig, *, stop_after: int | None = None, language=None) -> TrainResult:
+    """Build the datasets ``cfg`` names and train. Fine-tuning regimes normalise the data
+    with the statistics stored in ``cfg.init_checkpoint`` (the backbone's), never their own."""
+    from .config import ModelConfig
+
+    if not cfg.data:
+        raise ValueError("TrainConfig.data lists no episode directories")
+    if cfg.regime == "pretrain":
+        model_config, stats = cfg.model, None
+    else:
+        from .checkpoint import CONFIG_NAME, load_checkpoint
+
+        model_config = ModelConfig.load(Path(cfg.init_checkpoint) / CONFIG_NAME)
+        stats = load_checkpoint(cfg.init_checkpoint, adapters=False).stats
+    dataset = build_dataset(expand_paths(cfg.data), model_config, stats, topics=cfg.topics, augment=cfg.augment)
+    train_stats = stats or getattr(dataset, "stats", None)
+    val = build_dataset(expand_paths(cfg.val_data), model_config, train_stats, topics=cfg.topics) if cfg.val_data else None
+    return train(cfg, dataset, val, stats=train_stats, stop_after=stop_after, language=language)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
@@ -473,21 +493,8 @@ def _run(args: argparse.Namespace) -> int:
     cfg = load_train_config(args.config, overrides)
     if not cfg.data:
         raise ValueError(f"{args.config}: 'data' lists no episode directories")
-    from .config import ModelConfig
-
-    if cfg.regime == "pretrain":
-        model_config, stats = cfg.model, None
-    else:
-        from .checkpoint import CONFIG_NAME, load_checkpoint
-
-        model_config = ModelConfig.load(Path(cfg.init_checkpoint) / CONFIG_NAME)
-        stats = load_checkpoint(cfg.init_checkpoint, adapters=False).stats
-    opts = {"topics": cfg.topics, "augment": cfg.augment}
-    dataset = build_dataset(expand_paths(cfg.data), model_config, stats, **opts)
-    train_stats = stats or getattr(dataset, "stats", None)
-    val = build_dataset(expand_paths(cfg.val_data), model_config, train_stats, topics=cfg.topics) if cfg.val_data else None
     try:
-        result = train(cfg, dataset, val, stats=train_stats, stop_after=args.stop_after)
+        result = train_from_config(cfg, stop_after=args.stop_after)
     finally:
         import torch.distributed as dist
 

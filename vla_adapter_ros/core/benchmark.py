@@ -1,0 +1,327 @@
+"""The Meta-World adapter benchmark, end to end and resumable (`vla-adapter benchmark`).
+
+Stages, each skipped when its result is already on disk (so an interrupted run
+continues where it stopped, and ``--stage`` reruns one):
+
+1. ``record``   expert demonstrations as rosbag2 episodes (base + held-out tasks, seeds 0..)
+2. ``pretrain`` the backbone on the base tasks
+3. ``finetune`` every method on every held-out task, same data and schedule
+4. ``eval``     closed-loop success on held-out seeds (>= EVAL_SEED_START), backbone-only,
+                paraphrased instructions, forgetting on the base tasks
+5. ``export``   backbone + the main method's adapters -> ONNX model directory (parity-checked)
+6. ``report``   results.json + markdown tables + PNG plots
+
+The backbone never sees the held-out tasks; methods differ only in what they train.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigBase, ModelConfig
+
+STAGES = ("record", "pretrain", "finetune", "eval", "export", "report")
+DONE = ".done"
+
+
+@dataclass
+class MethodSpec(ConfigBase):
+    """One way of specialising the backbone to a task."""
+
+    name: str = "adapter_r16"
+    regime: str = "adapter"  # adapter | lora | head_only | full
+    rank: int = 16
+    positions: tuple[str, ...] = ("attn", "ffn")  # adapters only
+    lora_targets: tuple[str, ...] = ("attn_out", "ffn_out")  # LoRA only
+
+    def __post_init__(self) -> None:
+        if self.regime not in ("adapter", "lora", "head_only", "full"):
+            raise ValueError(f"method {self.name!r}: regime must be adapter|lora|head_only|full, got {self.regime!r}")
+        self.positions, self.lora_targets = tuple(self.positions), tuple(self.lora_targets)
+
+
+@dataclass
+class BenchmarkConfig(ConfigBase):
+    # -- tasks and data ------------------------------------------------------------------------------
+    base_tasks: tuple[str, ...] = (
+        "reach", "push", "pick-place", "door-open", "drawer-open", "drawer-close",
+        "button-press-topdown", "peg-insert-side", "window-open", "window-close",
+    )
+    heldout_tasks: tuple[str, ...] = ("coffee-button", "faucet-open", "handle-press", "plate-slide", "basketball")
+    base_episodes: int = 40
+    heldout_episodes: int = 40
+    record_seed: int = 0
+    max_steps: int = 0  # 0 = the task's limit (500)
+    # -- model and schedules ---------------------------------------------------------------------------
+    model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides
+    pretrain_steps: int = 3000
+    finetune_steps: int = 600
+    batch_size: int = 32
+    augment: bool = True
+    methods: tuple[dict[str, Any], ...] = (
+        {"name": "adapter_r8", "regime": "adapter", "rank": 8},
+        {"name": "adapter_r16", "regime": "adapter", "rank": 16},
+        {"name": "adapter_r32", "regime": "adapter", "rank": 32},
+        {"name": "adapter_r16_ffn", "regime": "adapter", "rank": 16, "positions": ["ffn"]},
+        {"name": "lora_r8", "regime": "lora", "rank": 8},
+        {"name": "head_only", "regime": "head_only"},
+        {"name": "full", "regime": "full"},
+    )
+    main_method: str = "adapter_r16"
+    # -- evaluation -----------------------------------------------------------------------------------
+    eval_episodes: int = 10
+    eval_seed_start: int = 100_000
+    forgetting_episodes: int = 5  # per base task, backbone vs one fully fine-tuned model
+    # -- export ---------------------------------------------------------------------------------------
+    export_dir: str = "models/default"
+    export_tasks: tuple[str, ...] = ()  # held-out tasks whose main-method adapter is bundled; () = all
+    quantize_language: bool = True
+    out_dir: str = "runs/metaworld"
+
+    def __post_init__(self) -> None:
+        for name in ("base_tasks", "heldout_tasks", "methods", "export_tasks"):
+            setattr(self, name, tuple(getattr(self, name)))
+        specs = [MethodSpec.from_dict(dict(m)) for m in self.methods]
+        if self.main_method not in {m.name for m in specs}:
+            raise ValueError(f"main_method {self.main_method!r} is not among methods {[m.name for m in specs]}")
+        if set(self.base_tasks) & set(self.heldout_tasks):
+            raise ValueError(f"tasks both base and held-out: {sorted(set(self.base_tasks) & set(self.heldout_tasks))}")
+        for n in ("base_episodes", "heldout_episodes", "pretrain_steps", "finetune_steps", "eval_episodes"):
+            if getattr(self, n) <= 0:
+                raise ValueError(f"{n} must be positive, got {getattr(self, n)}")
+        ModelConfig.from_dict(self.model)  # validate overrides now, not after an hour of recording
+
+    @property
+    def method_specs(self) -> list[MethodSpec]:
+        return [MethodSpec.from_dict(dict(m)) for m in self.methods]
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return ModelConfig.from_dict(self.model)
+
+
+def adapter_name(task: str) -> str:
+    """``faucet-open-v3`` -> ``faucet_open`` (the name users switch to)."""
+    return task.removesuffix("-v3").replace("-", "_")
+
+
+class Benchmark:
+    """Paths and stages of one benchmark run under ``cfg.out_dir``."""
+
+    def __init__(self, cfg: BenchmarkConfig, *, progress: bool = True, log=print) -> None:
+        from .sim.metaworld_env import canonical_task
+
+        self.cfg, self.progress, self.log = cfg, progress, log
+        self.out = Path(cfg.out_dir)
+        self.base = [canonical_task(t) for t in cfg.base_tasks]
+        self.heldout = [canonical_task(t) for t in cfg.heldout_tasks]
+
+    # ------------------------------------------------------------------ paths
+    def demos(self, task: str) -> Path:
+        return self.out / "demos" / task
+
+    @property
+    def backbone(self) -> Path:
+        return self.out / "pretrain" / "checkpoint"
+
+    def run_dir(self, task: str, method: str) -> Path:
+        return self.out / "finetune" / task / method
+
+    def artifact(self, task: str, spec: MethodSpec) -> Path:
+        run = self.run_dir(task, spec.name)
+        if spec.regime in ("adapter", "lora"):
+            return run / "adapters" / adapter_name(task)
+        return run / "checkpoint"
+
+    def eval_file(self, task: str, policy: str, split: str = "train") -> Path:
+        return self.out / "eval" / task / f"{policy}{'' if split == 'train' else '_' + split}.json"
+
+    # ------------------------------------------------------------------ stages
+    def record(self) -> None:
+        from .record import record
+
+        cfg = self.cfg
+        for tasks, episodes in ((self.base, cfg.base_episodes), (self.heldout, cfg.heldout_episodes)):
+            for task in tasks:
+                done = self.demos(task) / DONE
+                if done.is_file():
+                    continue
+                shutil.rmtree(self.demos(task), ignore_errors=True)  # a partial task is redone whole
+                self.log(f"[record] {task}: {episodes} successful expert episodes")
+                summaries = record([task], episodes, cfg.record_seed, self.out / "demos",
+                                   image_size=self.cfg.model_config.image_size, only_success=True,
+                                   max_steps=cfg.max_steps or None, progress=self.progress)
+                got = sum(1 for s in summaries if s.success and s.path is not None)
+                if got < episodes:
+                    raise RuntimeError(f"{task}: the expert succeeded in only {got} of {len(summaries)} attempts "
+                                       f"(wanted {episodes}); raise max_steps ({cfg.max_steps}) or pick another task")
+                done.write_text(json.dumps({"episodes": episodes, "seed": cfg.record_seed}))
+
+    def _train(self, regime: str, data: list[Path], out: Path, steps: int, **extra: Any) -> Path:
+        from .config import AdapterConfig, LoraConfig, TrainConfig
+        from .train import train_from_config
+
+        cfg = TrainConfig.from_dict({
+            "regime": regime, "data": [str(d) for d in data], "steps": steps, "batch_size": self.cfg.batch_size,
+            "warmup_steps": max(1, min(100, steps // 10)), "out_dir": str(out), "resume": True,
+            "save_every": max(50, steps // 10), "progress": self.progress, "augment": self.cfg.augment,
+            "model": self.cfg.model_config.to_dict(),
+            "init_checkpoint": "" if regime == "pretrain" else str(self.backbone),
+            **extra,
+        })
+        assert isinstance(cfg.adapter, AdapterConfig) and isinstance(cfg.lora, LoraConfig)
+        result = train_from_config(cfg)
+        if result.artifact is None:
+            raise RuntimeError(f"training in {out} stopped before it finished")
+        art = Path(result.artifact)
+        files = [p for p in art.rglob("*") if p.is_file()]
+        (out / "result.json").write_text(json.dumps({
+            "regime": regime, "steps": result.step, "final_loss": result.loss,
+            "trainable_params": result.trainable_params, "total_params": result.total_params,
+            "artifact": str(art), "artifact_bytes": sum(p.stat().st_size for p in files),
+        }, indent=1))
+        return art
+
+    def pretrain(self) -> None:
+        if (self.backbone / "model.safetensors").is_file():
+            return
+        self.log(f"[pretrain] backbone on {len(self.base)} base tasks, {self.cfg.pretrain_steps} steps")
+        self._train("pretrain", [self.demos(t) for t in self.base], self.out / "pretrain", self.cfg.pretrain_steps)
+
+    def finetune(self) -> None:
+        for spec in self.method_specs():  # main method first: the bundled model needs only it
+            for task in self.heldout:
+                if self.artifact(task, spec).is_dir():
+                    continue
+                self.log(f"[finetune] {task}: {spec.name}")
+                extra: dict[str, Any] = {"adapter_name": adapter_name(task)}
+                if spec.regime == "adapter":
+                    extra["adapter"] = {"rank": spec.rank, "positions": list(spec.positions), "task": f"metaworld/{task}",
+                                        "instruction_examples": list(_train_instructions(task))}
+                elif spec.regime == "lora":
+                    extra["lora"] = {"rank": spec.rank, "alpha": 2.0 * spec.rank, "targets": list(spec.lora_targets),
+                                     "task": f"metaworld/{task}", "instruction_examples": list(_train_instructions(task))}
+                self._train(spec.regime, [self.demos(task)], self.run_dir(task, spec.name),
+                            self.cfg.finetune_steps, **extra)
+
+    def method_specs(self) -> list[MethodSpec]:
+        """Configured methods, the main one first."""
+        specs = self.cfg.method_specs
+        return sorted(specs, key=lambda s: s.name != self.cfg.main_method)
+
+    def evaluate(self) -> None:
+        from .evaluate import TorchPolicySource
+
+        main = next(s for s in self.method_specs() if s.name == self.cfg.main_method)
+        jobs: list[tuple[str, str, str, Any]] = []  # (task, policy label, split, source factory)
+        backbone = lambda: TorchPolicySource(self.backbone, name="backbone")  # noqa: E731
+        for task in self.heldout:  # what the bundled model needs first, baselines after
+            jobs.append((task, main.name, "train", self._source_factory(task, main)))
+            jobs.append((task, main.name, "heldout", self._source_factory(task, main)))
+            jobs.append((task, "backbone", "train", backbone))
+        for spec in self.method_specs()[1:]:
+            for task in self.heldout:
+                jobs.append((task, spec.name, "train", self._source_factory(task, spec)))
+        full = next((s for s in self.method_specs() if s.regime == "full"), None)
+        for task in self.base:
+            jobs.append((task, "backbone", "train", backbone))
+            if full is not None:  # forgetting: the first held-out task's fully fine-tuned model on base tasks
+                jobs.append((task, f"full[{self.heldout[0]}]", "train", self._source_factory(self.heldout[0], full)))
+        sources: dict[str, Any] = {}
+        for task, label, split, factory in jobs:
+            path = self.eval_file(task, label, split)
+            if path.is_file():
+                continue
+            key = f"{label}@{task if label != 'backbone' and not label.startswith('full[') else ''}"
+            if key not in sources:
+                sources.clear()  # one model in memory at a time
+                sources[key] = factory()
+            episodes = self.cfg.forgetting_episodes if task in self.base else self.cfg.eval_episodes
+            self._eval_one(task, label, split, sources[key], episodes, path)
+
+    def _source_factory(self, task: str, spec: MethodSpec):
+        from .evaluate import TorchPolicySource
+
+        art = self.artifact(task, spec)
+        if spec.regime in ("adapter", "lora"):
+            return lambda: TorchPolicySource(self.backbone, art, name=spec.name)
+        return lambda: TorchPolicySource(art, name=spec.name)
+
+    def _eval_one(self, task: str, label: str, split: str, source: Any, episodes: int, path: Path) -> None:
+        from dataclasses import asdict
+
+        from .evaluate import evaluate_task
+
+        self.log(f"[eval] {task}: {label} ({split} instructions, {episodes} episodes)")
+        k = source.model.config.n_action_steps or source.model.config.chunk_length
+        res = evaluate_task(task, source, episodes=episodes, seed_start=self.cfg.eval_seed_start,
+                            instruction_split=split, n_action_steps=k, image_size=source.model.config.image_size,
+                            max_steps=self.cfg.max_steps or None, progress=self.progress)
+        res.policy = label
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(res), indent=1))
+        self.log(f"[eval] {task}: {label}: {res.successes}/{res.episodes}")
+
+    def export(self) -> None:
+        from .export import export_model
+
+        out = Path(self.cfg.export_dir)
+        if (out / "manifest.json").is_file():
+            return
+        main = next(s for s in self.method_specs() if s.name == self.cfg.main_method)
+        tasks = [t for t in self.heldout if not self.cfg.export_tasks or t.removesuffix("-v3") in
+                 [e.removesuffix("-v3") for e in self.cfg.export_tasks]]
+        self.log(f"[export] {self.backbone} + {main.name} adapters of {tasks} -> {out}")
+        export_model(self.backbone, [self.artifact(t, main) for t in tasks], out,
+                     quantize_language=self.cfg.quantize_language, log=self.log)
+
+    def report(self) -> Path:
+        from .benchmark_report import write_report
+
+        return write_report(self)
+
+    def run(self, stages: tuple[str, ...] = STAGES) -> None:
+        for stage in stages:
+            start = time.perf_counter()
+            {"record": self.record, "pretrain": self.pretrain, "finetune": self.finetune, "eval": self.evaluate,
+             "export": self.export, "report": self.report}[stage]()
+            self.log(f"[{stage}] done in {time.perf_counter() - start:.0f} s")
+
+
+def _train_instructions(task: str) -> tuple[str, ...]:
+    from .sim.instructions import training_instructions
+
+    return tuple(training_instructions(task))
+
+
+# --- CLI ---------------------------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=None, help="BenchmarkConfig YAML/JSON (default: built-in)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config field (JSON value), e.g. --set pretrain_steps=100")
+    parser.add_argument("--stage", action="append", choices=STAGES, help="run only these stages (repeatable)")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    data: dict[str, Any] = {}
+    if args.config:
+        data = BenchmarkConfig.load(args.config).to_dict()
+    for item in args.overrides:
+        key, _, value = item.partition("=")
+        try:
+            data[key] = json.loads(value)
+        except json.JSONDecodeError:
+            data[key] = value
+    cfg = BenchmarkConfig.from_dict(data)
+    bench = Benchmark(cfg, progress=not args.no_progress)
+    bench.out.mkdir(parents=True, exist_ok=True)
+    cfg.save(bench.out / "benchmark_config.json")
+    bench.run(tuple(args.stage) if args.stage else STAGES)
+    return 0

@@ -1,0 +1,148 @@
+"""Tables and plots of a benchmark run: ``<out>/report/RESULTS.md`` + PNGs + results.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _log(run: Path) -> list[dict[str, Any]]:
+    f = run / "log.jsonl"
+    return [json.loads(x) for x in f.read_text().splitlines() if x.strip()] if f.is_file() else []
+
+
+def _fmt_rate(r: dict[str, Any] | None) -> str:
+    return "—" if r is None else f"{r['successes']}/{r['episodes']}"
+
+
+def collect(bench: Any) -> dict[str, Any]:
+    """Everything the report shows, as plain data (also written to results.json)."""
+    from .language import EMBEDDING_DIM  # noqa: F401  (import check: report runs where training ran)
+
+    methods = ["backbone"] + [s.name for s in bench.method_specs()]
+    rows: dict[str, dict[str, Any]] = {}
+    language_params = 22_713_216  # all-MiniLM-L6-v2, frozen, shipped once (counted in the whole model)
+    for spec_name in methods:
+        spec = next((s for s in bench.method_specs() if s.name == spec_name), None)
+        per_task, train_info = {}, []
+        for task in bench.heldout:
+            per_task[task] = _load(bench.eval_file(task, spec_name))
+            if spec is not None:
+                info = _load(bench.run_dir(task, spec.name) / "result.json")
+                log = _log(bench.run_dir(task, spec.name))
+                sps = [r["samples_per_s"] for r in log if r.get("samples_per_s")]
+                if info:
+                    info["ms_per_step"] = 1e3 * bench.cfg.batch_size / float(np.median(sps)) if sps else None
+                    train_info.append(info)
+        rates = [r["success_rate"] for r in per_task.values() if r is not None]
+        row: dict[str, Any] = {"per_task": per_task, "mean_success": float(np.mean(rates)) if rates else None}
+        if train_info:
+            info = train_info[0]
+            backbone_params = info["total_params"]
+            row.update(
+                regime=info["regime"], trainable_params=info["trainable_params"],
+                pct_backbone=100.0 * info["trainable_params"] / backbone_params,
+                pct_whole=100.0 * info["trainable_params"] / (backbone_params + language_params),
+                bytes_per_task=int(np.median([t["artifact_bytes"] for t in train_info])),
+                ms_per_step=float(np.median([t["ms_per_step"] for t in train_info if t.get("ms_per_step")] or [0])),
+            )
+        rows[spec_name] = row
+    main = bench.cfg.main_method
+    paraphrase = {t: _load(bench.eval_file(t, main, "heldout")) for t in bench.heldout}
+    full = next((s.name for s in bench.method_specs() if s.regime == "full"), None)
+    forgetting = {
+        t: {"backbone": _load(bench.eval_file(t, "backbone")),
+            "full": _load(bench.eval_file(t, f"full[{bench.heldout[0]}]")) if full else None}
+        for t in bench.base
+    }
+    return {"methods": rows, "paraphrase": paraphrase, "forgetting": forgetting, "main_method": main,
+            "heldout": bench.heldout, "base": bench.base, "config": bench.cfg.to_dict()}
+
+
+def write_report(bench: Any) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = collect(bench)
+    out = bench.out / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(data, indent=1, default=str))
+    tasks = data["heldout"]
+    short = [t.removesuffix("-v3") for t in tasks]
+    lines = ["## Held-out tasks: success per method", "",
+             "| method | trainable params | % of policy backbone | % of whole model | bytes / task | ms / step | "
+             + " | ".join(short) + " | mean |",
+             "|---|---|---|---|---|---|" + "---|" * len(tasks) + "---|"]
+    for name, row in data["methods"].items():
+        cells = [_fmt_rate(row["per_task"][t]) for t in tasks]
+        mean = "—" if row["mean_success"] is None else f"{row['mean_success']:.2f}"
+        if "trainable_params" in row:
+            lines.append(f"| {name} | {row['trainable_params']:,} | {row['pct_backbone']:.2f}% | {row['pct_whole']:.2f}% | "
+                         f"{row['bytes_per_task']:,} | {row['ms_per_step']:.0f} | " + " | ".join(cells) + f" | {mean} |")
+        else:
+            lines.append(f"| {name} | 0 | 0 | 0 | 0 | — | " + " | ".join(cells) + f" | {mean} |")
+    lines += ["", f"## Paraphrased instructions never seen in training ({data['main_method']})", "",
+              "| task | success (held-out paraphrases) | success (training instructions) |", "|---|---|---|"]
+    for t in tasks:
+        lines.append(f"| {t.removesuffix('-v3')} | {_fmt_rate(data['paraphrase'][t])} | "
+                     f"{_fmt_rate(data['methods'][data['main_method']]['per_task'][t])} |")
+    lines += ["", "## Forgetting on the base tasks", "",
+              "| base task | backbone (= any adapter deactivated) | fully fine-tuned on " + short[0] + " |", "|---|---|---|"]
+    for t, r in data["forgetting"].items():
+        lines.append(f"| {t.removesuffix('-v3')} | {_fmt_rate(r['backbone'])} | {_fmt_rate(r['full'])} |")
+    (out / "RESULTS.md").write_text("\n".join(lines) + "\n")
+
+    # success per task per method
+    names = [n for n, r in data["methods"].items() if any(v is not None for v in r["per_task"].values())]
+    if names:
+        fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(tasks) * len(names) / 4 + 3), 3.6))
+        width = 0.8 / len(names)
+        for i, n in enumerate(names):
+            vals = [(data["methods"][n]["per_task"][t] or {}).get("success_rate", np.nan) for t in tasks]
+            ax.bar(np.arange(len(tasks)) + i * width, vals, width, label=n)
+        ax.set_xticks(np.arange(len(tasks)) + 0.4 - width / 2, short, rotation=20)
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel("success rate")
+        ax.legend(fontsize=7, ncol=2)
+        fig.tight_layout()
+        fig.savefig(out / "success_per_task.png", dpi=120)
+        plt.close(fig)
+        # params vs mean success
+        fig, ax = plt.subplots(figsize=(5, 3.6))
+        for n in names:
+            r = data["methods"][n]
+            if r.get("trainable_params") and r["mean_success"] is not None:
+                ax.scatter(r["trainable_params"], r["mean_success"])
+                ax.annotate(n, (r["trainable_params"], r["mean_success"]), fontsize=7)
+        ax.set_xscale("log")
+        ax.set_xlabel("trainable parameters per task")
+        ax.set_ylabel("mean held-out success")
+        fig.tight_layout()
+        fig.savefig(out / "params_vs_success.png", dpi=120)
+        plt.close(fig)
+    # learning curves (first held-out task, every method) + pre-training
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    pre = _log(bench.out / "pretrain")
+    if pre:
+        ax.plot([r["step"] for r in pre if "loss" in r], [r["loss"] for r in pre if "loss" in r], label="pretrain", color="k")
+    for spec in bench.method_specs():
+        log = _log(bench.run_dir(tasks[0], spec.name))
+        ax.plot([r["step"] for r in log if "loss" in r], [r["loss"] for r in log if "loss" in r], label=spec.name)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss (normalised L1)")
+    ax.set_title(f"learning curves ({short[0]} for fine-tuning)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "learning_curves.png", dpi=120)
+    plt.close(fig)
+    return out / "RESULTS.md"

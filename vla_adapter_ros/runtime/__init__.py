@@ -6,20 +6,26 @@ A robot needs numpy, OpenCV, tokenizers and onnxruntime only::
 
     with OnnxPolicy.from_dir("models/default", adapter="faucet_open") as policy:
         result = policy.infer(rgb, "open the faucet", proprio)
+
+Names are resolved lazily so that importing a submodule (e.g. the manifest rules,
+which the exporter uses) does not load onnxruntime.
 """
 
-from vla_adapter_ros.runtime.errors import (
-    ChecksumError,
-    InputError,
-    ManifestError,
-    NonFiniteOutputError,
-    PolicyRuntimeError,
-    ProviderError,
-    UnknownAdapterError,
-)
-from vla_adapter_ros.runtime.policy import InferenceResult, OnnxPolicy
+from __future__ import annotations
 
-__all__ = [
-    "ChecksumError", "InferenceResult", "InputError", "ManifestError", "NonFiniteOutputError", "OnnxPolicy",
-    "PolicyRuntimeError", "ProviderError", "UnknownAdapterError",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "OnnxPolicy": "policy", "InferenceResult": "policy",
+    "ChecksumError": "errors", "InputError": "errors", "ManifestError": "errors",
+    "NonFiniteOutputError": "errors", "PolicyRuntimeError": "errors", "ProviderError": "errors",
+    "UnknownAdapterError": "errors",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

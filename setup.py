@@ -46,6 +46,7 @@ setup(
     entry_points={
         "console_scripts": [
             "vla-adapter = vla_adapter_ros.cli:main",
+            "vla_adapter_node = vla_adapter_ros.ros.policy_node:main",
         ],
     },
 )

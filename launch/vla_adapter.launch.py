@@ -1,0 +1,72 @@
+"""Start the VLA policy node (vla_adapter_node) with its parameter file.
+
+    ros2 launch vla_adapter_ros vla_adapter.launch.py
+    ros2 launch vla_adapter_ros vla_adapter.launch.py model_dir:=/data/my_model adapter:=drawer-open \
+        providers:=tensorrt,cuda,cpu camera_topic:=/wrist/image_raw use_compressed:=true
+
+Parameters come from ``params_file`` (default: the installed config/vla_adapter.yaml); a
+launch argument left empty keeps the file's value, a non-empty one overrides it. The node is
+a lifecycle node that configures and activates itself (``autostart: true`` in the file).
+Standard launch / launch_ros API only (Humble, Jazzy, Kilted). tests/ros/test_launch_static.py
+checks this file against setup.py and the node's declared parameters.
+"""
+
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
+
+PACKAGE = "vla_adapter_ros"
+# Launch arguments forwarded as node parameters of the same name when not empty.
+PARAMETER_ARGUMENTS = ("model_dir", "adapter", "providers", "camera_topic", "use_compressed")
+BOOLEAN_ARGUMENTS = ("use_compressed",)
+
+
+def _policy_node(context, *args, **kwargs):
+    overrides = {}
+    for name in PARAMETER_ARGUMENTS:
+        value = LaunchConfiguration(name).perform(context).strip()
+        if value == "":
+            continue
+        if name in BOOLEAN_ARGUMENTS:
+            if value.lower() not in ("true", "false"):
+                raise ValueError(f"launch argument {name} must be true or false, got {value!r}")
+            overrides[name] = value.lower() == "true"
+        else:
+            overrides[name] = value
+    return [
+        Node(
+            package=PACKAGE,
+            executable="vla_adapter_node",
+            name="vla_adapter",
+            output="screen",
+            emulate_tty=True,
+            parameters=[LaunchConfiguration("params_file"), overrides],
+        )
+    ]
+
+
+def generate_launch_description():
+    default_params = PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "vla_adapter.yaml"])
+    return LaunchDescription([
+        DeclareLaunchArgument(
+            "model_dir", default_value="",
+            description="exported model directory (empty: params_file, else the bundled models/default)"),
+        DeclareLaunchArgument(
+            "adapter", default_value="",
+            description="adapter active at start-up (empty: params_file, else the manifest's default)"),
+        DeclareLaunchArgument(
+            "providers", default_value="",
+            description="onnxruntime providers in order, e.g. tensorrt,cuda,cpu (empty: params_file/runtime default)"),
+        DeclareLaunchArgument(
+            "camera_topic", default_value="",
+            description="camera sensor_msgs/Image topic (empty: params_file, else /camera/image_raw)"),
+        DeclareLaunchArgument(
+            "use_compressed", default_value="", choices=["", "true", "false"],
+            description="true: subscribe to <camera_topic>/compressed (sensor_msgs/CompressedImage)"),
+        DeclareLaunchArgument(
+            "params_file", default_value=default_params, description="parameter file (ros__parameters YAML)"),
+        OpaqueFunction(function=_policy_node),
+    ])

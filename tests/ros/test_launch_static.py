@@ -1,0 +1,153 @@
+"""The launch files, checked statically against reality (launch/launch_ros are not installable here).
+
+Parsed with ``ast``, never executed: every executable a launch file starts exists in
+setup.py's console_scripts, every parameter it sets on the policy node is declared by
+PolicyNodeConfig, every package file it references exists and is installed by setup.py.
+The parameter file must list exactly the node's parameters with their defaults.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vla_adapter_ros.ros.params import NODE_NAME, PACKAGE, PolicyNodeConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
+POLICY_EXECUTABLE = "vla_adapter_node"
+FIELDS = {f.name for f in fields(PolicyNodeConfig)}
+
+
+@pytest.fixture(scope="module")
+def setup_spec() -> dict:
+    code = (
+        "import json, setuptools; captured = {};"
+        "setuptools.setup = lambda **kw: captured.update(kw);"
+        "import runpy; runpy.run_path('setup.py');"
+        "print(json.dumps({'data_files': captured['data_files'], 'entry_points': captured['entry_points']}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def module_constants(tree: ast.Module) -> dict[str, object]:
+    """Module-level NAME = <literal> assignments."""
+    out = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                out[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                pass
+    return out
+
+
+def call_name(call: ast.Call) -> str:
+    f = call.func
+    return f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+
+
+def value_of(node: ast.AST, constants: dict) -> object:
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.Name) and node.id in constants:
+        return constants[node.id]
+    return None
+
+
+def parse(path: Path) -> tuple[ast.Module, dict, list[ast.Call]]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
+    return tree, module_constants(tree), calls
+
+
+def test_there_is_a_policy_launch_file():
+    assert (ROOT / "launch" / "vla_adapter.launch.py") in LAUNCH_FILES
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_every_executable_started_exists_in_setup_py(path, setup_spec):
+    _, constants, calls = parse(path)
+    scripts = {e.split("=")[0].strip() for e in setup_spec["entry_points"]["console_scripts"]}
+    nodes = [c for c in calls if call_name(c) in ("Node", "LifecycleNode")]
+    assert nodes, f"{path.name} starts no Node"
+    for call in nodes:
+        kw = {k.arg: value_of(k.value, constants) for k in call.keywords}
+        assert kw.get("executable"), f"{path.name}: a Node without a literal executable"
+        if kw.get("package") == PACKAGE:
+            assert kw["executable"] in scripts, f"{path.name}: {kw['executable']!r} not in console_scripts {scripts}"
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_every_policy_parameter_set_is_declared_by_the_node(path):
+    tree, constants, calls = parse(path)
+    policy_nodes = [c for c in calls if call_name(c) in ("Node", "LifecycleNode")
+                    and {k.arg: value_of(k.value, constants) for k in c.keywords}.get("executable") == POLICY_EXECUTABLE]
+    set_names: set[str] = set()
+    for call in policy_nodes:
+        for kw in call.keywords:
+            if kw.arg == "parameters":
+                for d in (n for n in ast.walk(kw.value) if isinstance(n, ast.Dict)):
+                    set_names |= {k.value for k in d.keys if isinstance(k, ast.Constant)}
+                assert not any(isinstance(n, ast.Dict) and any(k is None for k in n.keys)
+                               for n in ast.walk(kw.value)), "** in parameters cannot be checked"
+    forwarded = constants.get("PARAMETER_ARGUMENTS", {})
+    set_names |= set(forwarded)
+    if policy_nodes:
+        assert set_names, f"{path.name}: cannot see which parameters the policy node gets"
+    assert set_names <= FIELDS, f"{path.name}: parameters not declared by the node: {sorted(set_names - FIELDS)}"
+    declared_args = {value_of(c.args[0], constants) for c in calls if call_name(c) == "DeclareLaunchArgument"}
+    assert set(forwarded) <= declared_args, f"forwarded but not declared: {set(forwarded) - declared_args}"
+    used = {value_of(c.args[0], constants) for c in calls if call_name(c) == "LaunchConfiguration" and c.args}
+    # Arguments read through a loop variable (LaunchConfiguration(name)) count as used when forwarded.
+    unused = declared_args - used - set(forwarded)
+    assert not unused, f"{path.name}: launch arguments declared but never used: {unused}"
+
+
+def referenced_share_files(calls: list[ast.Call], constants: dict) -> list[str]:
+    """Relative paths of PathJoinSubstitution([FindPackageShare(PACKAGE), 'dir', 'file'])."""
+    out = []
+    for call in calls:
+        if call_name(call) != "PathJoinSubstitution" or not call.args or not isinstance(call.args[0], ast.List):
+            continue
+        parts = call.args[0].elts
+        if parts and isinstance(parts[0], ast.Call) and call_name(parts[0]) == "FindPackageShare":
+            pkg = value_of(parts[0].args[0], constants)
+            rest = [value_of(p, constants) for p in parts[1:]]
+            assert pkg == PACKAGE and all(isinstance(r, str) for r in rest), ast.dump(call)
+            out.append("/".join(rest))
+    return out
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_every_referenced_file_exists_and_is_installed(path, setup_spec):
+    _, constants, calls = parse(path)
+    installed = {f"{dest}/{Path(f).name}" for dest, files in setup_spec["data_files"] for f in files}
+    refs = referenced_share_files(calls, constants)
+    if path.name == "vla_adapter.launch.py":
+        assert "config/vla_adapter.yaml" in refs
+    for rel in refs:
+        assert (ROOT / rel).is_file(), f"{path.name} references {rel}, which does not exist"
+        assert f"share/{PACKAGE}/{rel}" in installed, f"{rel} is not installed by setup.py"
+    assert f"share/{PACKAGE}/launch/{path.name}" in installed, f"{path.name} itself is not installed"
+
+
+def test_parameter_file_lists_every_parameter_with_its_default():
+    data = yaml.safe_load((ROOT / "config" / "vla_adapter.yaml").read_text())
+    assert list(data) == [NODE_NAME], "the file must address the node by its default name"
+    values = data[NODE_NAME]["ros__parameters"]
+    assert set(values) == FIELDS, f"missing {FIELDS - set(values)}, unknown {set(values) - FIELDS}"
+    defaults = PolicyNodeConfig()
+    for name, value in values.items():
+        want = getattr(defaults, name)
+        assert type(value) is type(want) and value == want, f"{name}: file has {value!r}, default is {want!r}"
+    PolicyNodeConfig(**values)  # and the file validates

@@ -1,0 +1,110 @@
+"""Policy nodes of their own: lifecycle and configure failures, late instructions, compressed images."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState, GetState
+
+from vla_adapter_interfaces.srv import ListAdapters, SwitchAdapter
+
+pytestmark = pytest.mark.ros
+
+
+def test_failed_configure_is_reported_and_recoverable_through_lifecycle(start_policy, make_driver, tiny_model_dir):
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    proc = start_policy(tiny_model_dir / "missing", providers="cpu", camera_reliability="reliable",
+                        camera_depth=5)
+    d = make_driver(proc)
+    d.wait_for(lambda: d.node.count_publishers("/diagnostics") > 0, 30, "diagnostics")
+    status = d.latest_status(timeout=30)
+    assert status["level"] == 2 and status["lifecycle_state"] == "unconfigured"
+    assert "model not loaded" in status["message"] and "missing" in status["message"]
+    assert d.call(GetState, "get_state", GetState.Request()).current_state.label == "unconfigured"
+    reply = d.call(SwitchAdapter, "switch_adapter", SwitchAdapter.Request(adapter="pick"))
+    assert not reply.success and "unconfigured" in reply.message
+    assert d.call(ListAdapters, "list_adapters", ListAdapters.Request()).adapters == []
+    # the model directory may change while unconfigured; then configure + activate through lifecycle services
+    value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=str(tiny_model_dir))
+    (res,) = d.call(SetParameters, "set_parameters",
+                    SetParameters.Request(parameters=[Parameter(name="model_dir", value=value)])).results
+    assert res.successful, res.reason
+    for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
+        ok = d.call(ChangeState, "change_state", ChangeState.Request(transition=Transition(id=transition)))
+        assert ok.success, proc.log()
+    d.prime()
+    assert d.latest_status()["lifecycle_state"] == "active"
+    # deactivate: frames are counted, not served
+    assert d.call(ChangeState, "change_state",
+                  ChangeState.Request(transition=Transition(id=Transition.TRANSITION_DEACTIVATE))).success
+    start = d.action_count()
+    d.send_frame(np.zeros((16, 16, 3), np.uint8))
+    time.sleep(0.5)
+    assert d.action_count() == start
+    assert int(d.latest_status()["frames_while_inactive"]) >= 1
+
+
+def test_node_started_after_the_instruction_gets_it(start_policy, make_driver, tiny_model_dir):
+    """Transient local: the instruction was published before the node existed."""
+    proc = start_policy(tiny_model_dir, providers="cpu", camera_reliability="reliable", camera_depth=5)
+    d = make_driver(proc)  # its instruction publisher exists before the node has started up
+    d.send_instruction("pick up the puck")
+    d.wait_until_serving()
+    start = d.action_count()
+    deadline = time.monotonic() + 20
+    while d.action_count() == start:  # joint states are volatile: keep them coming until served
+        assert time.monotonic() < deadline, proc.log()
+        d.send_joints()
+        d.send_frame(np.zeros((16, 16, 3), np.uint8))
+        time.sleep(0.2)
+    assert d.wait_actions(start + 1)[-1].instruction == "pick up the puck"
+
+
+def test_late_instruction_publisher_and_compressed_images(start_policy, make_driver, tiny_model_dir, ros_env):
+    proc = start_policy(tiny_model_dir, providers="cpu", use_compressed=True, camera_reliability="reliable",
+                        camera_depth=5)
+    d = make_driver(proc, compressed=True)
+    d.wait_until_serving()
+    from sensor_msgs.msg import CompressedImage
+
+    def send_jpeg(rgb: np.ndarray) -> int:
+        ok, buf = cv2.imencode(".jpg", rgb[:, :, ::-1])
+        assert ok
+        msg = CompressedImage(format="jpeg", data=buf.tobytes())
+        msg.header.stamp = d.node.get_clock().now().to_msg()
+        d.camera.publish(msg)
+        return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+    # frames before any instruction exists: not served, counted
+    for _ in range(3):
+        d.send_joints()
+        send_jpeg(np.zeros((48, 64, 3), np.uint8))
+        time.sleep(0.1)
+    assert d.action_count() == 0
+    d.wait_for(lambda: int(d.latest_status()["frames_without_instruction"]) >= 3, 10, "unserved frames counted")
+    # a publisher that appears late (another process) starts the stream
+    out = subprocess.run([sys.executable, "-m", "vla_adapter_ros.cli", "send-instruction", "push the button",
+                          "--topic", proc.topics["instruction_topic"], "--timeout", "20"],
+                         env=ros_env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    stamp = send_jpeg(np.full((480, 640, 3), 100, np.uint8))
+    action = d.wait_actions(1)[-1]
+    assert action.instruction == "push the button"
+    assert action.header.stamp.sec * 1_000_000_000 + action.header.stamp.nanosec == stamp
+    # a payload that is not an image is refused, counted, and survived
+    bad = CompressedImage(format="jpeg", data=b"not a jpeg at all" * 4)
+    bad.header.stamp = d.node.get_clock().now().to_msg()
+    d.camera.publish(bad)
+    time.sleep(0.2)
+    send_jpeg(np.zeros((48, 64, 3), np.uint8))
+    d.wait_actions(2)
+    d.wait_for(lambda: int(d.latest_status().get("refused.compressed_decode", 0)) == 1, 10, "refusal counted")
+    assert proc.proc.poll() is None

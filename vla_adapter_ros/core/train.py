@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import inspect
 import json
 import math
 import os
@@ -159,27 +158,15 @@ def build_dataset(
     """
     from .data import EpisodeDataset  # lazy: heavy imports (rosbags)
 
-    accepted = inspect.signature(EpisodeDataset).parameters
     kwargs: dict[str, Any] = {}
-    if "model_config" in accepted:
-        kwargs["model_config"] = model_config
-    else:
-        kwargs.update(image_size=model_config.image_size, chunk_length=model_config.chunk_length)
-        if "proprio_names" in accepted:
-            kwargs["proprio_names"] = model_config.proprio_names
-    if stats is not None:
-        if "stats" not in accepted:
-            raise TypeError("EpisodeDataset does not accept stats=; fine-tuning must normalise with the backbone's statistics")
-        kwargs["stats"] = stats
     if topics:
         from ..bags.episodes import EpisodeTopics
 
         kwargs["topics"] = EpisodeTopics(**topics)
-    if augment:
-        kwargs["augment"] = True
-    ds = EpisodeDataset(paths, **kwargs)
+    ds = EpisodeDataset(paths, image_size=model_config.image_size, chunk_length=model_config.chunk_length,
+                        stats=stats, proprio_names=model_config.proprio_names, augment=augment, **kwargs)
     for what, ours in (("proprio_dim", model_config.proprio_dim), ("action_dim", model_config.action_dim)):
-        theirs = getattr(ds, what, ours)
+        theirs = getattr(ds, what)
         if theirs != ours:
             raise ValueError(f"episodes in {paths[:3]}... have {what}={theirs}, the model has {what}={ours}")
     return ds

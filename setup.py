@@ -47,6 +47,7 @@ setup(
         "console_scripts": [
             "vla-adapter = vla_adapter_ros.cli:main",
             "vla_adapter_node = vla_adapter_ros.ros.policy_node:main",
+            "vla_adapter_sim = vla_adapter_ros.ros.sim_node:main",
         ],
     },
 )

@@ -23,6 +23,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("vla_adapter_ros.core.train", "train a backbone, adapter or baseline"),
     "export": ("vla_adapter_ros.core.export", "export backbone + adapters to ONNX with a parity check"),
     "eval": ("vla_adapter_ros.core.evaluate", "closed-loop success rate on Meta-World (checkpoint or ONNX)"),
+    "replay": ("vla_adapter_ros.ros.replay", "replay a bag to a running policy node; compare with golden actions"),
+    "demo": ("vla_adapter_ros.ros.demo", "sim bridge + policy node: episodes of 3 tasks with adapter switching"),
     "benchmark": ("vla_adapter_ros.core.benchmark", "Meta-World adapter benchmark end to end (resumable)"),
 }
 

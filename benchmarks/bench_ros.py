@@ -55,14 +55,22 @@ GOALS = {"overhead_96_p50_ms": 3.0, "overhead_640_p50_ms": 6.0, "delivery_640_30
 
 
 # --- the model ----------------------------------------------------------------------
-def export_random_default_model(root: Path, adapters: tuple[str, ...] = ("pick", "place", "open")) -> Path:
-    """Default ModelConfig with random weights and distinct random adapters, through the real exporter."""
+# A policy clearly slower than a 60 Hz camera (~50 ms on one CPU thread; real VLAs take 50-200 ms): what a large
+# VLA on a robot looks like relative to its camera, for the action-age scenario.
+HEAVY_MODEL = {"d_model": 384, "n_heads": 8, "patch_size": 8, "vision_layers": 6, "fusion_layers": 4}
+
+
+def export_random_default_model(root: Path, adapters: tuple[str, ...] = ("pick", "place", "open"),
+                                heavy: bool = False) -> Path:
+    """Default (or HEAVY_MODEL) ModelConfig with random weights and adapters, through the real exporter."""
     from vla_adapter_ros.core.config import AdapterConfig, ModelConfig
     from vla_adapter_ros.core.export import export_model, make_random_checkpoint
 
+    config = ModelConfig(**HEAVY_MODEL) if heavy else ModelConfig()
+    name = "random_heavy" if heavy else "random_default"
     checkpoint, adapter_dirs = make_random_checkpoint(
-        root / "src", ModelConfig(), {n: AdapterConfig(task=f"random/{n}") for n in adapters}, seed=0)
-    return export_model(checkpoint, adapter_dirs, root / "random_default", log=lambda _msg: None).out
+        root / f"src_{name}", config, {n: AdapterConfig(task=f"random/{n}") for n in adapters}, seed=0)
+    return export_model(checkpoint, adapter_dirs, root / name, log=lambda _msg: None).out
 
 
 def resolve_model(model_dir: str | None, tmp: Path) -> tuple[Path, str]:
@@ -365,11 +373,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--switches", type=int, default=200)
     ap.add_argument("--echo-node", action="store_true", help=argparse.SUPPRESS)  # the baseline process
     ap.add_argument("--export-random", metavar="DIR", help=argparse.SUPPRESS)  # the export child process
+    ap.add_argument("--heavy", action="store_true", help=argparse.SUPPRESS)  # with --export-random
+    ap.add_argument("--skip-slow-policy", action="store_true",
+                    help="skip the slow-policy action-age scenario (exports a heavy random model, ~40 s)")
     args = ap.parse_args(argv)
     if args.echo_node:
         return echo_node()
     if args.export_random:
-        export_random_default_model(Path(args.export_random))
+        export_random_default_model(Path(args.export_random), heavy=args.heavy)
         return 0
     os.environ.update(dds_env.localhost_env(dds_env.pick_domain_id(7)))
     out = Path(args.out)
@@ -390,6 +401,13 @@ def main(argv: list[str] | None = None) -> int:
                         "-p", f"latency_window:={args.frames}", "-p", f"intra_op_threads:={args.intra_op_threads}"]
             with _process(node_cmd, out / "node.log"):
                 res.update(run_all(robot, args))
+            if not args.skip_slow_policy:
+                print("slow-policy scenario: exporting a heavy random model ...", flush=True)
+                subprocess.run([sys.executable, __file__, "--export-random", tmp, "--heavy"], check=True)
+                heavy_dir = Path(tmp) / "random_heavy"
+                slow_cmd = [c.replace(f"model_dir:={model_dir}", f"model_dir:={heavy_dir}") for c in node_cmd]
+                with _process(slow_cmd, out / "node_slow.log"):
+                    res["slow_policy"] = run_slow_policy(robot)
         finally:
             robot.close()
     res["model"] = {"dir": str(model_dir), "note": model_note}
@@ -467,6 +485,24 @@ def run_all(robot: Robot, args: argparse.Namespace) -> dict[str, Any]:
     return res
 
 
+def run_slow_policy(robot: Robot) -> dict[str, Any]:
+    """A policy slower than a 60 Hz camera: no queue may build up, action age p99 <= 2 x inference."""
+    from std_msgs.msg import String
+
+    from vla_adapter_interfaces.srv import ListAdapters
+
+    client = robot.node.create_client(ListAdapters, f"/{NODE}/list_adapters")
+    if not client.wait_for_service(timeout_sec=120):
+        raise RuntimeError("slow policy node did not come up (see node_slow.log)")
+    robot.call(client, ListAdapters.Request(), timeout=10)
+    robot.instruction.publish(String(data="open the drawer"))
+    robot.results_for(robot.stream(robot.image(96, 96), hz=10.0, n=10))  # warm-up
+    probe = overhead(robot, 96, 96, 20)
+    res = fast_camera(robot, probe["inference_p50_ms"], seconds=8.0)
+    res["model"] = dict(HEAVY_MODEL)
+    return res
+
+
 def report(res: dict[str, Any], out: Path) -> None:
     o96, o640, d, s, f = (res["overhead_96"], res["overhead_640"], res["delivery_640_30hz"], res["switch"],
                           res["fast_camera"])
@@ -486,15 +522,28 @@ def report(res: dict[str, Any], out: Path) -> None:
          f"{d['frames_reached_node']}/{d['frames_sent']} reached the node, {d['actions']} actions"),
         ("switch_adapter round trip", f"p50 {s['p50_ms']:.2f} / p99 {s['p99_ms']:.2f} ms", "p99 <= 5 ms",
          s["p99_ms"] <= GOALS["switch_p99_ms"], f"{s['calls']} calls during a 30 Hz stream, {s['failures']} failed"),
+        # The goal is about a camera FASTER than inference; when this model is quicker than the
+        # fastest camera we can drive, the row is a reference and the slow-policy row is the test.
         (f"action age p99, camera {f['camera_hz']:.0f} Hz", f"{f['age_p99_ms']:.2f} ms",
-         f"<= 2 x inference ({2 * f['inference_p50_ms']:.2f} ms)",
-         f["age_p99_over_inference"] <= GOALS["age_p99_over_inference"],
+         f"<= 2 x inference ({2 * f['inference_p50_ms']:.2f} ms)" if f["camera_faster_than_inference"]
+         else "(reference: camera not faster)",
+         f["age_p99_over_inference"] <= GOALS["age_p99_over_inference"] or not f["camera_faster_than_inference"],
          f"received - published; p50 {f['age_p50_ms']:.2f} ms; in the node (publish - stamp) p50 "
          f"{f['node_age_p50_ms']:.2f} / p95 {f['node_age_p95_ms']:.2f} ms; inference p50 {f['inference_p50_ms']:.2f} ms, "
          f"{f['actions']}/{f['frames']} frames answered; camera period {1e3 / f['camera_hz']:.2f} ms "
          f"{'<' if f['camera_faster_than_inference'] else '>='} inference (camera "
          f"{'IS' if f['camera_faster_than_inference'] else 'is NOT'} faster than inference)"),
     ]
+    if "slow_policy" in res:
+        g = res["slow_policy"]
+        rows.append((f"action age p99, slow policy, {g['camera_hz']:.0f} Hz camera", f"{g['age_p99_ms']:.2f} ms",
+                     f"<= 2 x inference ({2 * g['inference_p50_ms']:.2f} ms)",
+                     g["age_p99_over_inference"] <= GOALS["age_p99_over_inference"] and g["camera_faster_than_inference"],
+                     f"random model {g['model']}: inference p50 {g['inference_p50_ms']:.2f} ms > camera period "
+                     f"{1e3 / g['camera_hz']:.2f} ms; age p50 {g['age_p50_ms']:.2f} ms, ratio p99/inference "
+                     f"{g['age_p99_over_inference']:.2f}; in the node (publish - stamp) p50 {g['node_age_p50_ms']:.2f} / "
+                     f"p95 {g['node_age_p95_ms']:.2f} ms; {g['actions']}/{g['frames']} frames answered (rest skipped: "
+                     "newest frame wins)"))
     b96, b640 = res["baseline"]["96"], res["baseline"]["640"]
     rows.insert(0, ("baseline: minimal rclpy echo, 96x96", f"{b96['p50_ms']:.2f} ms", "(reference)", True,
                     f"publish -> echo received, p95 {b96['p95_ms']:.2f} ms, {b96['echoes']}/{b96['frames']}"))

@@ -576,7 +576,8 @@ def plot(res: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    ages = [("fast_camera", "small model")] + ([("slow_policy", "slow policy")] if "slow_policy" in res else [])
+    fig, axes = plt.subplots(1, 2 + len(ages), figsize=(5 * (2 + len(ages)), 4))
     for key, label in (("overhead_96", "96x96"), ("overhead_640", "640x480")):
         axes[0].hist(res[key]["overhead_ms"], bins=40, alpha=0.6, label=label)
     axes[0].set(title="ROS overhead (e2e - inference)", xlabel="ms", ylabel="frames")
@@ -585,11 +586,12 @@ def plot(res: dict[str, Any], path: Path) -> None:
     axes[1].axhline(GOALS["switch_p99_ms"], color="r", lw=1, label="goal p99")
     axes[1].set(title="switch_adapter round trip", xlabel="call", ylabel="ms")
     axes[1].legend()
-    f = res["fast_camera"]
-    axes[2].plot(f["age_ms"], ".", ms=3)
-    axes[2].axhline(2 * f["inference_p50_ms"], color="r", lw=1, label="2 x inference p50")
-    axes[2].set(title=f"action age, camera {f['camera_hz']:.0f} Hz", xlabel="action", ylabel="ms")
-    axes[2].legend()
+    for ax, (key, label) in zip(axes[2:], ages, strict=True):
+        f = res[key]
+        ax.plot(f["age_ms"], ".", ms=3)
+        ax.axhline(2 * f["inference_p50_ms"], color="r", lw=1, label="2 x inference p50")
+        ax.set(title=f"action age, {label}, camera {f['camera_hz']:.0f} Hz", xlabel="action", ylabel="ms")
+        ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 

@@ -124,10 +124,13 @@ def joint_state_to_proprio(msg: JointState, names: Sequence[str]) -> np.ndarray:
                 f"JointState lacks joint(s) {missing}; it has {list(msg.name)}, the policy needs {names}",
             )
         values = positions[[index[n] for n in names]]
-    if not np.all(np.isfinite(values)):
-        bad = [n for n, v in zip(names, values, strict=True) if not np.isfinite(v)]
-        raise ConversionError("proprio_nonfinite", f"JointState position of {bad} is not finite: {values.tolist()}")
-    return values.astype(np.float32)
+    with np.errstate(over="ignore"):
+        out = values.astype(np.float32)  # a finite 1e300 overflows to inf here: check after the cast
+    if not np.all(np.isfinite(out)):
+        bad = [n for n, v in zip(names, out, strict=True) if not np.isfinite(v)]
+        raise ConversionError("proprio_nonfinite", f"JointState position of {bad} is not finite in float32: "
+                                                   f"{values.tolist()}")
+    return out
 
 
 # --- actions ------------------------------------------------------------------

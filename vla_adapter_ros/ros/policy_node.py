@@ -18,6 +18,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
@@ -75,6 +76,10 @@ class PolicyNode(LifecycleNode):
         self._dt = 0.0
         self._sequence = 0
         self._to_rgb = conversions.compressed_msg_to_rgb if cfg.use_compressed else conversions.image_msg_to_rgb
+        if cfg.use_compressed:
+            # OpenCV prints its own unthrottled "[ERROR] imdecode_ ..." line for some malformed payloads (BMP
+            # headers); the node already reports each refusal, counted and throttled (kind compressed_decode).
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
         self.worker = LatestFrameWorker(self.serve_frame, min_interval_s=_interval(cfg.max_rate),
                                         on_error=self.on_worker_error)
 
@@ -205,8 +210,8 @@ class PolicyNode(LifecycleNode):
                                        f"{self._instruction!r}")
             return
         self.stats.incr(st.INSTRUCTIONS_IN)
-        if text != self._instruction:
-            self.get_logger().info(f"instruction: {text!r}")
+        if text != self._instruction:  # throttled: a publisher changing it at 100 Hz must not flood the log
+            self.get_logger().info(f"instruction: {text!r}", throttle_duration_sec=1.0)
         self._instruction = text
 
     def on_instruction_qos_mismatch(self, event) -> None:

@@ -285,8 +285,21 @@ class Manifest:
             raise ManifestError(f"{str(self.root)!r} is missing files listed in the manifest: {missing}")
 
     def path(self, rel: str) -> Path:
+        """The path of a listed file; refused when it or a folder on the way is a symbolic link.
+
+        A link could point out of the model directory (or be re-pointed after the check), so the
+        directory must hold real files: the sha256 is then a statement about what is inside it.
+        """
         _require_listed(self.files, rel, "file")
-        return self.root / rel
+        path = self.root / rel
+        part = path
+        while part != self.root:
+            if part.is_symlink():
+                raise ManifestError(f"{part.relative_to(self.root).as_posix()!r} in {str(self.root)!r} is a "
+                                    f"symbolic link (to {str(part.readlink())!r}); the model directory must "
+                                    "hold real files")
+            part = part.parent
+        return path
 
     def verify(self, rel: str) -> Path:
         """Check size and sha256 of a listed file; return its path."""

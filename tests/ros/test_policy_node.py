@@ -89,6 +89,9 @@ def test_100_switches_during_a_30hz_stream(shared_policy):
     time.sleep(0.5)
     after = d.latest_status()
     skipped = int(after["skipped_frames"]) - int(before["skipped_frames"])
+    # Best-effort depth-1 camera QoS may lose a frame in transport on a loaded machine; that
+    # is not the node's doing, so count what reached the node (and bound the transport loss).
+    reached = int(after["frames_in"]) - int(before["frames_in"])
     with d._lock:
         got = [(t, m) for t, m in d.actions[start_count:] if stamps_of([m])[0] in sent]
 
@@ -97,8 +100,9 @@ def test_100_switches_during_a_30hz_stream(shared_policy):
     assert [r.active_adapter for _, _, r in switches] == names
     assert [r.previous_adapter for _, _, r in switches] == [initial, *names[:-1]]
     # no frame dropped because of a switch: only latest-wins skips (counted) may be missing
-    assert len(got) == len(sent) - skipped, f"{len(sent)} sent, {len(got)} answered, {skipped} skipped"
+    assert len(got) == reached - skipped, f"{reached} reached the node, {len(got)} answered, {skipped} skipped"
     assert skipped <= 3, f"{skipped} frames skipped at 30 Hz with a tiny model"
+    assert len(sent) - reached <= 3, f"{len(sent) - reached} of {len(sent)} frames lost in transport"
     assert len(sent) >= 100
     # every action names an adapter that was active while its frame was in the node, in switch order
     history = [initial, *names]  # history[k + 1] = adapter after switch k

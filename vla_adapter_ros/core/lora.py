@@ -14,8 +14,8 @@ import math
 import torch
 from torch import nn
 
-from .config import LoraConfig, check_name
-from .tuners import TunerError, TunerLayer, add_head_copy, find_targets, innermost, wrap_slot
+from .config import LoraConfig
+from .tuners import TunerLayer, attach_tuner, innermost
 
 
 class LoraUnit(nn.Module):
@@ -67,17 +67,4 @@ def add_lora(model: nn.Module, name: str, config: LoraConfig | None = None) -> l
     (use ``set_adapter`` and ``mark_only_adapter_trainable``).
     """
     config = config or LoraConfig()
-    check_name(name)
-    if name in model.tuner_configs:
-        raise TunerError(f"adapter {name!r} already exists; attached: {sorted(model.tuner_configs)}")
-    targets = find_targets(model, config.components, config.targets)
-    paths = []
-    for path, _kind, owner, attr in targets:
-        layer = wrap_slot(owner, attr, LoraLayer)
-        layer.add(name, config)  # type: ignore[attr-defined]
-        paths.append(path)
-    if config.train_head:
-        add_head_copy(model, name)
-        paths.append("head")
-    model.tuner_configs[name] = config
-    return paths
+    return attach_tuner(model, name, config, tuple(config.targets), LoraLayer)

@@ -185,6 +185,28 @@ def find_targets(
     return targets
 
 
+def attach_tuner(model: nn.Module, name: str, config: Any, kinds: tuple[str, ...], cls: type[TunerLayer]) -> list[str]:
+    """Wrap every ``kinds`` sublayer of ``config.components`` in ``cls`` and add ``name`` to it.
+
+    Shared by adapters and LoRA: the name is checked and must be new; a head copy is added
+    when ``config.train_head``. Returns the wrapped module paths.
+    """
+    from .config import check_name
+
+    check_name(name)
+    if name in model.tuner_configs:
+        raise TunerError(f"adapter {name!r} already exists; attached: {sorted(model.tuner_configs)}")
+    paths = []
+    for path, _kind, owner, attr in find_targets(model, config.components, kinds):
+        wrap_slot(owner, attr, cls).add(name, config)  # type: ignore[attr-defined]
+        paths.append(path)
+    if config.train_head:
+        add_head_copy(model, name)
+        paths.append("head")
+    model.tuner_configs[name] = config
+    return paths
+
+
 def wrap_slot(owner: nn.Module, attr: str, cls: type[TunerLayer]) -> TunerLayer:
     """The ``cls`` wrapper at ``owner.attr``: reuse one in the chain, or wrap the outermost module."""
     current = getattr(owner, attr)

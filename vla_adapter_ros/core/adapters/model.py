@@ -22,13 +22,11 @@ from ..config import AdapterConfig, LoraConfig, check_name
 from ..tuners import (
     POSITION_KIND,
     TunerError,
-    add_head_copy,
+    attach_tuner,
     backbone_tensors,
     delete_adapter,
-    find_targets,
     tuner_parameters,
     tuner_state_dict,
-    wrap_slot,
 )
 from .config import WEIGHTS_NAME, SavedAdapter, method_of
 from .layer import AdapterLayer
@@ -45,20 +43,7 @@ def add_adapter(model: nn.Module, name: str, config: AdapterConfig | None = None
     ``requires_grad`` elsewhere (see ``set_adapter`` / ``mark_only_adapter_trainable``).
     """
     config = config or AdapterConfig()
-    check_name(name)
-    if name in model.tuner_configs:
-        raise TunerError(f"adapter {name!r} already exists; attached: {sorted(model.tuner_configs)}")
-    kinds = tuple(POSITION_KIND[p] for p in config.positions)
-    paths = []
-    for path, _kind, owner, attr in find_targets(model, config.components, kinds):
-        layer = wrap_slot(owner, attr, AdapterLayer)
-        layer.add(name, config)  # type: ignore[attr-defined]
-        paths.append(path)
-    if config.train_head:
-        add_head_copy(model, name)
-        paths.append("head")
-    model.tuner_configs[name] = config
-    return paths
+    return attach_tuner(model, name, config, tuple(POSITION_KIND[p] for p in config.positions), AdapterLayer)
 
 
 def _add_tuner(model: nn.Module, name: str, config: AdapterConfig | LoraConfig) -> None:

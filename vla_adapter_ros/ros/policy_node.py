@@ -47,6 +47,8 @@ except ImportError:  # Humble
     from rclpy.qos_event import SubscriptionEventCallbacks
 
 MAX_INSTRUCTION_CHARS = 2000
+# How long a frame may wait on the worker for the first instruction / JointState (see _await_inputs).
+INPUT_WAIT_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -239,7 +241,7 @@ class PolicyNode(LifecycleNode):
         stamp_ns = conversions.stamp_to_ns(frame.msg.header.stamp)
         if self._too_old(stamp_ns, cfg.max_image_age, "before inference"):
             return
-        instruction, proprio = self._instruction, self._proprio
+        instruction, proprio = self._await_inputs()
         if instruction is None:
             self.stats.incr(st.NO_INSTRUCTION)
             self.problems.report("no_instruction", f"no instruction on {cfg.instruction_topic} yet; frames are "
@@ -300,6 +302,21 @@ class PolicyNode(LifecycleNode):
         (self.stats.refuse if refused else self.stats.error)(kind)
         self.last_error = f"{kind}: {exc}"
         self.problems.report(kind, f"inference failed, frame not served: {exc}")
+
+    def _await_inputs(self) -> tuple[str | None, np.ndarray | None]:
+        """The current instruction and proprio, waiting briefly for the FIRST ones.
+
+        Topics have no ordering between them: a camera frame can overtake the first
+        instruction or JointState sent just before it. Rather than lose that frame, the
+        worker (idle otherwise) waits up to INPUT_WAIT_S, giving way to any newer frame.
+        """
+        deadline = time.monotonic() + INPUT_WAIT_S
+        while True:
+            instruction, proprio = self._instruction, self._proprio
+            complete = instruction is not None and (proprio is not None or not self._proprio_names)
+            if complete or time.monotonic() >= deadline or self.worker.pending or not self._serving:
+                return instruction, proprio
+            time.sleep(0.002)
 
     def on_worker_error(self, exc: BaseException) -> None:
         self.stats.error("internal")

@@ -99,6 +99,11 @@ class LatestFrameWorker(Generic[T]):
         return self._handled
 
     @property
+    def pending(self) -> bool:
+        """A newer item is waiting (the one being handled should give way where it can)."""
+        return self._item is not None
+
+    @property
     def busy(self) -> bool:
         return self._busy
 

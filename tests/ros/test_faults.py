@@ -3,32 +3,31 @@ a camera that pauses and resumes. Real node processes on loopback DDS (fixtures 
 
 from __future__ import annotations
 
+import itertools
+import os
+import shutil
 import threading
 import time
 
 import numpy as np
 import pytest
 
+from vla_adapter_ros.ros.policy_node import MAX_PROVIDER_RECOVERIES
+
 pytestmark = pytest.mark.ros
 RESTART_BOUND_S = 20.0
 
 
-def test_missing_model_directory_is_a_clear_error_and_the_node_stays_configurable(start_policy, make_driver,
-                                                                                  tiny_model_dir):
-    """Documented behaviour (docs/ROBUSTNESS.md): configure fails, the log and /diagnostics say why, the process
-    stays up in 'unconfigured' so a lifecycle manager can fix model_dir and configure again (the recovery itself
-    is tested in test_policy_lifecycle.py); SIGINT then ends it with exit status 0."""
+def test_missing_model_directory_at_start_is_a_clear_error_and_a_non_zero_exit(start_policy, tiny_model_dir):
+    """With autostart (the default, what a robot launch uses) a model that cannot be loaded ends the process
+    with status 1 and says why; with autostart:=false the node stays up for a lifecycle manager (that case and
+    its recovery: test_policy_lifecycle.py)."""
     missing = tiny_model_dir.parent / "no_such_model"
     proc = start_policy(missing, providers="cpu")
-    d = make_driver(proc)
-    d.wait_for(lambda: "configure failed" in proc.log(), 30, "the configure error in the log")
+    assert proc.proc.wait(timeout=60) == 1
     log = proc.log()
     assert f"configure failed: cannot load the model from '{missing}'" in log and "does not exist" in log
-    assert "autostart did not reach 'active'" in log
-    status = d.latest_status(timeout=10)
-    assert status["level"] == 2 and status["lifecycle_state"] == "unconfigured" and str(missing) in status["message"]
-    assert proc.proc.poll() is None
-    assert proc.stop() == 0
+    assert "autostart did not reach 'active'" in log and "exiting with status 1" in log
 
 
 def test_killed_node_restarted_under_a_30hz_stream_serves_again_within_a_bound(start_policy, make_driver,
@@ -86,3 +85,112 @@ def test_killed_node_restarted_under_a_30hz_stream_serves_again_within_a_bound(s
     finally:
         stop.set()
         thread.join(timeout=5)
+
+
+class InProcessPolicy:
+    """A PolicyNode in THIS process (its own context and executor thread), so a test can reach the runtime
+    inside it; topics and node name are unique like PolicyProcess's."""
+
+    def __init__(self, model_dir, **overrides) -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.parameter import Parameter
+
+        from vla_adapter_ros.ros.policy_node import PolicyNode
+
+        self.name = f"vla_adapter_inproc{os.getpid()}_{next(_count)}"
+        prefix = f"/{self.name}"
+        self.topics = {
+            "camera_topic": f"{prefix}/camera/image_raw", "instruction_topic": f"{prefix}/vla/instruction",
+            "proprio_topic": f"{prefix}/joint_states", "action_topic": f"{prefix}/vla/action",
+        }
+        values = {**self.topics, "diagnostics_period": 0.5, "model_dir": str(model_dir), **overrides}
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = PolicyNode(context=self.context, cli_args=["--ros-args", "-r", f"__node:={self.name}"],
+                               parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
+        assert self.node.autostart(), self.node.last_error
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        from rclpy.executors import ExternalShutdownException
+
+        try:
+            while self.context.ok():
+                self.executor.spin_once(timeout_sec=0.1)
+        except (ExternalShutdownException, RuntimeError):
+            pass  # the context was shut down by close()
+
+    def close(self) -> None:
+        import rclpy
+
+        rclpy.try_shutdown(context=self.context)
+        self._thread.join(timeout=5)
+        self.node.close()
+        self.node.destroy_node()
+
+
+_count = itertools.count()
+
+
+def test_provider_failing_mid_run_publishes_nothing_and_serving_resumes_on_rebuilt_sessions(
+        make_driver, tiny_model_dir, tmp_path, capfd):
+    """A real onnxruntime run failure (the RunOptions terminate flag makes InferenceSession.run raise Fail,
+    as a lost CUDA device does): that frame is not answered, the sessions are rebuilt on the next provider
+    of the chain (CPU is the last one here, so a fresh CPU session), and the next frames are served with the
+    same adapter and the same actions. When rebuilding fails too (the backbone file is corrupted on disk),
+    the node keeps running, refuses frames, publishes nothing and says why on /diagnostics."""
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    host = InProcessPolicy(model, providers="cpu", camera_reliability="reliable", camera_depth=5)
+    try:
+        d = make_driver(host)
+        d.wait_until_serving()
+        d.prime()
+        rgb = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+        n = d.action_count()
+        d.send_joints()
+        d.send_frame(rgb)
+        before = d.wait_actions(n + 1)[-1]
+        policy = host.node.policy
+        assert policy.active_adapter == "pick"
+
+        policy._state.run_options.terminate = True  # the active adapter's next run fails inside onnxruntime
+        n = d.action_count()
+        d.send_frame(rgb)
+        d.wait_for(lambda: int(d.latest_status()["provider_fallbacks"]) == 1, 10, "sessions rebuilt")
+        status = d.latest_status()
+        assert int(status["errors.provider_run"]) == 1 and status["execution_provider"] == "CPUExecutionProvider"
+        assert d.action_count() == n  # the failed frame got no action
+        assert policy.fallbacks and policy.fallbacks[0][0] == "CPUExecutionProvider"
+        d.send_frame(rgb)
+        after = d.wait_actions(n + 1)[-1]
+        assert after.adapter == "pick" and np.allclose(np.asarray(after.actions), np.asarray(before.actions))
+
+        # now the sessions cannot be rebuilt: the node must keep running and publish nothing
+        shared = model / policy.manifest.shared_file
+        data = bytearray(shared.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        shared.unlink()
+        shared.write_bytes(bytes(data))
+        policy._state.run_options.terminate = True
+        n = d.action_count()
+        deadline = time.monotonic() + 30
+        while int(d.latest_status()["errors.provider_run"]) < 1 + MAX_PROVIDER_RECOVERIES + 2:  # beyond the limit
+            assert time.monotonic() < deadline, "frames were not tried"
+            d.send_joints()
+            d.send_frame(rgb)
+        status = d.latest_status()
+        status = d.latest_status()  # ERROR lasts while the fault does, not only in periods with new failures
+        assert "gave up rebuilding the sessions after" in status["message"] and status["level"] == 2
+        assert "could not be rebuilt ('shared/backbone.onnx' has sha256" in capfd.readouterr().err
+        assert int(status["provider_fallbacks"]) == 1 and d.action_count() == n
+        assert policy.active_adapter == "pick" and [a.name for a in policy.adapters] == ["pick", "place", "open"]
+        from vla_adapter_interfaces.srv import ListAdapters
+
+        assert d.call(ListAdapters, "list_adapters", ListAdapters.Request()).active_adapter == "pick"
+    finally:
+        host.close()

@@ -22,9 +22,14 @@ def test_failed_configure_is_reported_and_recoverable_through_lifecycle(start_po
     from rcl_interfaces.srv import SetParameters
 
     proc = start_policy(tiny_model_dir / "missing", providers="cpu", camera_reliability="reliable",
-                        camera_depth=5)
+                        camera_depth=5, autostart=False)
     d = make_driver(proc)
     d.wait_for(lambda: d.node.count_publishers("/diagnostics") > 0, 30, "diagnostics")
+    failed = d.call(ChangeState, "change_state", ChangeState.Request(transition=Transition(
+        id=Transition.TRANSITION_CONFIGURE)))
+    assert not failed.success
+    d.wait_for(lambda: "configure failed" in proc.log(), 10, "the configure error in the log")
+    d.wait_for(lambda: d.latest_status(timeout=5)["level"] == 2, 10, "ERROR on /diagnostics")
     status = d.latest_status(timeout=30)
     assert status["level"] == 2 and status["lifecycle_state"] == "unconfigured"
     assert "model not loaded" in status["message"] and "missing" in status["message"]

@@ -18,6 +18,7 @@ from vla_adapter_ros.runtime.errors import (
     ManifestError,
     NonFiniteOutputError,
     PolicyRuntimeError,
+    ProviderRunError,
     UnknownAdapterError,
 )
 from vla_adapter_ros.runtime.policy import OnnxPolicy
@@ -238,3 +239,38 @@ def test_load_and_warmup_are_timed(model_dir):
     with OnnxPolicy.from_dir(model_dir, providers=["cpu"]) as policy:
         assert policy.load_seconds > 0 and policy.warmup_seconds > 0
         assert "drawer" in repr(policy)
+
+
+def test_run_time_provider_failure_and_fall_back(model_dir):
+    """A real onnxruntime run failure (the RunOptions terminate flag makes run() raise Fail) surfaces as
+    ProviderRunError naming the provider; fall_back() rebuilds every session (on CPU, the chain's last
+    provider, a fresh CPU session) keeping the loaded adapters, the active one and the outputs."""
+    with OnnxPolicy.from_dir(model_dir, providers=["cpu"], adapter="button") as policy:
+        before = snapshot(policy)
+        old_sessions = {id(s.session) for s in policy._slots.values()}
+        policy._state.run_options.terminate = True
+        with pytest.raises(ProviderRunError, match="CPUExecutionProvider failed running adapter 'button'") as err:
+            policy.infer(frame(), "open the drawer", raw_proprio(policy.manifest))
+        assert err.value.provider == "CPUExecutionProvider" and isinstance(err.value, PolicyRuntimeError)
+        report = policy.fall_back("test")
+        assert report.active == "CPUExecutionProvider" and policy.fallbacks == [("CPUExecutionProvider", "test")]
+        assert not old_sessions & {id(s.session) for s in policy._slots.values()}
+        after = snapshot(policy)
+        assert before[:3] == after[:3] and np.array_equal(before[3], after[3])
+
+
+@pytest.mark.parametrize("mode", ["shared", "merged"])
+def test_fall_back_that_cannot_rebuild_leaves_the_policy_unchanged(clone, mode):
+    with OnnxPolicy.from_dir(clone, providers=["cpu"], mode=mode) as policy:
+        before = snapshot(policy)
+        slots = dict(policy._slots)
+        m = policy.manifest
+        target = clone / (m.shared_file if mode == "shared" else m.adapter("drawer").merged_file)
+        data = bytearray(target.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        replace_file(target, bytes(data))
+        with pytest.raises(ChecksumError):
+            policy.fall_back("test")
+        assert policy._slots == slots and policy.fallbacks == []
+        after = snapshot(policy)
+        assert before[:3] == after[:3] and np.array_equal(before[3], after[3])

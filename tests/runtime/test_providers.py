@@ -63,3 +63,12 @@ def test_no_usable_provider_is_an_error(model_dir):
     data = (model_dir / "merged" / "drawer.onnx").read_bytes()
     with pytest.raises(ProviderError, match="no execution provider could run"):
         create_session(data, ProviderConfig.coerce(["cuda"]).chain(), label="drawer")
+
+
+@pytest.mark.skipif(not _cuda_works(), reason="needs a working CUDA provider (GPU machine)")
+def test_fall_back_moves_from_cuda_to_cpu(model_dir):
+    from vla_adapter_ros.runtime.policy import OnnxPolicy
+
+    with OnnxPolicy.from_dir(model_dir, providers=["cuda", "cpu"]) as policy:
+        assert policy.provider == CUDA
+        assert policy.fall_back("CUDA failed at run time").active == CPU and policy.provider == CPU

@@ -26,13 +26,15 @@ class DiagnosticsReport:
         self._previous: dict[str, int] = {}
 
     def build(self, *, stamp: Any, snapshot: dict[str, Any], state: str, adapter: str, provider: str, model: str,
-              model_dir: str, instruction: str, last_error: str, config: Any) -> DiagnosticArray:
+              model_dir: str, instruction: str, last_error: str, config: Any, fault: str = "") -> DiagnosticArray:
+        """``fault``: a lasting condition that stops serving (ERROR until it clears), e.g. a failed provider."""
         counts, refused, errors = snapshot["counts"], snapshot["refused"], snapshot["errors"]
         flat = {**counts, **{f"refused.{k}": v for k, v in refused.items()},
                 **{f"errors.{k}": v for k, v in errors.items()}}
         delta = {k: v - self._previous.get(k, 0) for k, v in flat.items()}
         self._previous = flat
-        level, message = self._level(state, delta, snapshot, adapter, provider, last_error)
+        level, message = ("ERROR", fault) if fault else self._level(state, delta, snapshot, adapter, provider,
+                                                                     last_error)
         values: dict[str, Any] = {
             "lifecycle_state": state,
             "active_adapter": adapter,
@@ -50,7 +52,7 @@ class DiagnosticsReport:
             "action_age_p95_ms": snapshot["age_p95_ms"],
         }
         for key in (st.FRAMES_IN, st.ACTIONS_OUT, st.SKIPPED, st.STALE, st.NO_INSTRUCTION, st.NO_PROPRIO,
-                    st.INACTIVE, st.INSTRUCTIONS_IN, st.PROPRIO_IN, st.SWITCHES):
+                    st.INACTIVE, st.INSTRUCTIONS_IN, st.PROPRIO_IN, st.SWITCHES, st.PROVIDER_FALLBACKS):
             values[key] = counts.get(key, 0)
         values["refused_total"] = sum(refused.values())
         values.update({f"refused.{k}": v for k, v in sorted(refused.items())})

@@ -81,7 +81,8 @@ class PolicyNodeConfig:
         CONFIGURE,
     )
     # --- lifecycle and diagnostics ---
-    autostart: bool = _p(True, "configure and activate at start-up (plain `ros2 run` serves right away)")
+    autostart: bool = _p(True, "configure and activate at start-up (plain `ros2 run` serves right away); "
+                               "exit 1 if that fails. False: a lifecycle manager configures it")
     diagnostics_period: float = _p(1.0, "seconds between /diagnostics messages", min=0.1, max=60.0)
     latency_window: int = _p(300, "frames in the latency percentile window", min=10, max=100000)
 

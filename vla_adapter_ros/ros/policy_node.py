@@ -37,7 +37,13 @@ from vla_adapter_ros.ros import stats as st
 from vla_adapter_ros.ros.adapter_commands import AdapterCommands, quote_name
 from vla_adapter_ros.ros.diagnostics import DiagnosticsReport
 from vla_adapter_ros.ros.worker import LatestFrameWorker
-from vla_adapter_ros.runtime.errors import InputError, NonFiniteOutputError, PolicyRuntimeError, ProviderError
+from vla_adapter_ros.runtime.errors import (
+    InputError,
+    NonFiniteOutputError,
+    PolicyRuntimeError,
+    ProviderError,
+    ProviderRunError,
+)
 from vla_adapter_ros.runtime.policy import OnnxPolicy
 from vla_adapter_ros.runtime.providers import ProviderConfig
 
@@ -49,6 +55,8 @@ except ImportError:  # Humble
 MAX_INSTRUCTION_CHARS = 2000
 # How long a frame may wait on the worker for the first instruction / JointState (see _await_inputs).
 INPUT_WAIT_S = 0.25
+# Session rebuilds after run-time provider failures with no good inference in between.
+MAX_PROVIDER_RECOVERIES = 3
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,8 @@ class PolicyNode(LifecycleNode):
         self._action_names: list[str] = []
         self._dt = 0.0
         self._sequence = 0
+        self._provider_failures = 0  # run-time provider failures since the last good inference
+        self.fault = ""  # a lasting condition that stops serving, shown as ERROR on /diagnostics
         self._to_rgb = conversions.compressed_msg_to_rgb if cfg.use_compressed else conversions.image_msg_to_rgb
         if cfg.use_compressed:
             # OpenCV prints its own unthrottled "[ERROR] imdecode_ ..." line for some malformed payloads (BMP
@@ -143,6 +153,7 @@ class PolicyNode(LifecycleNode):
         self._proprio_names, self._proprio = names, None
         self._action_names, self._dt = list(manifest.actions.names), float(manifest.actions.dt)
         self.policy, self.adapters, self.last_error = policy, AdapterCommands(policy), ""
+        self._provider_failures, self.fault = 0, ""
         self.lifecycle_state = "inactive"
         self.get_logger().info(
             f"loaded {manifest.name!r} from {model_dir} on {policy.provider} in {policy.load_seconds:.2f} s; "
@@ -267,6 +278,9 @@ class PolicyNode(LifecycleNode):
         except NonFiniteOutputError as exc:
             self._inference_failed("non_finite_output", exc)
             return
+        except ProviderRunError as exc:
+            self._provider_failed(policy, exc)
+            return
         except ProviderError as exc:
             self._inference_failed("provider", exc)
             return
@@ -274,6 +288,7 @@ class PolicyNode(LifecycleNode):
             self._inference_failed(type(exc).__name__, exc)
             return
         inference_s = time.perf_counter() - t0
+        self._provider_failures, self.fault = 0, ""
         if self._too_old(stamp_ns, cfg.max_image_age, f"after {inference_s * 1e3:.1f} ms of inference"):
             return
         self._sequence += 1
@@ -302,6 +317,30 @@ class PolicyNode(LifecycleNode):
         (self.stats.refuse if refused else self.stats.error)(kind)
         self.last_error = f"{kind}: {exc}"
         self.problems.report(kind, f"inference failed, frame not served: {exc}")
+
+    def _provider_failed(self, policy: OnnxPolicy, exc: ProviderRunError) -> None:
+        """The execution provider failed mid-run: nothing is published for this frame; the
+        sessions are rebuilt on the next provider of the chain (the same one, fresh, at the
+        end of it). After MAX_PROVIDER_RECOVERIES rebuilds with no good inference between
+        them the node stops rebuilding; frames keep failing (nothing published, ERROR on
+        /diagnostics) until a run succeeds again or the node is reconfigured."""
+        self._inference_failed("provider_run", exc)
+        self._provider_failures += 1
+        if self._provider_failures > MAX_PROVIDER_RECOVERIES:
+            self.last_error = f"provider_run: {exc}"
+            self.fault = (f"execution provider failing at run time; gave up rebuilding the sessions after "
+                          f"{MAX_PROVIDER_RECOVERIES} attempts; frames are not served while it fails (reconfigure to rebuild)")
+            return
+        try:
+            report = policy.fall_back(str(exc))
+        except (PolicyRuntimeError, OSError) as err:
+            self.last_error = f"provider_run: {exc}; rebuilding the sessions failed: {err}"
+            self.get_logger().error(f"execution provider {exc.provider} failed at run time and the sessions could "
+                                    f"not be rebuilt ({err}); frames are not served")
+            return
+        self.stats.incr(st.PROVIDER_FALLBACKS)
+        self.get_logger().warning(f"execution provider {exc.provider} failed at run time ({exc}); sessions rebuilt on "
+                                  f"{report.active} (recovery {self._provider_failures}/{MAX_PROVIDER_RECOVERIES})")
 
     def _await_inputs(self) -> tuple[str | None, np.ndarray | None]:
         """The current instruction and proprio, waiting briefly for the FIRST ones.
@@ -362,7 +401,7 @@ class PolicyNode(LifecycleNode):
             state=self.lifecycle_state, adapter=(policy.active_adapter or "") if policy else "",
             provider=policy.provider if policy else "", model=policy.manifest.name if policy else "",
             model_dir=str(self.config.resolved_model_dir()), instruction=self._instruction or "",
-            last_error=self.last_error, config=self.config,
+            last_error=self.last_error, config=self.config, fault=self.fault,
         ))
 
     def on_set_parameters(self, parameters) -> SetParametersResult:
@@ -392,8 +431,11 @@ def main(args: list[str] | None = None) -> int:
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         if node.config.autostart and not node.autostart():
-            node.get_logger().error("autostart did not reach 'active'; the node stays up (see /diagnostics) "
-                                    "and can be configured again through its lifecycle services")
+            # A robot launch must see this (and may respawn); a lifecycle manager that wants the node
+            # up while unconfigured starts it with autostart:=false and configures it itself.
+            node.get_logger().fatal(f"autostart did not reach 'active' ({node.last_error}); exiting with status 1 "
+                                    "(with autostart:=false the node stays up unconfigured for a lifecycle manager)")
+            return 1
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

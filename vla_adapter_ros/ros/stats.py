@@ -26,6 +26,7 @@ INACTIVE = "frames_while_inactive"
 INSTRUCTIONS_IN = "instructions_in"
 PROPRIO_IN = "proprio_in"
 SWITCHES = "adapter_switches"
+PROVIDER_FALLBACKS = "provider_fallbacks"  # sessions rebuilt after a run-time provider failure
 
 
 class ServingStats:

@@ -19,7 +19,7 @@ from typing import Any
 _EXPORTS = {
     "OnnxPolicy": "policy", "InferenceResult": "policy",
     "ChecksumError": "errors", "InputError": "errors", "ManifestError": "errors",
-    "NonFiniteOutputError": "errors", "PolicyRuntimeError": "errors", "ProviderError": "errors",
+    "NonFiniteOutputError": "errors", "PolicyRuntimeError": "errors", "ProviderError": "errors", "ProviderRunError": "errors",
     "UnknownAdapterError": "errors",
 }
 __all__ = sorted(_EXPORTS)

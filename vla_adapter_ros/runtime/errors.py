@@ -37,3 +37,15 @@ class NonFiniteOutputError(PolicyRuntimeError):
 
 class ProviderError(PolicyRuntimeError):
     """No requested execution provider could be initialised, or a provider name is unknown."""
+
+
+class ProviderRunError(ProviderError):
+    """The execution provider failed while running the network (a CUDA fault, a lost device...).
+
+    ``provider`` names it. Nothing was returned; :meth:`OnnxPolicy.fall_back` rebuilds the
+    sessions on the next provider of the chain.
+    """
+
+    def __init__(self, message: str, provider: str) -> None:
+        super().__init__(message)
+        self.provider = provider

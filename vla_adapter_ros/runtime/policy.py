@@ -36,6 +36,7 @@ from vla_adapter_ros.runtime.errors import (
     ManifestError,
     NonFiniteOutputError,
     PolicyRuntimeError,
+    ProviderRunError,
     UnknownAdapterError,
 )
 from vla_adapter_ros.runtime.language import LanguageEncoder
@@ -104,6 +105,10 @@ class OnnxPolicy:
         self._warmup = warmup
         self._cache_size = cache_size
         self._report: ProviderReport | None = None
+        self._backbone: ort.InferenceSession | None = None
+        self.language: LanguageEncoder
+        self.language_provider = ""
+        self.fallbacks: list[tuple[str, str]] = []  # (failed provider, reason) per fall_back()
         self.load_seconds = 0.0
         self.warmup_seconds = 0.0
 
@@ -117,24 +122,36 @@ class OnnxPolicy:
         for name in names:
             if manifest.adapter(name) is None:
                 raise self._unknown(name, "is not listed in the manifest")
-        self.language, self.language_provider = self._load_language()
-        self._backbone: ort.InferenceSession | None = None
-        if mode == "shared":
-            self._backbone, self._report = self._session(manifest.shared_file, "shared backbone")
-            self._check_graph(self._backbone, manifest.adapter_inputs, manifest.shared_file)
-            self._slots[None] = _Slot(None, None, self._backbone, None)  # identity adapter = backbone alone
-        slots = {n: self._prepare(manifest, n) for n in names}
-        self._slots.update(slots)
-        if mode == "merged" and not slots:
-            raise ManifestError("merged mode needs at least one adapter to load")
+        self._build(names)
         self.load_seconds = time.perf_counter() - t0
         if warmup:
             t1 = time.perf_counter()
-            self.language.encode_batch(["warm up"])
-            for slot in self._slots.values():
-                self._warm(slot)
+            self._warm_all()
             self.warmup_seconds = time.perf_counter() - t1
         self._state = self._slots[initial]
+
+    def _build(self, names: Sequence[str]) -> None:
+        """Language encoder, backbone and one slot per adapter on ``self._chain``, published at the end
+        (concurrent readers see the old state or the new one, never a half-built one)."""
+        language, language_provider = self._load_language()
+        backbone: ort.InferenceSession | None = None
+        report: ProviderReport | None = None
+        slots: dict[str | None, _Slot] = {}
+        if self.mode == "shared":
+            backbone, report = self._session(self._manifest.shared_file, "shared backbone")
+            self._check_graph(backbone, self._manifest.adapter_inputs, self._manifest.shared_file)
+            slots[None] = _Slot(None, None, backbone, None)  # identity adapter = backbone alone
+        if self.mode == "merged" and not names:
+            raise ManifestError("merged mode needs at least one adapter to load")
+        for name in names:
+            slots[name], report = self._prepare(self._manifest, name, backbone, report)
+        self.language, self.language_provider = language, language_provider
+        self._backbone, self._report, self._slots = backbone, report, slots
+
+    def _warm_all(self) -> None:
+        self.language.encode_batch(["warm up"])
+        for slot in self._slots.values():
+            self._warm(slot)
 
     @classmethod
     def from_dir(
@@ -215,7 +232,7 @@ class OnnxPolicy:
             manifest = self._manifest
             if manifest.adapter(name) is None:
                 manifest = self._reread_manifest(name)
-            slot = self._prepare(manifest, name)
+            slot, _ = self._prepare(manifest, name, self._backbone, self._report)
             if self._warmup:
                 self._warm(slot)
             # Publish: a new dict, then one assignment, so readers never see a half-built state.
@@ -242,7 +259,7 @@ class OnnxPolicy:
         embedding, cached = self.language.encode(instruction)
         t2 = time.perf_counter()
         feeds = {processing.IMAGE: image, processing.INSTRUCTION_EMBEDDING: embedding[None], processing.PROPRIO: prop}
-        (raw,) = slot.session.run(list(POLICY_OUTPUTS), feeds, slot.run_options)
+        (raw,) = self._run(slot, feeds)
         t3 = time.perf_counter()
         actions = self._postprocess(raw[0], slot.name, instruction)
         t4 = time.perf_counter()
@@ -270,7 +287,49 @@ class OnnxPolicy:
             processing.INSTRUCTION_EMBEDDING: np.ascontiguousarray(instruction_embedding, np.float32),
             processing.PROPRIO: np.ascontiguousarray(proprio, np.float32),
         }
-        return slot.session.run(list(POLICY_OUTPUTS), feeds, slot.run_options)[0]
+        return self._run(slot, feeds)[0]
+
+    def _run(self, slot: _Slot, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        try:
+            return slot.session.run(list(POLICY_OUTPUTS), feeds, slot.run_options)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises Fail/EPFail/RuntimeException/... for run failures
+            provider = self.provider
+            raise ProviderRunError(
+                f"{provider} failed running adapter {slot.name!r}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
+                provider,
+            ) from exc
+
+    # ------------------------------------------------------------------ provider failure
+    def fall_back(self, reason: str = "") -> ProviderReport:
+        """Rebuild every session on the provider after the current one (TensorRT -> CUDA -> CPU).
+
+        For a provider that fails at run time (:class:`ProviderRunError`). On the last
+        provider of the chain the sessions are rebuilt on that same provider (a transient
+        fault clears; a permanent one keeps failing and the caller stops serving). The
+        loaded adapters and the active one are kept; until the new sessions are ready the
+        old state stays in place, and if rebuilding fails it is restored unchanged.
+        Returns the new provider report.
+        """
+        with self._lock:
+            active = self._require_open().name
+            failed = self.provider
+            names = [n for n, _ in self._chain]
+            at = names.index(failed) if failed in names else 0
+            chain = self._chain[at + 1:] or self._chain[at:]
+            saved = (self._chain, self._report, self.language, self.language_provider, self._backbone, self._slots)
+            loaded = [n for n in self._slots if n is not None]
+            try:
+                self._chain = chain
+                self._build(loaded)
+                if self._warmup:
+                    self._warm_all()
+            except Exception:
+                (self._chain, self._report, self.language, self.language_provider, self._backbone,
+                 self._slots) = saved
+                raise
+            self._state = self._slots[active]
+            self.fallbacks.append((failed, reason))
+            return self.provider_report
 
     # ------------------------------------------------------------------ lifetime
     def close(self) -> None:
@@ -331,7 +390,9 @@ class OnnxPolicy:
         encoder = LanguageEncoder.from_bytes(session, tokenizer, spec.embedding_dim, spec.max_length, self._cache_size)
         return encoder, report.active
 
-    def _prepare(self, manifest: Manifest, name: str) -> _Slot:
+    def _prepare(self, manifest: Manifest, name: str, backbone: ort.InferenceSession | None,
+                 report: ProviderReport | None) -> tuple[_Slot, ProviderReport | None]:
+        """The slot for adapter ``name`` and the provider report (the first session's, in merged mode)."""
         spec = manifest.adapter(name)
         if spec is None:
             raise self._unknown(name, "is not listed in the manifest")
@@ -343,20 +404,18 @@ class OnnxPolicy:
                 rel = spec.fp16_file
             # After the first session, start the chain at the provider that worked.
             chain = self._chain
-            if self._report is not None:
-                chain = self._chain[[n for n, _ in self._chain].index(self._report.active) :]
-            session, report = self._session(rel, f"adapter {name!r}", chain)
-            if self._report is None:
-                self._report = report
+            if report is not None:
+                chain = self._chain[[n for n, _ in self._chain].index(report.active) :]
+            session, first = self._session(rel, f"adapter {name!r}", chain)
             self._check_graph(session, (), rel)
-            return _Slot(name, spec, session, None)
+            return _Slot(name, spec, session, None), report or first
         path = manifest.verify(spec.file)
         self._check_adapter_file(path, spec)
         lora = ort.LoraAdapter()
         lora.Load(str(path))
         options = ort.RunOptions()
         options.add_active_adapter(lora)
-        return _Slot(name, spec, self._backbone, options, lora)  # type: ignore[arg-type]
+        return _Slot(name, spec, backbone, options, lora), report  # type: ignore[arg-type]
 
     def _check_adapter_file(self, path: Path, spec: AdapterSpec) -> None:
         try:

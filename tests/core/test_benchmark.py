@@ -60,3 +60,19 @@ def test_quick_benchmark_end_to_end_and_resume(tmp_path):
     mtime = adapter.joinpath("adapter_model.safetensors").stat().st_mtime_ns
     bench.run(("record", "pretrain", "finetune", "eval", "export"))
     assert adapter.joinpath("adapter_model.safetensors").stat().st_mtime_ns == mtime
+    # More episodes later: the stored ones are kept, only the next seeds run (here on 2 worker processes).
+    res_path = out / "eval" / "coffee-button-v3" / "adapter_r8.json"
+    first = json.loads(res_path.read_text())["results"]
+    log: list[str] = []
+    more = {**data, "eval_episodes": 2, "eval_workers": 2}
+    Benchmark(BenchmarkConfig.from_dict(more), progress=False, log=log.append).run(("eval",))
+    assert any("on 2 processes" in line for line in log)
+    extended = json.loads(res_path.read_text())
+    assert extended["episodes"] == 2 and extended["results"][0] == first[0]
+    assert extended["results"][1]["seed"] == first[0]["seed"] + 1
+    # ... and equal (success, steps) to both episodes evaluated from scratch in this process
+    res_path.unlink()
+    Benchmark(BenchmarkConfig.from_dict({**more, "eval_workers": 1}), progress=False, log=lambda _: None).run(("eval",))
+    scratch = json.loads(res_path.read_text())["results"]
+    assert [(r["seed"], r["success"], r["steps"]) for r in scratch] == \
+        [(r["seed"], r["success"], r["steps"]) for r in extended["results"]]

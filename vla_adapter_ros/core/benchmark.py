@@ -78,6 +78,7 @@ class BenchmarkConfig(ConfigBase):
     eval_episodes: int = 10
     eval_seed_start: int = 100_000
     forgetting_episodes: int = 5  # per base task, backbone vs one fully fine-tuned model
+    eval_workers: int = 1  # processes for the eval stage (each runs torch with one thread)
     # -- export ---------------------------------------------------------------------------------------
     export_dir: str = "models/default"
     export_tasks: tuple[str, ...] = ()  # held-out tasks whose main-method adapter is bundled; () = all
@@ -92,7 +93,8 @@ class BenchmarkConfig(ConfigBase):
             raise ValueError(f"main_method {self.main_method!r} is not among methods {[m.name for m in specs]}")
         if set(self.base_tasks) & set(self.heldout_tasks):
             raise ValueError(f"tasks both base and held-out: {sorted(set(self.base_tasks) & set(self.heldout_tasks))}")
-        for n in ("base_episodes", "heldout_episodes", "pretrain_steps", "finetune_steps", "eval_episodes"):
+        for n in ("base_episodes", "heldout_episodes", "pretrain_steps", "finetune_steps", "eval_episodes",
+                  "eval_workers"):
             if getattr(self, n) <= 0:
                 raise ValueError(f"{n} must be positive, got {getattr(self, n)}")
         ModelConfig.from_dict(self.model)  # validate overrides now, not after an hour of recording
@@ -104,6 +106,34 @@ class BenchmarkConfig(ConfigBase):
     @property
     def model_config(self) -> ModelConfig:
         return ModelConfig.from_dict(self.model)
+
+
+@dataclass(frozen=True)
+class EvalJob:
+    """One evaluation: ``label`` (method) on ``task`` with ``split`` instructions, and its model."""
+
+    task: str
+    label: str
+    split: str
+    checkpoint: str
+    adapter: str | None
+
+
+def _stored_episodes(path: Path) -> int:
+    try:
+        return int(json.loads(path.read_text())["episodes"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def _eval_group_in_worker(cfg: dict[str, Any], group: list[EvalJob]) -> list[str]:
+    """Process-pool entry: evaluate one group with one torch thread; returns its log lines."""
+    import torch
+
+    torch.set_num_threads(1)
+    lines: list[str] = []
+    Benchmark(BenchmarkConfig.from_dict(cfg), progress=False, log=lines.append)._eval_group(group)
+    return lines
 
 
 def adapter_name(task: str) -> str:
@@ -215,58 +245,92 @@ class Benchmark:
         specs = self.cfg.method_specs
         return sorted(specs, key=lambda s: s.name != self.cfg.main_method)
 
-    def evaluate(self) -> None:
-        from .evaluate import TorchPolicySource
-
+    def eval_jobs(self) -> list[EvalJob]:
+        """Every evaluation the report needs, main method first; each names the model it loads."""
         main = next(s for s in self.method_specs() if s.name == self.cfg.main_method)
-        jobs: list[tuple[str, str, str, Any]] = []  # (task, policy label, split, source factory)
-        backbone = lambda: TorchPolicySource(self.backbone, name="backbone")  # noqa: E731
+        jobs: list[EvalJob] = []
+        backbone = (str(self.backbone), None)
         for task in self.heldout:  # what the bundled model needs first, baselines after
-            jobs.append((task, main.name, "train", self._source_factory(task, main)))
-            jobs.append((task, main.name, "heldout", self._source_factory(task, main)))
-            jobs.append((task, "backbone", "train", backbone))
+            jobs.append(EvalJob(task, main.name, "train", *self._model_of(task, main)))
+            jobs.append(EvalJob(task, main.name, "heldout", *self._model_of(task, main)))
+            jobs.append(EvalJob(task, "backbone", "train", *backbone))
         for spec in self.method_specs()[1:]:
             for task in self.heldout:
-                jobs.append((task, spec.name, "train", self._source_factory(task, spec)))
+                jobs.append(EvalJob(task, spec.name, "train", *self._model_of(task, spec)))
         full = next((s for s in self.method_specs() if s.regime == "full"), None)
         for task in self.base:
-            jobs.append((task, "backbone", "train", backbone))
+            jobs.append(EvalJob(task, "backbone", "train", *backbone))
             if full is not None:  # forgetting: the first held-out task's fully fine-tuned model on base tasks
-                jobs.append((task, f"full[{self.heldout[0]}]", "train", self._source_factory(self.heldout[0], full)))
-        sources: dict[str, Any] = {}
-        for task, label, split, factory in jobs:
-            path = self.eval_file(task, label, split)
-            if path.is_file():
-                continue
-            key = f"{label}@{task if label != 'backbone' and not label.startswith('full[') else ''}"
-            if key not in sources:
-                sources.clear()  # one model in memory at a time
-                sources[key] = factory()
-            episodes = self.cfg.forgetting_episodes if task in self.base else self.cfg.eval_episodes
-            self._eval_one(task, label, split, sources[key], episodes, path)
+                jobs.append(EvalJob(task, f"full[{self.heldout[0]}]", "train",
+                                    *self._model_of(self.heldout[0], full)))
+        return jobs
 
-    def _source_factory(self, task: str, spec: MethodSpec):
+    def episodes_for(self, job: EvalJob) -> int:
+        return self.cfg.forgetting_episodes if job.task in self.base else self.cfg.eval_episodes
+
+    def evaluate(self) -> None:
+        """Run the evaluations that are missing or have fewer episodes than configured.
+
+        A stored result with fewer episodes is extended with the next seeds (evaluation is
+        deterministic per seed), so raising ``eval_episodes`` reuses what exists.
+        ``eval_workers`` > 1 spreads the work over processes, one model per group of jobs.
+        """
+        todo = [j for j in self.eval_jobs()
+                if _stored_episodes(self.eval_file(j.task, j.label, j.split)) < self.episodes_for(j)]
+        groups: dict[tuple[str, str | None, str], list[EvalJob]] = {}
+        for job in todo:  # one model in memory per group
+            groups.setdefault((job.checkpoint, job.adapter, job.label), []).append(job)
+        workers = min(self.cfg.eval_workers, len(groups))
+        if workers <= 1:
+            for group in groups.values():
+                self._eval_group(group)
+            return
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        self.log(f"[eval] {len(todo)} evaluations in {len(groups)} groups on {workers} processes")
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+            futures = [pool.submit(_eval_group_in_worker, self.cfg.to_dict(), group) for group in groups.values()]
+            for future in as_completed(futures):
+                for line in future.result():
+                    self.log(line)
+
+    def _eval_group(self, group: list[EvalJob]) -> None:
         from .evaluate import TorchPolicySource
 
+        source = None
+        for job in group:
+            if source is None:
+                source = TorchPolicySource(job.checkpoint, job.adapter, name=job.label)
+            self._eval_one(job, source, self.episodes_for(job), self.eval_file(job.task, job.label, job.split))
+
+    def _model_of(self, task: str, spec: MethodSpec) -> tuple[str, str | None]:
+        """(checkpoint, adapter or None) that ``spec`` fine-tuned on ``task``."""
         art = self.artifact(task, spec)
         if spec.regime in ("adapter", "lora"):
-            return lambda: TorchPolicySource(self.backbone, art, name=spec.name)
-        return lambda: TorchPolicySource(art, name=spec.name)
+            return str(self.backbone), str(art)
+        return str(art), None
 
-    def _eval_one(self, task: str, label: str, split: str, source: Any, episodes: int, path: Path) -> None:
+    def _eval_one(self, job: EvalJob, source: Any, episodes: int, path: Path) -> None:
         from dataclasses import asdict
 
-        from .evaluate import evaluate_task
+        from .evaluate import EpisodeResult, evaluate_task, summarize
 
-        self.log(f"[eval] {task}: {label} ({split} instructions, {episodes} episodes)")
+        done: list[EpisodeResult] = []
+        if path.is_file():  # extend: the first seeds are already evaluated
+            done = [EpisodeResult(**r) for r in json.loads(path.read_text())["results"]][:episodes]
+        self.log(f"[eval] {job.task}: {job.label} ({job.split} instructions, episodes {len(done) + 1}..{episodes})")
         k = source.model.config.n_action_steps or source.model.config.chunk_length
-        res = evaluate_task(task, source, episodes=episodes, seed_start=self.cfg.eval_seed_start,
-                            instruction_split=split, n_action_steps=k, image_size=source.model.config.image_size,
+        new = evaluate_task(job.task, source, episodes=episodes - len(done),
+                            seed_start=self.cfg.eval_seed_start + len(done), instruction_split=job.split,
+                            n_action_steps=k, image_size=source.model.config.image_size,
                             max_steps=self.cfg.max_steps or None, progress=self.progress)
-        res.policy = label
+        res = summarize(job.task, job.label, job.split, done + new.results)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(res), indent=1))
-        self.log(f"[eval] {task}: {label}: {res.successes}/{res.episodes}")
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(res), indent=1))
+        tmp.replace(path)
+        self.log(f"[eval] {job.task}: {job.label}: {res.successes}/{res.episodes}")
 
     def export(self) -> None:
         from .export import export_model

@@ -160,13 +160,18 @@ def evaluate_task(task: str, source: PolicySource, *, episodes: int = 10, seed_s
             instruction = sample_instruction(env.task, seed, instruction_split)
             results.append(run_episode(env, source, instruction, seed, k))
             bar.set_postfix(success=f"{sum(r.success for r in results)}/{len(results)}")
+    return summarize(env.task, source.name, instruction_split, results)
+
+
+def summarize(task: str, policy: str, instruction_split: str, results: list[EpisodeResult]) -> TaskResult:
+    """Success rate, 95% interval, mean steps and median inference time of some episodes."""
     wins = sum(r.success for r in results)
     return TaskResult(
-        task=env.task, policy=source.name, instruction_split=instruction_split, episodes=len(results),
+        task=task, policy=policy, instruction_split=instruction_split, episodes=len(results),
         successes=wins, success_rate=wins / max(len(results), 1), ci95=wilson_interval(wins, len(results)),
         mean_steps=float(np.mean([r.steps for r in results])) if results else 0.0,
         inference_ms_p50=float(np.median([r.inference_ms_p50 for r in results])) if results else 0.0,
-        results=results,
+        results=list(results),
     )
 
 

@@ -34,6 +34,19 @@ def test_config_validation_quotes_the_problem():
         BenchmarkConfig(methods=({"name": "x", "regime": "magic"},), main_method="x")
 
 
+def test_ratio_to_full_fine_tuning_interval_pairs_the_seeds():
+    from vla_adapter_ros.core.benchmark_report import _ratio_interval
+
+    def res(successes):
+        return {"results": [{"seed": i, "success": bool(x)} for i, x in enumerate(successes)]}
+
+    full = {"a": res([1, 1, 1, 1, 0, 0, 1, 1]), "b": res([1, 0, 1, 0, 1, 0, 1, 0])}
+    assert _ratio_interval(full, full) == (1.0, 1.0)  # paired: identical episodes give exactly 100%
+    lo, hi = _ratio_interval({"a": res([1, 1, 0, 1, 0, 0, 1, 1]), "b": res([0] * 8)}, full)
+    assert 0.0 < lo < 0.5 < hi < 1.0
+    assert _ratio_interval({"a": res([1] * 8), "b": None}, full) is None
+
+
 @pytest.mark.slow
 def test_quick_benchmark_end_to_end_and_resume(tmp_path):
     cfg = BenchmarkConfig.load(ROOT / "config" / "benchmark" / "quick.yaml")
@@ -54,7 +67,7 @@ def test_quick_benchmark_end_to_end_and_resume(tmp_path):
     manifest = json.loads((tmp_path / "model" / "manifest.json").read_text())
     assert [a["name"] for a in manifest["adapters"]] == ["coffee_button"]
     report = (out / "report" / "RESULTS.md").read_text()
-    assert "adapter_r8" in report and "Forgetting" in report
+    assert "adapter_r8" in report and "Forgetting" in report and "vs full [95% CI]" in report
     assert (out / "report" / "success_per_task.png").stat().st_size > 1000
     # Resumable: a second run finds every stage done and changes nothing.
     mtime = adapter.joinpath("adapter_model.safetensors").stat().st_mtime_ns

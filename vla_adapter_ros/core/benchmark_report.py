@@ -22,8 +22,45 @@ def _fmt_rate(r: dict[str, Any] | None) -> str:
     return "—" if r is None else f"{r['successes']}/{r['episodes']}"
 
 
+def _pooled(per_task: dict[str, dict[str, Any] | None]) -> tuple[int, int]:
+    done = [r for r in per_task.values() if r is not None]
+    return sum(r["successes"] for r in done), sum(r["episodes"] for r in done)
+
+
+def _ratio_interval(a: dict[str, dict[str, Any] | None], b: dict[str, dict[str, Any] | None], n_boot: int = 4000,
+                    seed: int = 0) -> tuple[float, float] | None:
+    """95% paired-bootstrap interval of mean-success(a) / mean-success(b) over tasks.
+
+    Both methods ran the same seeds on each task, so seeds are resampled together
+    (per task), which keeps the pairing; None when a task is missing or b never succeeds.
+    """
+    tasks = [t for t in a if a[t] is not None and b.get(t) is not None]
+    if not tasks or len(tasks) != len(a):
+        return None
+    pairs = []
+    for t in tasks:
+        sa = {r["seed"]: r["success"] for r in a[t]["results"]}
+        sb = {r["seed"]: r["success"] for r in b[t]["results"]}
+        seeds = sorted(set(sa) & set(sb))
+        pairs.append((np.array([sa[x] for x in seeds], float), np.array([sb[x] for x in seeds], float)))
+    rng = np.random.default_rng(seed)
+    ratios = []
+    for _ in range(n_boot):
+        ma, mb = 0.0, 0.0
+        for xa, xb in pairs:
+            idx = rng.integers(0, len(xa), len(xa))
+            ma, mb = ma + xa[idx].mean(), mb + xb[idx].mean()
+        if mb > 0:
+            ratios.append(ma / mb)
+    if not ratios:
+        return None
+    lo, hi = np.percentile(ratios, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
 def collect(bench: Any) -> dict[str, Any]:
     """Everything the report shows, as plain data (also written to results.json)."""
+    from .evaluate import wilson_interval
     from .language import EMBEDDING_DIM  # noqa: F401  (import check: report runs where training ran)
 
     methods = ["backbone"] + [s.name for s in bench.method_specs()]
@@ -53,7 +90,16 @@ def collect(bench: Any) -> dict[str, Any]:
                 bytes_per_task=int(np.median([t["artifact_bytes"] for t in train_info])),
                 ms_per_step=float(np.median([t["ms_per_step"] for t in train_info if t.get("ms_per_step")] or [0])),
             )
+        k, n = _pooled(per_task)
+        row["pooled"] = (k, n)
+        row["pooled_ci95"] = wilson_interval(k, n) if n else None
         rows[spec_name] = row
+    full_name = next((s.name for s in bench.method_specs() if s.regime == "full"), None)
+    full_row = rows.get(full_name) if full_name else None
+    for row in rows.values():
+        if full_row and full_row["mean_success"] and row["mean_success"] is not None:
+            row["vs_full"] = row["mean_success"] / full_row["mean_success"]
+            row["vs_full_ci95"] = _ratio_interval(row["per_task"], full_row["per_task"])
     main = bench.cfg.main_method
     paraphrase = {t: _load(bench.eval_file(t, main, "heldout")) for t in bench.heldout}
     full = next((s.name for s in bench.method_specs() if s.regime == "full"), None)
@@ -80,17 +126,26 @@ def write_report(bench: Any) -> Path:
     short = [t.removesuffix("-v3") for t in tasks]
     lines = ["## Held-out tasks: success per method", "",
              "| method | trainable params | % of policy backbone | % of whole model | bytes / task | ms / step | "
-             + " | ".join(short) + " | mean |",
-             "|---|---|---|---|---|---|" + "---|" * len(tasks) + "---|"]
+             + " | ".join(short) + " | mean [95% CI] | vs full [95% CI] |",
+             "|---|---|---|---|---|---|" + "---|" * len(tasks) + "---|---|"]
     for name, row in data["methods"].items():
         cells = [_fmt_rate(row["per_task"][t]) for t in tasks]
         mean = "—" if row["mean_success"] is None else f"{row['mean_success']:.2f}"
+        if row.get("pooled_ci95"):
+            mean += " [{:.2f}, {:.2f}]".format(*row["pooled_ci95"])
+        ratio = "—" if row.get("vs_full") is None else f"{100 * row['vs_full']:.0f}%"
+        if row.get("vs_full_ci95"):
+            ratio += " [{:.0f}, {:.0f}]%".format(*(100 * x for x in row["vs_full_ci95"]))
+        mean += f" | {ratio}"
         if "trainable_params" in row:
             lines.append(f"| {name} | {row['trainable_params']:,} | {row['pct_backbone']:.2f}% | {row['pct_whole']:.2f}% | "
                          f"{row['bytes_per_task']:,} | {row['ms_per_step']:.0f} | " + " | ".join(cells) + f" | {mean} |")
         else:
             lines.append(f"| {name} | 0 | 0 | 0 | 0 | — | " + " | ".join(cells) + f" | {mean} |")
-    lines += ["", f"## Paraphrased instructions never seen in training ({data['main_method']})", "",
+    lines += ["", "Cells: successes/episodes (seeds from eval_seed_start on). Mean: average of the per-task rates, "
+              "with a Wilson interval on the pooled episodes. vs full: mean / full fine-tuning's mean, with a "
+              "paired bootstrap interval (same seeds per task).",
+              "", f"## Paraphrased instructions never seen in training ({data['main_method']})", "",
               "| task | success (held-out paraphrases) | success (training instructions) |", "|---|---|---|"]
     for t in tasks:
         lines.append(f"| {t.removesuffix('-v3')} | {_fmt_rate(data['paraphrase'][t])} | "
@@ -107,8 +162,12 @@ def write_report(bench: Any) -> Path:
         fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(tasks) * len(names) / 4 + 3), 3.6))
         width = 0.8 / len(names)
         for i, n in enumerate(names):
-            vals = [(data["methods"][n]["per_task"][t] or {}).get("success_rate", np.nan) for t in tasks]
-            ax.bar(np.arange(len(tasks)) + i * width, vals, width, label=n)
+            res = [data["methods"][n]["per_task"][t] for t in tasks]
+            vals = np.array([r["success_rate"] if r else np.nan for r in res])
+            lo = np.array([r["ci95"][0] if r else np.nan for r in res])
+            hi = np.array([r["ci95"][1] if r else np.nan for r in res])
+            ax.bar(np.arange(len(tasks)) + i * width, vals, width, label=n,
+                   yerr=np.nan_to_num(np.stack([vals - lo, hi - vals])), capsize=1.5, error_kw={"lw": 0.6})
         ax.set_xticks(np.arange(len(tasks)) + 0.4 - width / 2, short, rotation=20)
         ax.set_ylim(0, 1.05)
         ax.set_ylabel("success rate")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
+import pytest
 import torch
 from core_data import tiny_config
 
@@ -90,3 +94,27 @@ def test_default_model_sizes():
     assert 1_000_000 < n < 5_000_000
     image, emb, proprio = example_inputs(model.config, 2)
     assert model.predict(image, emb, proprio).shape == (2, 4, 4)
+
+
+def test_convolutional_stem_keeps_the_token_grid_and_older_fingerprints():
+    plain = ModelConfig(image_size=32, patch_size=8, d_model=32, vision_layers=1, fusion_layers=1, n_heads=2)
+    stem = ModelConfig.from_dict({**plain.to_dict(), "stem_channels": 8})
+    model = VLAPolicy(stem)
+    image, emb, proprio = example_inputs(stem, 2)
+    assert model.vision(image).shape == (2, stem.n_patches, 32) == (2, 16, 32)
+    assert model.predict(image, emb, proprio).shape == (2, stem.chunk_length, stem.action_dim)
+    assert VLAPolicy(plain).vision.stem is None and model.vision.patch_embed.in_channels == 16
+    # the field's default is left out of the fingerprint, so backbones saved before it existed still match
+    base = VLAPolicy(plain)
+    fp = base.backbone_fingerprint()
+    h = hashlib.sha256()
+    h.update(json.dumps({k: v for k, v in plain.to_dict().items() if k != "stem_channels"}, sort_keys=True).encode())
+    for name, t in sorted(base.backbone_state_dict().items()):
+        t = t.detach().contiguous()
+        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    assert h.hexdigest() == fp
+    with pytest.raises(ValueError, match="patch_size % 4"):
+        ModelConfig(image_size=36, patch_size=6, stem_channels=8)
+    with pytest.raises(ValueError, match="stem_channels must be"):
+        ModelConfig(stem_channels=-1)

@@ -155,3 +155,15 @@ def test_parity_table_marks_failures():
     assert [r.passed for r in rows] == [True, False, True, False]
     assert table.count("FAIL") == 2 and "measured" in table and "info" in table
     assert np.isnan(rows[3].max_abs_diff)
+
+
+def test_export_parity_with_a_convolutional_stem(tmp_path):
+    from vla_adapter_ros.core.export import export_model
+
+    config = ModelConfig.from_dict({**tiny().to_dict(), "stem_channels": 4})
+    checkpoint, dirs = make_random_checkpoint(tmp_path / "src", config, {"pick": AdapterConfig(rank=4)}, seed=5)
+    result = export_model(checkpoint, dirs, tmp_path / "model", log=lambda _msg: None)
+    manifest = Manifest.load(result.out)
+    assert manifest.adapter_names == ["pick"]
+    policy_rows = [r for r in result.rows if r.check in ("policy", "infer")]
+    assert policy_rows and all(r.passed for r in result.rows) and max(r.max_abs_diff for r in policy_rows) < 1e-4

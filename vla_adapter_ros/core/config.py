@@ -159,6 +159,11 @@ class ModelConfig(ConfigBase):
     # --- vision (ViT) ---
     image_size: int = 96  # square RGB input, pixels
     patch_size: int = 12  # 96 / 12 = 8x8 = 64 image tokens
+    # Convolutional stem before the patch projection (0 = none: one linear projection per patch).
+    # c > 0: 3x3 conv stride 2 (c channels), ReLU, 3x3 conv stride 2 (2c), ReLU, then a
+    # (patch/4)-strided projection: the same tokens, but features of objects a few pixels wide
+    # ("early convolutions help transformers see better", Xiao et al. 2021). patch_size % 4 == 0.
+    stem_channels: int = 0
     vision_layers: int = 4
     # --- transformer width, shared by vision and fusion ---
     d_model: int = 128
@@ -191,6 +196,11 @@ class ModelConfig(ConfigBase):
             raise ValueError(
                 f"image_size {self.image_size!r} is not a multiple of patch_size {self.patch_size!r}"
             )
+        if isinstance(self.stem_channels, bool) or not isinstance(self.stem_channels, int) or self.stem_channels < 0:
+            raise ValueError(f"stem_channels must be an int >= 0, got {self.stem_channels!r}")
+        if self.stem_channels and self.patch_size % 4:
+            raise ValueError(f"a convolutional stem (stem_channels {self.stem_channels}) needs patch_size % 4 == 0, "
+                             f"got {self.patch_size!r}")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model!r} is not divisible by n_heads {self.n_heads!r}")
         _probability("dropout", self.dropout)

@@ -109,7 +109,10 @@ class VLAPolicy(nn.Module):
         the (shipped, frozen) language encoder are excluded; statistics are included.
         """
         h = hashlib.sha256()
-        h.update(json.dumps(self.config.to_dict(), sort_keys=True).encode())
+        config = self.config.to_dict()
+        if not config.get("stem_channels"):  # added later: leaving the default out keeps older fingerprints
+            config.pop("stem_channels", None)
+        h.update(json.dumps(config, sort_keys=True).encode())
         for name, t in sorted(self.backbone_state_dict().items()):
             t = t.detach().to("cpu").contiguous()
             h.update(f"{name}|{tuple(t.shape)}|{t.dtype}".encode())

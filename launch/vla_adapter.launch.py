@@ -6,7 +6,8 @@
 
 Parameters come from ``params_file`` (default: the installed config/vla_adapter.yaml); a
 launch argument left empty keeps the file's value, a non-empty one overrides it. The node is
-a lifecycle node that configures and activates itself (``autostart: true`` in the file).
+a lifecycle node that configures and activates itself (``autostart: true`` in the file) and
+exits 1 if it cannot load the model; ``respawn:=true`` restarts it (after ``respawn_delay`` s).
 Standard launch / launch_ros API only (Humble, Jazzy, Kilted). tests/ros/test_launch_static.py
 checks this file against setup.py and the node's declared parameters.
 """
@@ -36,6 +37,14 @@ def _policy_node(context, *args, **kwargs):
             overrides[name] = value.lower() == "true"
         else:
             overrides[name] = value
+    respawn = LaunchConfiguration("respawn").perform(context).strip().lower()
+    if respawn not in ("true", "false"):
+        raise ValueError(f"launch argument respawn must be true or false, got {respawn!r}")
+    delay = LaunchConfiguration("respawn_delay").perform(context).strip()
+    try:
+        respawn_delay = float(delay)
+    except ValueError:
+        raise ValueError(f"launch argument respawn_delay must be seconds, got {delay!r}") from None
     return [
         Node(
             package=PACKAGE,
@@ -44,6 +53,10 @@ def _policy_node(context, *args, **kwargs):
             output="screen",
             emulate_tty=True,
             parameters=[LaunchConfiguration("params_file"), overrides],
+            # The node exits 1 when the model cannot be loaded at start and is killed by faults; a
+            # supervisor (this, systemd, ...) restarts it: it serves again within seconds (docs/ROBUSTNESS.md).
+            respawn=respawn == "true",
+            respawn_delay=respawn_delay,
         )
     ]
 
@@ -68,5 +81,10 @@ def generate_launch_description():
             description="true: subscribe to <camera_topic>/compressed (sensor_msgs/CompressedImage)"),
         DeclareLaunchArgument(
             "params_file", default_value=default_params, description="parameter file (ros__parameters YAML)"),
+        DeclareLaunchArgument(
+            "respawn", default_value="false", choices=["true", "false"],
+            description="restart the node when it exits (e.g. status 1: model not loadable yet)"),
+        DeclareLaunchArgument(
+            "respawn_delay", default_value="2.0", description="seconds before a respawn"),
         OpaqueFunction(function=_policy_node),
     ])

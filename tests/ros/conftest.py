@@ -213,12 +213,16 @@ class Driver:
         level = int.from_bytes(s.level, "little") if isinstance(s.level, bytes) else int(s.level)
         return {"level": level, "message": s.message, **diagnostic_values(s)}
 
-    def call(self, srv_type: Any, service: str, request: Any, timeout: float = 10.0) -> Any:
+    def call(self, srv_type: Any, service: str, request: Any, timeout: float = 10.0,
+             resend_s: float = 0.0) -> Any:
+        """``resend_s`` > 0: send again until a reply (idempotent services only; see clients.await_reply)."""
+        from vla_adapter_ros.ros.clients import await_reply
+
         client = self.node.create_client(srv_type, f"/{self.node_name}/{service}")
         try:
             assert client.wait_for_service(timeout_sec=timeout), f"{service} not available"
-            future = client.call_async(request)
-            self.wait_for(future.done, timeout, f"{service} reply")
+            future = await_reply(client, request, timeout, resend_s=resend_s)
+            assert future is not None, f"timed out after {timeout} s waiting for {service} reply"
             return future.result()
         finally:
             self.node.destroy_client(client)
@@ -227,7 +231,7 @@ class Driver:
         """The node is up and active: its diagnostics say so and the action subscription is matched."""
         from vla_adapter_interfaces.srv import ListAdapters
 
-        reply = self.call(ListAdapters, "list_adapters", ListAdapters.Request(), timeout)
+        reply = self.call(ListAdapters, "list_adapters", ListAdapters.Request(), timeout, resend_s=1.0)
         assert reply.adapters, "node has no adapters (configure failed?)"
         self.wait_for(lambda: self.camera.get_subscription_count() > 0, timeout, "camera subscription")
         self.wait_for(lambda: self.node.count_publishers(self.topics["action_topic"]) > 0, timeout,

@@ -56,3 +56,55 @@ def test_unreachable_service_fails_fast_and_clearly(ros_env):
     assert out.returncode == 3
     assert "/nobody_here/switch_adapter not available" in out.stderr
     assert elapsed < 15, f"took {elapsed:.1f} s"
+
+
+def test_await_reply_resends_and_the_first_reply_wins():
+    """A reply that does not come (lost after discovery, or late) does not stall the caller: the request is
+    sent again every resend_s and the first answer is taken. Real rclpy client and server on loopback DDS;
+    the server holds its first reply for 2 s."""
+    import threading
+
+    import rclpy
+    from rclpy.callback_groups import ReentrantCallbackGroup
+    from rclpy.executors import MultiThreadedExecutor
+
+    from vla_adapter_interfaces.srv import ListAdapters
+    from vla_adapter_ros.ros.clients import await_reply
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    calls: list[float] = []
+
+    def handle(_request, response):
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            time.sleep(2.0)
+            response.active_adapter = "late"
+        else:
+            response.active_adapter = "resent"
+        return response
+
+    server = rclpy.create_node(f"resend_server_{os.getpid()}", context=context)
+    server.create_service(ListAdapters, "~/list", handle, callback_group=ReentrantCallbackGroup())
+    caller = rclpy.create_node(f"resend_client_{os.getpid()}", context=context)
+    executor = MultiThreadedExecutor(num_threads=3, context=context)
+    executor.add_node(server)
+    executor.add_node(caller)
+    spin = threading.Thread(target=executor.spin, daemon=True)
+    spin.start()
+    try:
+        client = caller.create_client(ListAdapters, f"/resend_server_{os.getpid()}/list")
+        assert client.wait_for_service(timeout_sec=20)
+        t0 = time.monotonic()
+        future = await_reply(client, ListAdapters.Request(), timeout_s=10.0, resend_s=0.5)
+        assert future is not None and future.result().active_adapter == "resent"
+        assert time.monotonic() - t0 < 1.8 and len(calls) == 2
+        time.sleep(2.0)  # the held first reply arrives and is ignored
+        calls.clear()
+        future = await_reply(client, ListAdapters.Request(), timeout_s=10.0, resend_s=0.0)  # no resend: waits
+        assert future.result().active_adapter == "late" and len(calls) == 1
+    finally:
+        rclpy.try_shutdown(context=context)
+        spin.join(timeout=5)
+        server.destroy_node()
+        caller.destroy_node()

@@ -14,6 +14,7 @@ from typing import Any
 
 DEFAULT_NODE = "/vla_adapter"
 DEFAULT_TIMEOUT_S = 5.0
+RESEND_S = 1.0  # see call_service
 
 
 class ServiceUnavailableError(RuntimeError):
@@ -25,8 +26,38 @@ def service_name(node: str, service: str) -> str:
     return f"{node.rstrip('/')}/{service}" if node.startswith("/") else f"/{node.rstrip('/')}/{service}"
 
 
+def await_reply(client: Any, request: Any, timeout_s: float, resend_s: float = RESEND_S,
+                spin: Any = None) -> Any:
+    """Send ``request`` on ``client`` and return the first reply's future (None after ``timeout_s``).
+
+    A request sent right after discovery can lose its reply: the server may not yet match
+    this client's response reader and drops the response (Fast DDS logs "failed to send
+    response (timeout)"; ros2/rclcpp#2760). So the request is sent again every ``resend_s``
+    seconds until a reply arrives: for idempotent services only (switch, list, load and
+    reset-to-a-seed are). ``spin(timeout)`` drives the client's executor; None when another
+    thread spins it.
+    """
+    futures = [client.call_async(request)]
+    deadline = time.monotonic() + timeout_s
+    next_send = time.monotonic() + resend_s
+    while not any(f.done() for f in futures) and time.monotonic() < deadline:
+        if spin is None:
+            time.sleep(0.002)
+        else:
+            spin(min(0.05, max(0.0, deadline - time.monotonic())))
+        if resend_s > 0 and time.monotonic() >= next_send and not any(f.done() for f in futures):
+            futures.append(client.call_async(request))
+            next_send = time.monotonic() + resend_s
+    done = next((f for f in futures if f.done()), None)
+    for f in futures:
+        if f is not done and not f.done():
+            client.remove_pending_request(f)
+    return done
+
+
 def call_service(srv_type: Any, name: str, request: Any, timeout_s: float = DEFAULT_TIMEOUT_S) -> Any:
-    """One round trip to ``name`` from a short-lived node; raises ServiceUnavailableError on timeout."""
+    """One round trip to ``name`` from a short-lived node (resending, see await_reply);
+    raises ServiceUnavailableError on timeout."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
@@ -41,14 +72,13 @@ def call_service(srv_type: Any, name: str, request: Any, timeout_s: float = DEFA
             deadline = time.monotonic() + timeout_s
             if not client.wait_for_service(timeout_sec=timeout_s):
                 raise ServiceUnavailableError(f"service {name} not available after {timeout_s:.1f} s")
-            future = client.call_async(request)
-            executor.spin_until_future_complete(future, timeout_sec=max(0.0, deadline - time.monotonic()))
-            if not future.done():
-                client.remove_pending_request(future)
+            done = await_reply(client, request, max(0.0, deadline - time.monotonic()),
+                               spin=lambda t: executor.spin_once(timeout_sec=t))
+            if done is None:
                 raise ServiceUnavailableError(f"service {name} did not answer within {timeout_s:.1f} s")
-            if future.exception() is not None:
-                raise ServiceUnavailableError(f"service {name} failed: {future.exception()}")
-            return future.result()
+            if done.exception() is not None:
+                raise ServiceUnavailableError(f"service {name} failed: {done.exception()}")
+            return done.result()
         finally:
             executor.shutdown()
             node.destroy_node()

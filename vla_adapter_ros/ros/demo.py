@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from vla_adapter_ros import dds_env
+from vla_adapter_ros.ros.clients import RESEND_S, await_reply
 
 SIM_EXECUTABLE = "vla_adapter_sim"
 POLICY_EXECUTABLE = "vla_adapter_node"
@@ -150,17 +151,15 @@ class DemoDriver:
         with self._lock:
             self.latencies_ms.append((now - stamp) * 1e-6)
 
-    def call(self, srv_type: Any, name: str, request: Any, timeout: float = 30.0) -> Any:
+    def call(self, srv_type: Any, name: str, request: Any, timeout: float = 30.0, resend_s: float = RESEND_S) -> Any:
+        """A service round trip; ``resend_s`` > 0 resends until a reply (idempotent services only)."""
         client = self.node.create_client(srv_type, name)
         try:
             if not client.wait_for_service(timeout_sec=timeout):
                 raise TimeoutError(f"service {name} not available after {timeout:.0f} s")
-            future = client.call_async(request)
-            deadline = time.monotonic() + timeout
-            while not future.done():
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"service {name} did not answer within {timeout:.0f} s")
-                time.sleep(0.002)
+            future = await_reply(client, request, timeout, resend_s=resend_s)
+            if future is None:
+                raise TimeoutError(f"service {name} did not answer within {timeout:.0f} s")
             return future.result()
         finally:
             self.node.destroy_client(client)
@@ -206,7 +205,8 @@ class DemoDriver:
         with self._lock:
             self.latencies_ms = []
         t0 = time.monotonic()
-        reply = self.call(ResetEpisode, name, ResetEpisode.Request(task=task, seed=seed))
+        # Not resent: a second reset arriving after the episode started would restart it.
+        reply = self.call(ResetEpisode, name, ResetEpisode.Request(task=task, seed=seed), resend_s=0.0)
         if not reply.success:
             raise RuntimeError(f"reset refused: {reply.message}")
         episode = int(reply.message.split(":")[0].split()[-1])

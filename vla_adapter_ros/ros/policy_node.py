@@ -20,11 +20,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float32MultiArray, String
@@ -36,6 +33,7 @@ from vla_adapter_ros.ros import conversions, params, qos
 from vla_adapter_ros.ros import stats as st
 from vla_adapter_ros.ros.adapter_commands import AdapterCommands, quote_name
 from vla_adapter_ros.ros.diagnostics import DiagnosticsReport
+from vla_adapter_ros.ros.entry import run_node
 from vla_adapter_ros.ros.worker import LatestFrameWorker
 from vla_adapter_ros.runtime.errors import (
     InputError,
@@ -419,31 +417,18 @@ def _interval(max_rate: float) -> float:
     return 1.0 / max_rate if max_rate > 0 else 0.0
 
 
+def _autostart(node: PolicyNode) -> int | None:
+    if node.config.autostart and not node.autostart():
+        # A robot launch must see this (and may respawn); a lifecycle manager that wants the node
+        # up while unconfigured starts it with autostart:=false and configures it itself.
+        node.get_logger().fatal(f"autostart did not reach 'active' ({node.last_error}); exiting with status 1 "
+                                "(with autostart:=false the node stays up unconfigured for a lifecycle manager)")
+        return 1
+    return None
+
+
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = PolicyNode()
-    except (ValueError, ParameterException) as exc:  # a bad parameter value at start-up
-        print(f"vla_adapter_node: bad parameter: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    try:
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        if node.config.autostart and not node.autostart():
-            # A robot launch must see this (and may respawn); a lifecycle manager that wants the node
-            # up while unconfigured starts it with autostart:=false and configures it itself.
-            node.get_logger().fatal(f"autostart did not reach 'active' ({node.last_error}); exiting with status 1 "
-                                    "(with autostart:=false the node stays up unconfigured for a lifecycle manager)")
-            return 1
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.close()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(PolicyNode, "vla_adapter_node", args, start=_autostart)
 
 
 if __name__ == "__main__":

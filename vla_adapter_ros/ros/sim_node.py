@@ -35,9 +35,6 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
-import rclpy
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
@@ -54,6 +51,7 @@ from vla_adapter_ros.core.sim.metaworld_env import (
     canonical_task,
 )
 from vla_adapter_ros.ros import conversions, qos
+from vla_adapter_ros.ros.entry import run_node
 
 NODE_NAME = "vla_adapter_sim"
 MODES = ("lockstep", "timer")
@@ -321,24 +319,7 @@ def config_dict(config: SimNodeConfig) -> dict[str, Any]:
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = SimNode()
-    except (ValueError, ParameterException) as exc:  # a bad parameter value at start-up
-        print(f"{NODE_NAME}: bad parameter: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.close()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(SimNode, NODE_NAME, args)
 
 
 if __name__ == "__main__":

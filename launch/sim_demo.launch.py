@@ -7,7 +7,8 @@ Starts ``vla_adapter_sim`` (Meta-World in lockstep: it steps when the action for
 frame arrives, so episodes are deterministic) and ``vla_adapter_node`` with the parameters
 ``vla_adapter_ros.ros.demo`` uses (SIM_PARAMETERS / POLICY_PARAMETERS; tests/ros/test_demo.py
 checks that they agree). Then drive episodes with the ``/vla_adapter_sim/reset`` service
-(ResetEpisode: task + seed; the reply suggests an instruction), ``vla-adapter send-instruction``
+(ResetEpisode: task + seed + optional request_id that makes resends safe; the reply suggests
+an instruction), ``vla-adapter send-instruction``
 and ``vla-adapter switch``. Standard launch / launch_ros API only (Humble, Jazzy, Kilted).
 """
 

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from vla_adapter_ros.ros.clients import RESEND_S
+
 NODE_EXE = Path(sys.executable).parent / "vla_adapter_node"
 _instances = itertools.count()
 
@@ -138,6 +140,7 @@ class Driver:
         self.actions: list[tuple[float, Any]] = []  # (monotonic receive time, ActionChunk)
         self.statuses: list[Any] = []
         self._lock = threading.Lock()
+        self._clients: dict[str, Any] = {}
         self.node.create_subscription(ActionChunk, topics["action_topic"], self._on_action, qos.actions_qos(100))
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, qos.diagnostics_qos())
         self._spin = threading.Thread(target=self._spin_forever, daemon=True)
@@ -214,24 +217,25 @@ class Driver:
         return {"level": level, "message": s.message, **diagnostic_values(s)}
 
     def call(self, srv_type: Any, service: str, request: Any, timeout: float = 10.0,
-             resend_s: float = 0.0) -> Any:
-        """``resend_s`` > 0: send again until a reply (idempotent services only; see clients.await_reply)."""
+             resend_s: float = RESEND_S) -> Any:
+        """One round trip, resent every ``resend_s`` until a reply (see clients.await_reply); pass
+        ``resend_s=0`` for requests that are not idempotent (lifecycle transitions). One client per
+        service for the driver's life, like a robot's own clients."""
         from vla_adapter_ros.ros.clients import await_reply
 
-        client = self.node.create_client(srv_type, f"/{self.node_name}/{service}")
-        try:
-            assert client.wait_for_service(timeout_sec=timeout), f"{service} not available"
-            future = await_reply(client, request, timeout, resend_s=resend_s)
-            assert future is not None, f"timed out after {timeout} s waiting for {service} reply"
-            return future.result()
-        finally:
-            self.node.destroy_client(client)
+        client = self._clients.get(service)
+        if client is None:
+            client = self._clients[service] = self.node.create_client(srv_type, f"/{self.node_name}/{service}")
+        assert client.wait_for_service(timeout_sec=timeout), f"{service} not available"
+        future = await_reply(client, request, timeout, resend_s=resend_s)
+        assert future is not None, f"timed out after {timeout} s waiting for {service} reply"
+        return future.result()
 
     def wait_until_serving(self, timeout: float = 30.0) -> None:
         """The node is up and active: its diagnostics say so and the action subscription is matched."""
         from vla_adapter_interfaces.srv import ListAdapters
 
-        reply = self.call(ListAdapters, "list_adapters", ListAdapters.Request(), timeout, resend_s=1.0)
+        reply = self.call(ListAdapters, "list_adapters", ListAdapters.Request(), timeout)
         assert reply.adapters, "node has no adapters (configure failed?)"
         self.wait_for(lambda: self.camera.get_subscription_count() > 0, timeout, "camera subscription")
         self.wait_for(lambda: self.node.count_publishers(self.topics["action_topic"]) > 0, timeout,

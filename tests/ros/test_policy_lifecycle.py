@@ -26,7 +26,7 @@ def test_failed_configure_is_reported_and_recoverable_through_lifecycle(start_po
     d = make_driver(proc)
     d.wait_for(lambda: d.node.count_publishers("/diagnostics") > 0, 30, "diagnostics")
     failed = d.call(ChangeState, "change_state", ChangeState.Request(transition=Transition(
-        id=Transition.TRANSITION_CONFIGURE)))
+        id=Transition.TRANSITION_CONFIGURE)), resend_s=0)  # transitions are not idempotent
     assert not failed.success
     d.wait_for(lambda: "configure failed" in proc.log(), 10, "the configure error in the log")
     d.wait_for(lambda: d.latest_status(timeout=5)["level"] == 2, 10, "ERROR on /diagnostics")
@@ -43,13 +43,14 @@ def test_failed_configure_is_reported_and_recoverable_through_lifecycle(start_po
                     SetParameters.Request(parameters=[Parameter(name="model_dir", value=value)])).results
     assert res.successful, res.reason
     for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
-        ok = d.call(ChangeState, "change_state", ChangeState.Request(transition=Transition(id=transition)))
+        ok = d.call(ChangeState, "change_state", ChangeState.Request(transition=Transition(id=transition)),
+                    resend_s=0)
         assert ok.success, proc.log()
     d.prime()
     assert d.latest_status()["lifecycle_state"] == "active"
     # deactivate: frames are counted, not served
     assert d.call(ChangeState, "change_state",
-                  ChangeState.Request(transition=Transition(id=Transition.TRANSITION_DEACTIVATE))).success
+                  ChangeState.Request(transition=Transition(id=Transition.TRANSITION_DEACTIVATE)), resend_s=0).success
     start = d.action_count()
     d.send_frame(np.zeros((16, 16, 3), np.uint8))
     time.sleep(0.5)

@@ -132,6 +132,28 @@ def test_reset_refuses_an_unknown_task_and_suggests_instructions(sim_and_policy)
     assert "faucet" in reply.instruction or "tap" in reply.instruction
 
 
+def test_a_resent_reset_is_answered_again_without_restarting_the_episode(sim_and_policy):
+    """The request id makes reset idempotent: a client whose reply was lost can resend it."""
+    from vla_adapter_interfaces.srv import ResetEpisode
+
+    driver = sim_and_policy[0]
+    name = f"/{driver.sim_node}/reset"
+    first = driver.call(ResetEpisode, name, ResetEpisode.Request(task=TASK, seed=3, request_id="a"), resend_s=0)
+    episode = int(first.message.split(":")[0].split()[-1])
+    deadline = time.monotonic() + 60
+    while not (driver.status is not None and driver.status.episode == episode and driver.status.done):
+        assert time.monotonic() < deadline, "the episode did not finish"
+        time.sleep(0.02)
+    again = driver.call(ResetEpisode, name, ResetEpisode.Request(task=TASK, seed=3, request_id="a"), resend_s=0)
+    assert (again.success, again.message, again.instruction) == (first.success, first.message, first.instruction)
+    time.sleep(0.3)
+    assert driver.status.episode == episode and driver.status.done  # not restarted
+    other = driver.call(ResetEpisode, name, ResetEpisode.Request(task=TASK, seed=3, request_id="b"), resend_s=0)
+    assert other.success and f"episode {episode + 1}:" in other.message
+    unkeyed = driver.call(ResetEpisode, name, ResetEpisode.Request(task=TASK, seed=3), resend_s=0)
+    assert f"episode {episode + 2}:" in unkeyed.message  # no id: every request resets
+
+
 @pytest.mark.parametrize("mode", ["lockstep", "timer"])
 def test_without_actions_the_arm_holds_still_and_it_is_counted(ros_env, tmp_path, mode):
     prefix = f"/still_{mode}"

@@ -29,6 +29,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -124,6 +125,7 @@ class DemoDriver:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._lock = threading.Lock()
+        self._clients: dict[str, Any] = {}
         self.status: Any = None
         self.latencies_ms: list[float] = []
         self.instruction_pub = self.node.create_publisher(String, instruction_topic, qos.instruction_qos())
@@ -152,17 +154,20 @@ class DemoDriver:
             self.latencies_ms.append((now - stamp) * 1e-6)
 
     def call(self, srv_type: Any, name: str, request: Any, timeout: float = 30.0, resend_s: float = RESEND_S) -> Any:
-        """A service round trip; ``resend_s`` > 0 resends until a reply (idempotent services only)."""
-        client = self.node.create_client(srv_type, name)
-        try:
-            if not client.wait_for_service(timeout_sec=timeout):
-                raise TimeoutError(f"service {name} not available after {timeout:.0f} s")
-            future = await_reply(client, request, timeout, resend_s=resend_s)
-            if future is None:
-                raise TimeoutError(f"service {name} did not answer within {timeout:.0f} s")
-            return future.result()
-        finally:
-            self.node.destroy_client(client)
+        """A service round trip; ``resend_s`` > 0 resends until a reply (idempotent requests only).
+
+        One client per service, kept for the driver's life: only a client's first requests race
+        discovery (see clients.await_reply), not every call.
+        """
+        client = self._clients.get(name)
+        if client is None:
+            client = self._clients[name] = self.node.create_client(srv_type, name)
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise TimeoutError(f"service {name} not available after {timeout:.0f} s")
+        future = await_reply(client, request, timeout, resend_s=resend_s)
+        if future is None:
+            raise TimeoutError(f"service {name} did not answer within {timeout:.0f} s")
+        return future.result()
 
     def list_adapters(self, timeout: float = 60.0) -> Any:
         from vla_adapter_interfaces.srv import ListAdapters
@@ -205,8 +210,9 @@ class DemoDriver:
         with self._lock:
             self.latencies_ms = []
         t0 = time.monotonic()
-        # Not resent: a second reset arriving after the episode started would restart it.
-        reply = self.call(ResetEpisode, name, ResetEpisode.Request(task=task, seed=seed), resend_s=0.0)
+        # Resent until answered; the request id makes a resend that arrives after the reset a no-op.
+        reply = self.call(ResetEpisode, name, ResetEpisode.Request(task=task, seed=seed,
+                                                                   request_id=uuid.uuid4().hex))
         if not reply.success:
             raise RuntimeError(f"reset refused: {reply.message}")
         episode = int(reply.message.split(":")[0].split()[-1])

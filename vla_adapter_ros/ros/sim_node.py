@@ -4,7 +4,8 @@ Publishes what a robot would: the rendered camera (``sensor_msgs/Image``, rgb8) 
 proprioception (``sensor_msgs/JointState`` named ``ee_x ee_y ee_z gripper``), both stamped with
 the node clock at the moment of the observation; executes received ``ActionChunk`` messages;
 publishes ``EpisodeStatus`` after every step; ``~/reset`` (ResetEpisode) selects task and seed
-and replies with a suggested instruction. Rendering is MuJoCo's software/EGL renderer, headless.
+and replies with a suggested instruction (a repeated ``request_id`` gets the same reply without a
+second reset, so callers can resend safely). Rendering is MuJoCo's software/EGL renderer, headless.
 
 Two stepping modes (parameter ``mode``):
 
@@ -157,6 +158,7 @@ class SimNode(Node):
         self._chunk: np.ndarray | None = None  # timer mode: newest chunk, its stamp and steps used
         self._chunk_stamp = 0
         self._chunk_used = 0
+        self._last_reset: tuple[str, tuple[bool, str, str]] | None = None  # request_id -> reply fields
 
         self.image_pub = self.create_publisher(Image, cfg.camera_topic, qos.camera_qos("reliable", 1))
         self.joint_pub = self.create_publisher(JointState, cfg.proprio_topic, qos.proprio_qos())
@@ -293,12 +295,23 @@ class SimNode(Node):
         self.step(action)
 
     def on_reset(self, request: ResetEpisode.Request, response: ResetEpisode.Response):
+        request_id = request.request_id
+        if request_id and self._last_reset is not None and self._last_reset[0] == request_id:
+            # A resend of the last reset (its reply was lost): answer again, do not restart.
+            response.success, response.message, response.instruction = self._last_reset[1]
+            return response
+        self.reset(request, response)
+        self._last_reset = (request_id, (response.success, response.message, response.instruction)) \
+            if request_id else None
+        return response
+
+    def reset(self, request: ResetEpisode.Request, response: ResetEpisode.Response) -> None:
         try:
             task = canonical_task(request.task) if request.task.strip() else (
                 self.env.task if self.env is not None else self.config.task)
         except UnknownTaskError as exc:
             response.success, response.message = False, str(exc)
-            return response
+            return
         try:
             response.instruction = sample_instruction(task, request.seed)
         except KeyError:
@@ -306,7 +319,6 @@ class SimNode(Node):
         self.start_episode(task, int(request.seed))
         response.success = True
         response.message = f"episode {self.episode}: {task} seed {request.seed}"
-        return response
 
     def close(self) -> None:
         if self.env is not None:

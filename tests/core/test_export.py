@@ -161,9 +161,14 @@ def test_export_parity_with_a_convolutional_stem(tmp_path):
     from vla_adapter_ros.core.export import export_model
 
     config = ModelConfig.from_dict({**tiny().to_dict(), "stem_channels": 4})
-    checkpoint, dirs = make_random_checkpoint(tmp_path / "src", config, {"pick": AdapterConfig(rank=4)}, seed=5)
+    adapters = {"pick": AdapterConfig(rank=4),
+                "push": AdapterConfig(rank=4, train_modules=("patch_embed", "norms"), components=("vision",))}
+    checkpoint, dirs = make_random_checkpoint(tmp_path / "src", config, adapters, seed=5)
     result = export_model(checkpoint, dirs, tmp_path / "model", log=lambda _msg: None)
     manifest = Manifest.load(result.out)
-    assert manifest.adapter_names == ["pick"]
+    assert manifest.adapter_names == ["pick", "push"]
+    # one shared graph: push's copies of the stem, patch projection and vision LayerNorms are
+    # graph inputs whose defaults are the backbone's (pick runs with them)
+    assert {r.adapter for r in result.rows if r.check == "policy"} >= {"pick", "push"}
     policy_rows = [r for r in result.rows if r.check in ("policy", "infer")]
     assert policy_rows and all(r.passed for r in result.rows) and max(r.max_abs_diff for r in policy_rows) < 1e-4

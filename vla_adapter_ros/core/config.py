@@ -27,6 +27,10 @@ ACTIVATIONS = ("relu", "gelu", "silu")
 ADAPTER_INITS = ("zeros", "small_random")
 ADAPTER_RANK_PRESETS = (8, 16, 32)  # documented presets; any positive rank is accepted
 LORA_TARGETS = ("qkv", "attn_out", "ffn_in", "ffn_out")  # the linears of a transformer block
+# Backbone modules an adapter / LoRA can carry its own trainable copy of (PEFT's modules_to_save):
+# "patch_embed" = the vision encoder's conv stem (if any) + patch projection, the low-level
+# visual features; "norms" = every LayerNorm of the adapter's components (Houlsby et al.).
+TRAIN_MODULES = ("patch_embed", "norms")
 REGIMES = ("pretrain", "adapter", "lora", "head_only", "full")
 LOSSES = ("l1", "mse")
 
@@ -258,6 +262,7 @@ class AdapterConfig(ConfigBase):
     scaling: float = 1.0
     # --- extra trainable parts ---
     train_head: bool = False  # also train a per-adapter copy of the action head
+    train_modules: tuple[str, ...] = ()  # per-adapter trainable copies, subset of TRAIN_MODULES
     # --- what the adapter is for (saved in adapter_config.json) ---
     task: str = ""
     instruction_examples: tuple[str, ...] = ()
@@ -277,6 +282,7 @@ class AdapterConfig(ConfigBase):
             raise ValueError(f"scaling must be a finite number, got {self.scaling!r}")
         if not isinstance(self.train_head, bool):
             raise ValueError(f"train_head must be a bool, got {self.train_head!r}")
+        self.train_modules = _subset(self.train_modules, TRAIN_MODULES, "train_modules", allow_empty=True)
         if not isinstance(self.task, str):
             raise ValueError(f"task must be a string, got {self.task!r}")
         self.instruction_examples = tuple(self.instruction_examples)
@@ -309,6 +315,7 @@ class LoraConfig(ConfigBase):
     dropout: float = 0.0
     # --- extra trainable parts ---
     train_head: bool = False
+    train_modules: tuple[str, ...] = ()  # as AdapterConfig.train_modules
     # --- metadata ---
     task: str = ""
     instruction_examples: tuple[str, ...] = ()
@@ -322,6 +329,7 @@ class LoraConfig(ConfigBase):
         _probability("dropout", self.dropout)
         if not isinstance(self.train_head, bool):
             raise ValueError(f"train_head must be a bool, got {self.train_head!r}")
+        self.train_modules = _subset(self.train_modules, TRAIN_MODULES, "train_modules", allow_empty=True)
         self.instruction_examples = tuple(self.instruction_examples)
 
     @property

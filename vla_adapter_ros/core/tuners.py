@@ -54,11 +54,12 @@ class TunerLayer(nn.Module):
         return self.active_adapter is not None and any(self.active_adapter in d for d in self.tuner_dicts())
 
 
-class HeadCopies(TunerLayer):
+class ModuleCopies(TunerLayer):
     """PEFT's ``ModulesToSaveWrapper``: a trainable copy of a module per adapter name.
 
-    Used for the action head when an adapter / LoRA config has ``train_head=True``: the
-    backbone head stays untouched, the active adapter's copy is used instead.
+    Used for the action head (``train_head=True``) and the modules named in
+    ``train_modules`` (patch embedding, LayerNorms): the backbone module stays untouched,
+    the active adapter's copy is used instead.
     """
 
     def __init__(self, base_layer: nn.Module) -> None:
@@ -189,7 +190,8 @@ def attach_tuner(model: nn.Module, name: str, config: Any, kinds: tuple[str, ...
     """Wrap every ``kinds`` sublayer of ``config.components`` in ``cls`` and add ``name`` to it.
 
     Shared by adapters and LoRA: the name is checked and must be new; a head copy is added
-    when ``config.train_head``. Returns the wrapped module paths.
+    when ``config.train_head`` and module copies for ``config.train_modules``. Returns the
+    wrapped module paths.
     """
     from .config import check_name
 
@@ -200,9 +202,9 @@ def attach_tuner(model: nn.Module, name: str, config: Any, kinds: tuple[str, ...
     for path, _kind, owner, attr in find_targets(model, config.components, kinds):
         wrap_slot(owner, attr, cls).add(name, config)  # type: ignore[attr-defined]
         paths.append(path)
-    if config.train_head:
-        add_head_copy(model, name)
-        paths.append("head")
+    for path, owner, attr in copy_targets(model, config):
+        wrap_slot(owner, attr, ModuleCopies).add(name)  # type: ignore[attr-defined]
+        paths.append(path)
     model.tuner_configs[name] = config
     return paths
 
@@ -292,7 +294,29 @@ def tuner_state_dict(model: nn.Module, name: str) -> dict[str, torch.Tensor]:
     return out
 
 
-def add_head_copy(model: nn.Module, name: str) -> HeadCopies:
-    layer = wrap_slot(model, "head", HeadCopies)
-    layer.add(name)  # type: ignore[attr-defined]
-    return layer  # type: ignore[return-value]
+def copy_targets(model: nn.Module, config: Any) -> list[tuple[str, nn.Module, str]]:
+    """(clean path, owner, attribute) of every module ``config`` trains its own copy of.
+
+    ``train_head``: the action head. ``train_modules``: "patch_embed" = the vision encoder's
+    stem (if any) and patch projection; "norms" = every LayerNorm inside the config's
+    components. Found structurally (attribute / class), like the adapter targets.
+    """
+    out: list[tuple[str, nn.Module, str]] = []
+    modules = getattr(config, "train_modules", ())
+    if "patch_embed" in modules:
+        vision = component_roots(model, ("vision",))["vision"]
+        for attr in ("stem", "patch_embed"):
+            if getattr(vision, attr, None) is not None:
+                out.append((f"vision.{attr}", vision, attr))
+    if "norms" in modules:
+        before = len(out)
+        for comp, root in component_roots(model, config.components).items():
+            for path, m in iter_backbone_modules(root, comp):
+                for attr, child in m._modules.items():
+                    if child is not None and isinstance(innermost(child), nn.LayerNorm):
+                        out.append((f"{path}.{attr}", m, attr))
+        if len(out) == before:
+            raise TunerError(f"no LayerNorm found in components {config.components}")
+    if config.train_head:
+        out.append(("head", model, "head"))
+    return out

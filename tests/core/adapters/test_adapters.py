@@ -199,3 +199,50 @@ def test_parameter_report_counts_by_hand(policy, tmp_path):
     text = str(report)
     assert "a *" in text and f"{n_a:,}" in text and "total" in text
 
+
+
+@pytest.mark.parametrize("stem_channels", [0, 4])
+def test_module_copies_of_patch_embedding_and_norms(stem_channels, tmp_path):
+    """train_modules: per-adapter trainable copies (PEFT modules_to_save); the backbone never changes."""
+    from torch import nn
+
+    from vla_adapter_ros.core.model import example_inputs
+
+    torch.manual_seed(0)
+    policy = VLAPolicy(tiny_config(stem_channels=stem_channels)).eval()
+    inputs = example_inputs(policy.config, batch_size=3, seed=1)
+    ref, fingerprint = policy.predict(*inputs), policy.backbone_fingerprint()
+    backbone = {k: v.clone() for k, v in policy.backbone_state_dict().items()}
+    norms = sorted(n for n, m in policy.named_modules() if isinstance(m, nn.LayerNorm) and n.split(".")[0] != "head")
+    cfg = AdapterConfig(rank=4, train_modules=("norms", "patch_embed"))
+    assert cfg.train_modules == ("patch_embed", "norms")  # canonical order
+    paths = add_adapter(policy, "a", cfg)
+    embed = ["vision.stem", "vision.patch_embed"] if stem_channels else ["vision.patch_embed"]
+    assert paths[4:4 + len(embed)] == embed
+    assert sorted(paths[4 + len(embed):]) == norms and len(norms) == 6  # 2 per block + each stack's final norm
+    set_adapter(policy, "a")
+    assert torch.equal(policy.predict(*inputs), ref)  # exact copies + zero adapters = the backbone
+    _train_steps(policy, "a", inputs)
+    out = policy.predict(*inputs)
+    sd = adapter_state_dict(policy, "a")
+    moved = [k for k in sd if k.startswith(("vision.patch_embed.", "vision.blocks.0.ln_1.")) and not torch.equal(sd[k], backbone[k])]
+    assert moved, "the copies did not train"
+    assert tensors_equal(policy.backbone_state_dict(), backbone) and policy.backbone_fingerprint() == fingerprint
+    set_adapter(policy, None)
+    assert torch.equal(policy.predict(*inputs), ref)
+
+    save_adapter(policy, "a", tmp_path / "a")
+    fresh = VLAPolicy(policy.config).eval()
+    fresh.load_backbone_state_dict(backbone)
+    load_adapter(fresh, tmp_path / "a", activate=True)
+    assert fresh.tuner_configs["a"] == cfg and torch.equal(fresh.predict(*inputs), out)
+    delete_adapter(fresh, "a")
+    assert torch.equal(fresh.predict(*inputs), ref) and sorted(fresh.state_dict()) == sorted(backbone)
+
+
+def test_train_modules_are_validated():
+    with pytest.raises(ValueError, match="train_modules must be a subset"):
+        AdapterConfig(train_modules=("stem",))
+    from vla_adapter_ros.core.config import LoraConfig
+
+    assert LoraConfig(train_modules="norms").train_modules == ("norms",)

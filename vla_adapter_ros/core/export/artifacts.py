@@ -33,7 +33,8 @@ def build_manifest(
         where = "+".join(getattr(c, "positions", None) or c.targets)
         description = (
             f"{layout.method} adapter (rank {c.rank}, {where} in {'+'.join(c.components)}"
-            f"{', own action head' if c.train_head else ''})" + (f" for {c.task}" if c.task else "")
+            f"{', own action head' if c.train_head else ''}"
+            f"{''.join(f', own {m}' for m in c.train_modules)})" + (f" for {c.task}" if c.task else "")
         )
         adapters.append({
             "name": n,

@@ -66,6 +66,7 @@ def build_template(model: Any, names: list[str]) -> tuple[Any, SharedLayout]:
         "rank": max(c.rank for c in configs.values()),
         "components": tuple(sorted({x for c in configs.values() for x in c.components})),
         "train_head": any(c.train_head for c in configs.values()),
+        "train_modules": tuple(sorted({m for c in configs.values() for m in c.train_modules})),
     }
     if method == "bottleneck":
         acts = {n: c.activation for n, c in configs.items()}
@@ -73,12 +74,13 @@ def build_template(model: Any, names: list[str]) -> tuple[Any, SharedLayout]:
             raise ExportError(f"bottleneck adapters with different activations cannot share one graph: {acts}")
         tcfg = AdapterConfig(
             rank=union["rank"], components=union["components"], train_head=union["train_head"],
-            positions=tuple(sorted({p for c in configs.values() for p in c.positions})),
+            train_modules=union["train_modules"], positions=tuple(sorted({p for c in configs.values() for p in c.positions})),
             activation=next(iter(acts.values())), scaling=1.0, init="zeros",
         )
     else:
         tcfg = LoraConfig(
             rank=union["rank"], alpha=float(union["rank"]), components=union["components"], train_head=union["train_head"],
+            train_modules=union["train_modules"],
             targets=tuple(sorted({t for c in configs.values() for t in c.targets})),
         )
     template = VLAPolicy(model.config)
@@ -95,7 +97,7 @@ def build_template(model: Any, names: list[str]) -> tuple[Any, SharedLayout]:
                 is_projection = isinstance(unit, Bottleneck | LoraUnit)
                 for k, p in unit.named_parameters():
                     if is_projection:
-                        p.zero_()  # identity default: zero adapter (the head copy keeps the backbone head)
+                        p.zero_()  # identity default: zero adapter (module copies keep the backbone's values)
                     keys.append(f"{path}.{k}")
                     fqns.append(fqn_of[id(p)])
     state = tuner_state_dict(template, TEMPLATE)
@@ -126,7 +128,7 @@ def shared_tensors(model: Any, name: str, template: Any, layout: SharedLayout) -
         if arr.ndim != out[key].ndim or any(a > b for a, b in zip(arr.shape, out[key].shape, strict=True)):
             raise ExportError(f"internal: adapter {name!r} tensor {key!r} {arr.shape} exceeds its slot {out[key].shape}")
         # Defaults are zeros for projections (so the padding rows/columns stay zero) and the
-        # backbone head for a head copy (same shape: fully overwritten).
+        # backbone module for a module copy (same shape: fully overwritten).
         out[key][tuple(slice(0, s) for s in arr.shape)] = arr
     return out
 

@@ -32,6 +32,8 @@ def test_config_validation_quotes_the_problem():
         BenchmarkConfig(base_tasks=("reach",), heldout_tasks=("reach",))
     with pytest.raises(ValueError, match="regime must be"):
         BenchmarkConfig(methods=({"name": "x", "regime": "magic"},), main_method="x")
+    with pytest.raises(ValueError, match="train_modules is for adapter / lora"):
+        BenchmarkConfig(methods=({"name": "x", "regime": "full", "train_modules": ["norms"]},), main_method="x")
 
 
 def test_ratio_to_full_fine_tuning_interval_pairs_the_seeds():
@@ -52,14 +54,15 @@ def test_quick_benchmark_end_to_end_and_resume(tmp_path):
     cfg = BenchmarkConfig.load(ROOT / "config" / "benchmark" / "quick.yaml")
     data = cfg.to_dict()
     data.update(out_dir=str(tmp_path / "run"), export_dir=str(tmp_path / "model"),
-                methods=[{"name": "adapter_r8", "regime": "adapter", "rank": 8}, {"name": "full", "regime": "full"}],
+                methods=[{"name": "adapter_r8", "regime": "adapter", "rank": 8, "train_modules": ["patch_embed", "norms"]},
+                         {"name": "full", "regime": "full"}],
                 heldout_tasks=["coffee-button"])
     bench = Benchmark(BenchmarkConfig.from_dict(data), progress=False, log=lambda _: None)
     bench.run()
     out = tmp_path / "run"
     assert (out / "pretrain" / "checkpoint" / "model.safetensors").is_file()
     adapter = out / "finetune" / "coffee-button-v3" / "adapter_r8" / "adapters" / "coffee_button"
-    assert (adapter / "adapter_config.json").is_file()
+    assert json.loads((adapter / "adapter_config.json").read_text())["train_modules"] == ["patch_embed", "norms"]
     res = json.loads((out / "eval" / "coffee-button-v3" / "adapter_r8.json").read_text())
     assert res["episodes"] == 1 and res["instruction_split"] == "train"
     assert (out / "eval" / "coffee-button-v3" / "adapter_r8_heldout.json").is_file()

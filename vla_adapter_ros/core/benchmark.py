@@ -39,11 +39,15 @@ class MethodSpec(ConfigBase):
     rank: int = 16
     positions: tuple[str, ...] = ("attn", "ffn")  # adapters only
     lora_targets: tuple[str, ...] = ("attn_out", "ffn_out")  # LoRA only
+    train_modules: tuple[str, ...] = ()  # adapters / LoRA: own copies (AdapterConfig.train_modules)
 
     def __post_init__(self) -> None:
         if self.regime not in ("adapter", "lora", "head_only", "full"):
             raise ValueError(f"method {self.name!r}: regime must be adapter|lora|head_only|full, got {self.regime!r}")
         self.positions, self.lora_targets = tuple(self.positions), tuple(self.lora_targets)
+        self.train_modules = tuple(self.train_modules)
+        if self.train_modules and self.regime not in ("adapter", "lora"):
+            raise ValueError(f"method {self.name!r}: train_modules is for adapter / lora methods")
 
 
 @dataclass
@@ -233,10 +237,11 @@ class Benchmark:
                 extra: dict[str, Any] = {"adapter_name": adapter_name(task)}
                 if spec.regime == "adapter":
                     extra["adapter"] = {"rank": spec.rank, "positions": list(spec.positions), "task": f"metaworld/{task}",
+                                        "train_modules": list(spec.train_modules),
                                         "instruction_examples": list(_train_instructions(task))}
                 elif spec.regime == "lora":
                     extra["lora"] = {"rank": spec.rank, "alpha": 2.0 * spec.rank, "targets": list(spec.lora_targets),
-                                     "task": f"metaworld/{task}", "instruction_examples": list(_train_instructions(task))}
+                                     "train_modules": list(spec.train_modules), "task": f"metaworld/{task}", "instruction_examples": list(_train_instructions(task))}
                 self._train(spec.regime, [self.demos(task)], self.run_dir(task, spec.name),
                             self.cfg.finetune_steps, **extra)
 

@@ -82,10 +82,12 @@ def run(robot: Robot, node_pid: int, model_dir: Path, args: argparse.Namespace) 
     switcher = robot.node.create_client(SwitchAdapter, f"/{NODE}/switch_adapter")
     if not lister.wait_for_service(timeout_sec=120) or not switcher.wait_for_service(timeout_sec=30):
         raise RuntimeError("policy node did not come up (see node.log)")
-    listing, _ = robot.call(lister, ListAdapters.Request(), timeout=10)
+    listing, _ = robot.call(lister, ListAdapters.Request(), timeout=10, resend=True)
     adapters = [a.name for a in listing.adapters]
     if not adapters:
         raise RuntimeError("policy node has no adapters (configure failed? see node.log)")
+    # The switch client's first round trip, unmeasured (an idempotent switch to the active adapter).
+    robot.call(switcher, SwitchAdapter.Request(adapter=listing.active_adapter or adapters[0]), timeout=10, resend=True)
     robot.instruction.publish(String(data="open the drawer"))
     joint_names = list(Manifest.load(model_dir).proprio_names)
     hz = args.camera_hz or (120.0 if args.stress else 30.0)

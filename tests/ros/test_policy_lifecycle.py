@@ -25,8 +25,10 @@ def test_failed_configure_is_reported_and_recoverable_through_lifecycle(start_po
                         camera_depth=5, autostart=False)
     d = make_driver(proc)
     d.wait_for(lambda: d.node.count_publishers("/diagnostics") > 0, 30, "diagnostics")
+    # Transitions are not idempotent, but this one fails and changes nothing, so it may be resent:
+    # it is the change_state client's first round trip (see clients.await_reply); later ones are not resent.
     failed = d.call(ChangeState, "change_state", ChangeState.Request(transition=Transition(
-        id=Transition.TRANSITION_CONFIGURE)), resend_s=0)  # transitions are not idempotent
+        id=Transition.TRANSITION_CONFIGURE)))
     assert not failed.success
     d.wait_for(lambda: "configure failed" in proc.log(), 10, "the configure error in the log")
     d.wait_for(lambda: d.latest_status(timeout=5)["level"] == 2, 10, "ERROR on /diagnostics")

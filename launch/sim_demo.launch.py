@@ -8,8 +8,8 @@ frame arrives, so episodes are deterministic) and ``vla_adapter_node`` with the 
 ``vla_adapter_ros.ros.demo`` uses (SIM_PARAMETERS / POLICY_PARAMETERS; tests/ros/test_demo.py
 checks that they agree). Then drive episodes with the ``/vla_adapter_sim/reset`` service
 (ResetEpisode: task + seed + optional request_id that makes resends safe; the reply suggests
-an instruction), ``vla-adapter send-instruction``
-and ``vla-adapter switch``. Standard launch / launch_ros API only (Humble, Jazzy, Kilted).
+an instruction) or ``vla-adapter reset-sim``, ``vla-adapter send-instruction`` and
+``vla-adapter switch``. Standard launch / launch_ros API only (Humble, Jazzy, Kilted).
 """
 
 from launch.actions import DeclareLaunchArgument

@@ -154,6 +154,30 @@ def test_a_resent_reset_is_answered_again_without_restarting_the_episode(sim_and
     assert f"episode {episode + 2}:" in unkeyed.message  # no id: every request resets
 
 
+def test_reset_sim_cli_starts_an_episode_and_suggests_the_instruction(sim_and_policy, ros_env):
+    import subprocess
+    import sys
+
+    driver = sim_and_policy[0]
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "vla_adapter_ros.cli", "reset-sim", *args,
+                               "--node", f"/{driver.sim_node}", "--timeout", "30"],
+                              env=ros_env, capture_output=True, text=True, timeout=90)
+
+    out = cli("faucet-open", "--seed", "4")
+    assert out.returncode == 0, out.stderr
+    assert "faucet-open-v3 seed 4" in out.stdout and "suggested instruction:" in out.stdout
+    episode = int(out.stdout.split("episode ")[1].split(":")[0])
+    deadline = time.monotonic() + 30
+    while not (driver.status is not None and driver.status.episode == episode):
+        assert time.monotonic() < deadline, "no EpisodeStatus of the new episode"
+        time.sleep(0.02)
+    assert (driver.status.task, driver.status.seed) == ("faucet-open-v3", 4)
+    refused = cli("fly")
+    assert refused.returncode == 1 and "unknown Meta-World task 'fly'" in refused.stdout
+
+
 @pytest.mark.parametrize("mode", ["lockstep", "timer"])
 def test_without_actions_the_arm_holds_still_and_it_is_counted(ros_env, tmp_path, mode):
     prefix = f"/still_{mode}"

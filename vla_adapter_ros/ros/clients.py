@@ -142,6 +142,42 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- reset-sim ----------------------------------------------------------------
+def add_reset_sim_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("task", nargs="?", default="",
+                        help="Meta-World task, e.g. faucet-open (default: keep the current one)")
+    parser.add_argument("--seed", type=int, default=0, help="episode seed (default %(default)s)")
+    parser.add_argument("--node", default="/vla_adapter_sim", help="simulator node name (default %(default)s)")
+    parser.add_argument("--timeout", type=float, default=30.0,
+                        help="seconds to wait (a new task builds a new environment; default %(default)s)")
+
+
+def run_reset_sim(args: argparse.Namespace) -> int:
+    """Start a new episode on the simulator bridge; prints the instruction it suggests."""
+    import uuid
+
+    from vla_adapter_interfaces.srv import ResetEpisode
+
+    if not 0 <= args.seed < 2**32:
+        print(f"error: --seed must be in [0, 2^32), got {args.seed}", file=sys.stderr)
+        return 2
+    name = service_name(args.node, "reset")
+    # The request id makes the resends of call_service safe: a repeat is answered, not re-run.
+    request = ResetEpisode.Request(task=args.task, seed=args.seed, request_id=uuid.uuid4().hex)
+    try:
+        reply = call_service(ResetEpisode, name, request, args.timeout)
+    except ServiceUnavailableError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    if not reply.success:
+        print(f"refused: {reply.message}")
+        return 1
+    print(f"ok: {reply.message}")
+    if reply.instruction:
+        print(f"suggested instruction: {reply.instruction}")
+    return 0
+
+
 # --- send-instruction ---------------------------------------------------------
 def add_send_instruction_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("text", help="instruction text, e.g. 'open the drawer'")

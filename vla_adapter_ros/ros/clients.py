@@ -34,8 +34,8 @@ def await_reply(client: Any, request: Any, timeout_s: float, resend_s: float = R
     this client's response reader and drops the response (Fast DDS logs "failed to send
     response (timeout)"; ros2/rclcpp#2760). So the request is sent again every ``resend_s``
     seconds until a reply arrives: for idempotent requests only (switch, list, load, and a
-    sim reset carrying a ``request_id``; not lifecycle transitions). ``spin(timeout)`` drives the client's executor; None when another
-    thread spins it.
+    sim reset carrying a ``request_id``; not lifecycle transitions). ``spin(timeout)``
+    drives the client's executor; None when another thread spins it.
     """
     futures = [client.call_async(request)]
     deadline = time.monotonic() + timeout_s

@@ -155,3 +155,48 @@ def test_timed_replay_keeps_the_bag_timing_at_the_given_rate(ros_env, tiny_model
     chunks = rb.read_action_chunks(tmp_path / "timed" / DEMO_BAG.name)
     assert len(chunks) >= 0.8 * len(src)
     assert set(chunks) <= {int(s) for s in src.stamps}
+
+
+def test_replay_waits_until_a_starting_node_answers(ros_env, tiny_model_dir, start_policy, make_driver, tmp_path):
+    """A lifecycle node subscribes before it serves, so matched topics do not mean a serving node:
+    replay probes with the first frame until the node answers, then plays the whole episode.
+    (Seen in CI before: a node still starting lost the first 20 of 32 timed frames.)"""
+    import time
+
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+
+    proc = start_policy(tiny_model_dir, autostart=False, **POLICY_PARAMETERS)
+    t = proc.topics
+    args = ["--mode", "timed", "--rate", 0.5, "--out", tmp_path / "out", "--timeout", 30,
+            "--camera-topic", t["camera_topic"], "--instruction-topic", t["instruction_topic"],
+            "--proprio-topic", t["proprio_topic"], "--action-topic", t["action_topic"]]
+    run = subprocess.Popen([sys.executable, "-m", "vla_adapter_ros.cli", "replay", str(DEMO_BAG), *map(str, args)],
+                           env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        d = make_driver(proc)
+        d.wait_for(lambda: d.node.count_publishers(t["camera_topic"]) >= 2, 30, "the replay's camera publisher")
+        time.sleep(2.0)  # the replay is probing an unconfigured node: nothing may be lost meanwhile
+        assert run.poll() is None, run.communicate()
+        for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
+            ok = d.call(ChangeState, "change_state", ChangeState.Request(transition=Transition(id=transition)),
+                        resend_s=0)
+            assert ok.success, proc.log()
+        out, err = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    n = len(read_episode(DEMO_BAG))
+    assert run.returncode == 0, out + err + proc.log()
+    assert f"{n}/{n}" in out
+    assert len(rb.read_action_chunks(tmp_path / "out" / DEMO_BAG.name)) == n
+
+
+def test_replay_against_a_node_that_never_serves_exits_3(ros_env, tiny_model_dir, start_policy):
+    proc = start_policy(tiny_model_dir, autostart=False, **POLICY_PARAMETERS)
+    t = proc.topics
+    result = replay(ros_env, DEMO_BAG, "--timeout", 4, "--camera-topic", t["camera_topic"],
+                    "--instruction-topic", t["instruction_topic"], "--proprio-topic", t["proprio_topic"],
+                    "--action-topic", t["action_topic"])
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "matched but answered no frame" in result.stderr

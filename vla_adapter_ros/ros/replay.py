@@ -20,8 +20,11 @@ Modes:
   skips depends on machine load, so timed replay (and ``ros2 bag play``) is NOT deterministic;
   use it to see the node under realistic timing.
 
-Frames are re-stamped with the current time when published (the node refuses frames older
-than its ``max_image_age``) and mapped back to their original stamps in the output bag. The
+Before the first episode the first frame is sent as a probe until the node answers one (a
+lifecycle node subscribes before it serves; probe answers are not recorded), so a node that is
+still starting loses no frame of the episode. Frames are re-stamped with the current time when
+published (the node refuses frames older than its ``max_image_age``) and mapped back to their
+original stamps in the output bag. The
 JointState of a frame goes out ``--proprio-lead`` seconds before its image, so the node holds
 the matching proprio when the image arrives.
 
@@ -100,6 +103,25 @@ class Replayer:
                     f"after {timeout:.0f} s (is vla_adapter_node running in ROS_DOMAIN_ID, with these topics?)")
             self.spin_for(0.05)
         self.spin_for(0.2)  # let the node's side of the matches settle
+
+    def wait_until_answering(self, ep: Any, timeout: float, proprio_lead: float) -> None:
+        """Probe with the episode's first frame until the node answers one.
+
+        A matched subscription is not a serving node: a lifecycle node subscribes before it is
+        configured and active (frames meanwhile are counted, not served), and the instruction's
+        or the joint states' match can complete after the camera's. Probe answers are not part of
+        the episode (their live stamps are never mapped back), so no frame of it is lost.
+        """
+        deadline = time.monotonic() + timeout
+        self.send_instruction(ep.instructions[0], timeout)
+        probes: set[int] = set()
+        while not probes & set(self.answers):
+            if time.monotonic() > deadline:
+                raise NoNodeError(f"the node on {self.topics['camera']} matched but answered no frame within "
+                                  f"{timeout:.0f} s (not active? instruction/proprio refused? see its /diagnostics)")
+            probes.add(self.publish_frame(ep.images[0], ep.proprio[0], ep.proprio_names, "camera", proprio_lead))
+            self.spin_for(0.2)
+        self.spin_for(0.1)  # stragglers of the probes
 
     def send_instruction(self, text: str, timeout: float) -> None:
         from rclpy.duration import Duration
@@ -235,6 +257,7 @@ def run(args: argparse.Namespace) -> int:
     reports, series = [], []
     try:
         rep.wait_for_node(args.timeout)
+        rep.wait_until_answering(episodes[0], args.timeout, args.proprio_lead)
         for path, ep in zip(paths, episodes, strict=True):
             chunks, msgs, lat = replay_episode(rep, ep, mode=args.mode, rate=args.rate, timeout=args.timeout,
                                                proprio_lead=args.proprio_lead)

@@ -100,6 +100,7 @@ class Robot:
 
         from vla_adapter_interfaces.msg import ActionChunk
         from vla_adapter_ros.ros import qos
+        from vla_adapter_ros.ros.entry import spin_in_background
 
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
@@ -119,17 +120,7 @@ class Robot:
         self.echoes: list[tuple[float, int]] = []
         self.node.create_subscription(ActionChunk, "/vla/action_echo", self._on_echo, qos.actions_qos(100))
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, qos.diagnostics_qos())
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        from rclpy.executors import ExternalShutdownException
-
-        try:
-            while self.context.ok():
-                self.executor.spin_once(timeout_sec=0.05)
-        except (ExternalShutdownException, RuntimeError):
-            pass
+        self._thread = spin_in_background(self.executor, self.context, 0.05)
 
     def _on_action(self, msg: Any) -> None:
         t = time.monotonic()

@@ -124,6 +124,7 @@ class Driver:
 
         from vla_adapter_interfaces.msg import ActionChunk
         from vla_adapter_ros.ros import qos
+        from vla_adapter_ros.ros.entry import spin_in_background
 
         self.node_name, self.topics = node_name, topics
         self.context = rclpy.Context()
@@ -143,17 +144,7 @@ class Driver:
         self._clients: dict[str, Any] = {}
         self.node.create_subscription(ActionChunk, topics["action_topic"], self._on_action, qos.actions_qos(100))
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, qos.diagnostics_qos())
-        self._spin = threading.Thread(target=self._spin_forever, daemon=True)
-        self._spin.start()
-
-    def _spin_forever(self) -> None:
-        from rclpy.executors import ExternalShutdownException
-
-        try:
-            while self.context.ok():
-                self.executor.spin_once(timeout_sec=0.05)
-        except (ExternalShutdownException, RuntimeError):
-            pass  # context shut down by close()
+        self._spin = spin_in_background(self.executor, self.context, 0.05)
 
     def _on_action(self, msg: Any) -> None:
         with self._lock:

@@ -96,6 +96,7 @@ class InProcessPolicy:
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.parameter import Parameter
 
+        from vla_adapter_ros.ros.entry import spin_in_background
         from vla_adapter_ros.ros.policy_node import PolicyNode
 
         self.name = f"vla_adapter_inproc{os.getpid()}_{next(_count)}"
@@ -112,17 +113,7 @@ class InProcessPolicy:
         assert self.node.autostart(), self.node.last_error
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        from rclpy.executors import ExternalShutdownException
-
-        try:
-            while self.context.ok():
-                self.executor.spin_once(timeout_sec=0.1)
-        except (ExternalShutdownException, RuntimeError):
-            pass  # the context was shut down by close()
+        self._thread = spin_in_background(self.executor, self.context, 0.1)
 
     def close(self) -> None:
         import rclpy

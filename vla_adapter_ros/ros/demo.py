@@ -116,6 +116,7 @@ class DemoDriver:
 
         from vla_adapter_interfaces.msg import ActionChunk, EpisodeStatus
         from vla_adapter_ros.ros import qos
+        from vla_adapter_ros.ros.entry import spin_in_background
         from vla_adapter_ros.ros.sim_node import status_qos
 
         self.sim_node, self.policy_node = sim_node.strip("/"), policy_node.strip("/")
@@ -131,17 +132,7 @@ class DemoDriver:
         self.instruction_pub = self.node.create_publisher(String, instruction_topic, qos.instruction_qos())
         self.node.create_subscription(EpisodeStatus, status_topic, self._on_status, status_qos())
         self.node.create_subscription(ActionChunk, action_topic, self._on_action, qos.actions_qos(100))
-        self._spin = threading.Thread(target=self._spin_forever, daemon=True)
-        self._spin.start()
-
-    def _spin_forever(self) -> None:
-        from rclpy.executors import ExternalShutdownException
-
-        try:
-            while self.context.ok():
-                self.executor.spin_once(timeout_sec=0.05)
-        except (ExternalShutdownException, RuntimeError):
-            pass  # context shut down by close()
+        self._spin = spin_in_background(self.executor, self.context, 0.05)
 
     def _on_status(self, msg: Any) -> None:
         with self._lock:

@@ -1,8 +1,10 @@
-"""The console entry points' common life cycle: init, build the node, spin until SIGINT, clean up."""
+"""Spinning shared by the console entry points (init, build, spin until SIGINT, clean up) and by
+in-process clients that spin an executor of their own context on a background thread."""
 
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -39,3 +41,18 @@ def run_node(make_node: Callable[[], Any], label: str, args: list[str] | None = 
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def spin_in_background(executor: Any, context: Any, period: float = 0.05) -> threading.Thread:
+    """Spin ``executor`` on a daemon thread until ``context`` is shut down (then join it)."""
+
+    def spin() -> None:
+        try:
+            while context.ok():
+                executor.spin_once(timeout_sec=period)
+        except (ExternalShutdownException, RuntimeError):
+            pass  # the context was shut down meanwhile
+
+    thread = threading.Thread(target=spin, daemon=True)
+    thread.start()
+    return thread

@@ -28,7 +28,6 @@ exports a default-size model with random weights into a temp dir and says so.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -37,7 +36,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vla_adapter_ros import dds_env  # noqa: E402
+from vla_adapter_ros.ros.harness import NodeProcess, node_command  # noqa: E402
 from vla_adapter_ros.ros.params import default_model_dir  # noqa: E402
 
 NODE = "vla_adapter_bench"
@@ -90,37 +89,32 @@ def resolve_model(model_dir: str | None, tmp: Path) -> tuple[Path, str]:
 
 # --- the robot side -------------------------------------------------------------------
 class Robot:
+    """The robot's side of the benchmark: camera (+ joint states stamped with each frame), instruction,
+    action and echo subscribers, service clients; a RosSession (vla_adapter_ros.ros.harness)."""
+
     def __init__(self) -> None:
-        import rclpy
-        from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image, JointState
         from std_msgs.msg import String
 
         from vla_adapter_interfaces.msg import ActionChunk
         from vla_adapter_ros.ros import qos
-        from vla_adapter_ros.ros.entry import spin_in_background
+        from vla_adapter_ros.ros.harness import RosSession
 
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node("vla_bench_robot", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
+        self.session = RosSession("vla_bench_robot")
+        self.node = self.session.node
         # A camera driver publishes best effort, like the node's subscription.
         self.camera = self.node.create_publisher(
             Image, "/camera/image_raw", QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
         self.instruction = self.node.create_publisher(String, "/vla/instruction", qos.instruction_qos())
         self.joints = self.node.create_publisher(JointState, "/joint_states", 10)
+        self.joint_names: list[str] = []  # set once the model is known: then every frame carries its JointState
         self._lock = threading.Lock()
         self.sent: dict[int, float] = {}  # stamp ns -> monotonic publish time
         self.received: list[tuple[float, int, float, str]] = []  # (monotonic, stamp ns, inference s, adapter)
-        self.diagnostics: list[dict[str, str]] = []
-        self.node.create_subscription(ActionChunk, "/vla/action", self._on_action, qos.actions_qos(100))
+        self.session.subscribe(ActionChunk, "/vla/action", self._on_action, qos.actions_qos(100))
         self.echoes: list[tuple[float, int]] = []
-        self.node.create_subscription(ActionChunk, "/vla/action_echo", self._on_echo, qos.actions_qos(100))
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, qos.diagnostics_qos())
-        self._thread = spin_in_background(self.executor, self.context, 0.05)
+        self.session.subscribe(ActionChunk, "/vla/action_echo", self._on_echo, qos.actions_qos(100))
 
     def _on_action(self, msg: Any) -> None:
         t = time.monotonic()
@@ -133,12 +127,6 @@ class Robot:
         with self._lock:
             self.echoes.append((t, msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec))
 
-    def _on_diag(self, msg: Any) -> None:
-        for s in msg.status:
-            if s.name.startswith(f"{NODE}:"):
-                with self._lock:
-                    self.diagnostics.append({kv.key: kv.value for kv in s.values})
-
     def image(self, h: int, w: int) -> Any:
         from sensor_msgs.msg import Image
 
@@ -147,10 +135,15 @@ class Robot:
                      data=rng.integers(0, 256, (h, w, 3), dtype=np.uint8).tobytes())
 
     def publish(self, msg: Any) -> int:
+        from sensor_msgs.msg import JointState
+
         now = self.node.get_clock().now().nanoseconds
         msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(now, 1_000_000_000)
         with self._lock:
             self.sent[now] = time.monotonic()
+        if self.joint_names:
+            self.joints.publish(JointState(header=msg.header, name=self.joint_names,
+                                           position=[0.1] * len(self.joint_names)))
         self.camera.publish(msg)
         return now
 
@@ -160,63 +153,50 @@ class Robot:
         for i in range(n):
             delay = start + i * period - time.monotonic()
             if delay > 0:
-                time.sleep(delay)
+                time.sleep(delay)  # pacing: the camera rate
             stamps.append(self.publish(msg))
         return stamps
 
-    def results_for(self, stamps: list[int], settle: float = 1.0) -> list[tuple[float, int, float, str]]:
-        time.sleep(settle)
+    def results_for(self, stamps: list[int], timeout: float = 5.0) -> list[tuple[float, int, float, str]]:
+        """The answers to ``stamps``: waits until each is answered or (skipped frames) ``timeout`` passes."""
         wanted = set(stamps)
+
+        def answered() -> set[int]:
+            with self._lock:
+                return {r[1] for r in self.received} & wanted
+
+        try:
+            self.session.wait_for(lambda: answered() == wanted, timeout, "")
+        except TimeoutError:
+            pass  # frames skipped by the node (newest frame wins) or lost: counted by the caller
         with self._lock:
             return [r for r in self.received if r[1] in wanted]
 
-    def node_status(self, timeout: float = 5.0) -> dict[str, str]:
-        with self._lock:
-            start = len(self.diagnostics)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                if len(self.diagnostics) > start:
-                    return dict(self.diagnostics[-1])
-            time.sleep(0.02)
-        raise RuntimeError("no /diagnostics from the policy node")
+    def node_status(self, timeout: float = 10.0) -> dict[str, str]:
+        """The policy node's status now (its ~/get_status service)."""
+        from vla_adapter_interfaces.srv import GetStatus
+        from vla_adapter_ros.ros.conversions import diagnostic_values
 
-    def frames_in(self, timeout: float = 5.0) -> int:
-        with self._lock:
-            start = len(self.diagnostics)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                if len(self.diagnostics) > start:
-                    return int(self.diagnostics[-1]["frames_in"])
-            time.sleep(0.02)
-        raise RuntimeError("no /diagnostics from the policy node")
+        return diagnostic_values(self.session.call(GetStatus, f"/{NODE}/get_status", GetStatus.Request(),
+                                                   timeout).status)
+
+    def frames_in(self) -> int:
+        return int(self.node_status()["frames_in"])
 
     def call(self, client: Any, request: Any, timeout: float = 5.0, resend: bool = False) -> tuple[Any, float]:
         """Reply and round trip. ``resend``: send again every second until a reply, for a
         client's first (idempotent) call, whose reply DDS can drop right after discovery
-        (see vla_adapter_ros.ros.clients.await_reply); measured calls are sent once."""
-        t0 = time.perf_counter()
-        if resend:
-            from vla_adapter_ros.ros.clients import await_reply
+        (see vla_adapter_ros.ros.harness.await_reply); measured calls are sent once."""
+        from vla_adapter_ros.ros.harness import await_reply
 
-            done = await_reply(client, request, timeout)
-            if done is None:
-                raise RuntimeError("service call timed out")
-            return done.result(), time.perf_counter() - t0
-        future = client.call_async(request)
-        deadline = time.monotonic() + timeout
-        while not future.done():
-            if time.monotonic() > deadline:
-                raise RuntimeError("service call timed out")
-            time.sleep(0.0002)
-        return future.result(), time.perf_counter() - t0
+        t0 = time.perf_counter()
+        done = await_reply(client, request, timeout, resend_s=1.0 if resend else 0.0)
+        if done is None:
+            raise RuntimeError("service call timed out")
+        return done.result(), time.perf_counter() - t0
 
     def close(self) -> None:
-        import rclpy
-
-        rclpy.try_shutdown(context=self.context)
-        self._thread.join(timeout=5)
+        self.session.close()
 
 
 # --- measurements ---------------------------------------------------------------------
@@ -242,9 +222,8 @@ def overhead(robot: Robot, h: int, w: int, n: int) -> dict[str, Any]:
 def delivery(robot: Robot, n: int) -> dict[str, Any]:
     before = robot.frames_in()
     stamps = robot.stream(robot.image(480, 640), hz=30.0, n=n)
-    time.sleep(1.0)
+    got = robot.results_for(stamps)  # answered, or given up on after 5 s (lost or skipped)
     after = robot.frames_in()
-    got = robot.results_for(stamps, settle=0.0)
     return {"frames_sent": n, "frames_reached_node": after - before, "ratio": (after - before) / n,
             "actions": len(got)}
 
@@ -252,15 +231,14 @@ def delivery(robot: Robot, n: int) -> dict[str, Any]:
 def switching(robot: Robot, adapters: list[str], calls: int) -> dict[str, Any]:
     from vla_adapter_interfaces.srv import SwitchAdapter
 
-    client = robot.node.create_client(SwitchAdapter, f"/{NODE}/switch_adapter")
+    client = robot.session.client(SwitchAdapter, f"/{NODE}/switch_adapter")
     assert client.wait_for_service(timeout_sec=10)
     stop = threading.Event()
     msg = robot.image(96, 96)
 
     def camera() -> None:
-        while not stop.is_set():
+        while not stop.wait(1 / 30):  # pacing: a 30 Hz camera
             robot.publish(msg)
-            time.sleep(1 / 30)
 
     robot.call(client, SwitchAdapter.Request(adapter=adapters[-1]), timeout=10, resend=True)  # warm, unmeasured
     cam = threading.Thread(target=camera, daemon=True)
@@ -271,7 +249,7 @@ def switching(robot: Robot, adapters: list[str], calls: int) -> dict[str, Any]:
             reply, dt = robot.call(client, SwitchAdapter.Request(adapter=adapters[i % len(adapters)]))
             failures += not reply.success
             rtt.append(dt * 1e3)
-            time.sleep(0.01)
+            stop.wait(0.01)  # pacing: calls 10 ms apart
     finally:
         stop.set()
         cam.join()
@@ -303,7 +281,7 @@ def node_cpu_work(robot: Robot, n: int = 200) -> dict[str, float]:
 
     from vla_adapter_interfaces.msg import ActionChunk
     from vla_adapter_ros.ros import conversions, qos
-    from vla_adapter_ros.ros.stats import ServingStats
+    from vla_adapter_ros.serving.stats import ServingStats
 
     pub = robot.node.create_publisher(ActionChunk, "/vla_bench/cpu_work", qos.actions_qos())
     stats, actions, out = ServingStats(), np.zeros((4, 4), np.float32), {}
@@ -327,36 +305,35 @@ def node_cpu_work(robot: Robot, n: int = 200) -> dict[str, float]:
 # --- baseline: the cheapest possible rclpy node on the same path ------------------------
 def echo_node() -> int:
     """Image in -> empty ActionChunk (same header) out, in the callback: the floor any rclpy node pays."""
-    import rclpy
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.node import Node
     from sensor_msgs.msg import Image
 
     from vla_adapter_interfaces.msg import ActionChunk
     from vla_adapter_ros.ros import qos
+    from vla_adapter_ros.ros.entry import run_node
 
-    rclpy.init()
-    node = rclpy.create_node("vla_adapter_bench_echo")
-    pub = node.create_publisher(ActionChunk, "/vla/action_echo", qos.actions_qos())
+    class Echo(Node):
+        def __init__(self) -> None:
+            super().__init__("vla_adapter_bench_echo")
+            pub = self.create_publisher(ActionChunk, "/vla/action_echo", qos.actions_qos())
+            self.create_subscription(Image, "/camera/image_raw", lambda m: pub.publish(ActionChunk(header=m.header)),
+                                     qos.camera_qos())
 
-    def on_image(msg: Image) -> None:
-        pub.publish(ActionChunk(header=msg.header))
-
-    node.create_subscription(Image, "/camera/image_raw", on_image, qos.camera_qos())
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(Echo, "vla_adapter_bench_echo", args=[])
 
 
 def baseline(robot: Robot, h: int, w: int, n: int) -> dict[str, Any]:
     stamps = robot.stream(robot.image(h, w), hz=10.0, n=n)
-    time.sleep(1.0)
+    wanted = set(stamps)
+
+    def echoed() -> bool:
+        with robot._lock:
+            return wanted <= {s for _, s in robot.echoes}
+
+    try:
+        robot.session.wait_for(echoed, 5.0, "")
+    except TimeoutError:
+        pass  # best effort: lost echoes are counted
     with robot._lock:
         sent, echoes = dict(robot.sent), [r for r in robot.echoes if r[1] in set(stamps)]
     rtt = [(t - sent[s]) * 1e3 for t, s in echoes]
@@ -384,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.export_random:
         export_random_default_model(Path(args.export_random), heavy=args.heavy)
         return 0
-    os.environ.update(dds_env.localhost_env(dds_env.pick_domain_id(7)))
+    lease = dds_env.lease_domain(7)  # held until this process exits
+    os.environ.update(dds_env.localhost_env(lease.domain_id))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -395,21 +373,19 @@ def main(argv: list[str] | None = None) -> int:
         robot = Robot()
         try:
             load = os.getloadavg()
-            with _process([sys.executable, __file__, "--echo-node"], out / "echo.log"):
+            with NodeProcess([sys.executable, __file__, "--echo-node"], os.environ, out / "echo.log"):
                 res: dict[str, Any] = {"baseline": run_baseline(robot, args)}
-            node_cmd = [str(Path(sys.executable).parent / "vla_adapter_node"), "--ros-args", "-r", f"__node:={NODE}",
-                        "-p", f"model_dir:={model_dir}", "-p", f"providers:={args.providers}",
-                        "-p", "diagnostics_period:=0.5", "-p", "max_image_age:=5.0",
-                        "-p", f"latency_window:={args.frames}", "-p", f"intra_op_threads:={args.intra_op_threads}"]
-            with _process(node_cmd, out / "node.log"):
+            params = node_parameters(args)
+            with NodeProcess(node_command("vla_adapter_node", NODE, {**params, "model_dir": str(model_dir)}),
+                             os.environ, out / "node.log"):
                 res.update(run_all(robot, args))
             if not args.skip_slow_policy:
                 print("slow-policy scenario: exporting a heavy random model ...", flush=True)
                 subprocess.run([sys.executable, __file__, "--export-random", tmp, "--heavy"], check=True)
                 heavy_dir = Path(tmp) / "random_heavy"
-                slow_cmd = [c.replace(f"model_dir:={model_dir}", f"model_dir:={heavy_dir}") for c in node_cmd]
-                with _process(slow_cmd, out / "node_slow.log"):
-                    res["slow_policy"] = run_slow_policy(robot)
+                with NodeProcess(node_command("vla_adapter_node", NODE, {**params, "model_dir": str(heavy_dir)}),
+                                 os.environ, out / "node_slow.log"):
+                    res["slow_policy"] = run_slow_policy(robot, heavy_dir)
         finally:
             robot.close()
     res["model"] = {"dir": str(model_dir), "note": model_note}
@@ -420,63 +396,55 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-@contextlib.contextmanager
-def _process(cmd: list[str], log_path: Path) -> Iterator[subprocess.Popen]:
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
-        try:
-            yield proc
-        finally:
-            proc.send_signal(2)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+def node_parameters(args: argparse.Namespace) -> dict[str, Any]:
+    """The policy node's parameters for a benchmark run (the model directory is added per run)."""
+    return {"providers": args.providers, "diagnostics_period": 0.5, "max_image_age": 5.0,
+            "latency_window": max(10, args.frames), "intra_op_threads": args.intra_op_threads}
 
 
 def run_baseline(robot: Robot, args: argparse.Namespace) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    while robot.camera.get_subscription_count() == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)
-    robot.stream(robot.image(96, 96), hz=20.0, n=10)  # warm-up
-    time.sleep(0.5)
+    from vla_adapter_ros.ros.harness import send_until
+
+    robot.session.wait_for_subscribers(robot.camera, 30)
+    robot.session.wait_for_publishers("/vla/action_echo", 30)
+
+    def echoed(stamp: int) -> bool:
+        with robot._lock:
+            return any(s == stamp for _, s in robot.echoes)
+
+    # warm-up: the echo node answers (its matches are complete), then 10 more frames
+    send_until(lambda: robot.publish(robot.image(96, 96)), echoed, robot.session, timeout=30, interval=0.2,
+               what="the echo node")
+    robot.stream(robot.image(96, 96), hz=20.0, n=10)
     n = max(30, args.frames // 2)
     return {"96": baseline(robot, 96, 96, n), "640": baseline(robot, 480, 640, n)}
 
 
-def run_all(robot: Robot, args: argparse.Namespace) -> dict[str, Any]:
-    from vla_adapter_interfaces.srv import ListAdapters
+def serving(robot: Robot, model_dir: Path) -> list[str]:
+    """Until the node at NODE serves: lifecycle 'active', adapters listed, instruction delivered, a first
+    frame answered (first-instruction embedding, caches), then a warm-up stream. Returns the adapters."""
+    from std_msgs.msg import String
 
-    client = robot.node.create_client(ListAdapters, f"/{NODE}/list_adapters")
-    if not client.wait_for_service(timeout_sec=120):
-        raise RuntimeError("policy node did not come up (see node.log)")
-    listing, _ = robot.call(client, ListAdapters.Request(), timeout=10, resend=True)
+    from vla_adapter_interfaces.srv import ListAdapters
+    from vla_adapter_ros.ros.harness import send_until, wait_for_lifecycle_state
+    from vla_adapter_ros.runtime.manifest import Manifest
+
+    wait_for_lifecycle_state(robot.session, NODE, "active", 120)
+    listing = robot.session.call(ListAdapters, f"/{NODE}/list_adapters", ListAdapters.Request(), 10)
     adapters = [a.name for a in listing.adapters]
     if not adapters:
         raise RuntimeError("policy node has no adapters (configure failed? see node.log)")
-    from std_msgs.msg import String
-
+    robot.joint_names = list(Manifest.load(model_dir).proprio_names)
+    robot.session.wait_for_subscribers(robot.instruction, 30)
     robot.instruction.publish(String(data="open the drawer"))
-    deadline = time.monotonic() + 30
-    while robot.node.count_subscribers("/camera/image_raw") == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    send_until(lambda: robot.publish(robot.image(96, 96)), lambda s: bool(robot.results_for([s], 0.0)),
+               robot.session, timeout=60, interval=0.5, what="the first frame")
+    robot.results_for(robot.stream(robot.image(96, 96), hz=20.0, n=20))
+    return adapters
 
-    from vla_adapter_ros.runtime.manifest import Manifest
 
-    joint_names = list(Manifest.load(args.model_dir_resolved).proprio_names)
-
-    def joints() -> None:
-        from sensor_msgs.msg import JointState
-
-        while robot.context.ok():
-            robot.joints.publish(JointState(name=joint_names, position=[0.1] * len(joint_names)))
-            time.sleep(0.05)
-
-    threading.Thread(target=joints, daemon=True).start()
-    warm = robot.stream(robot.image(96, 96), hz=20.0, n=20)  # warm-up: first-instruction embedding, caches
-    robot.results_for(warm)
+def run_all(robot: Robot, args: argparse.Namespace) -> dict[str, Any]:
+    adapters = serving(robot, args.model_dir_resolved)
     res: dict[str, Any] = {"adapters": adapters}
     res["overhead_96"] = overhead(robot, 96, 96, args.frames)
     res["overhead_640"] = overhead(robot, 480, 640, args.frames)
@@ -487,18 +455,9 @@ def run_all(robot: Robot, args: argparse.Namespace) -> dict[str, Any]:
     return res
 
 
-def run_slow_policy(robot: Robot) -> dict[str, Any]:
+def run_slow_policy(robot: Robot, model_dir: Path) -> dict[str, Any]:
     """A policy slower than a 60 Hz camera: no queue may build up, action age p99 <= 2 x inference."""
-    from std_msgs.msg import String
-
-    from vla_adapter_interfaces.srv import ListAdapters
-
-    client = robot.node.create_client(ListAdapters, f"/{NODE}/list_adapters")
-    if not client.wait_for_service(timeout_sec=120):
-        raise RuntimeError("slow policy node did not come up (see node_slow.log)")
-    robot.call(client, ListAdapters.Request(), timeout=10, resend=True)
-    robot.instruction.publish(String(data="open the drawer"))
-    robot.results_for(robot.stream(robot.image(96, 96), hz=10.0, n=10))  # warm-up
+    serving(robot, model_dir)
     probe = overhead(robot, 96, 96, 20)
     res = fast_camera(robot, probe["inference_p50_ms"], seconds=8.0)
     res["model"] = dict(HEAVY_MODEL)

@@ -41,9 +41,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_ros import HEAVY_MODEL, NODE, Robot, _process, pct, resolve_model  # noqa: E402
+from bench_ros import HEAVY_MODEL, NODE, Robot, node_parameters, pct, resolve_model, serving  # noqa: E402
 
 from vla_adapter_ros import dds_env  # noqa: E402
+from vla_adapter_ros.ros.harness import NodeProcess, node_command  # noqa: E402
 
 GOALS = {"rss_growth_pct": 5.0, "missed_switches": 0, "stalls": 0, "age_growth_ratio": 1.5}
 
@@ -72,24 +73,13 @@ def rss_bytes(pid: int) -> int:
 
 
 def run(robot: Robot, node_pid: int, model_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    from sensor_msgs.msg import JointState
-    from std_msgs.msg import String
-
     from vla_adapter_interfaces.srv import ListAdapters, SwitchAdapter
-    from vla_adapter_ros.runtime.manifest import Manifest
 
-    lister = robot.node.create_client(ListAdapters, f"/{NODE}/list_adapters")
-    switcher = robot.node.create_client(SwitchAdapter, f"/{NODE}/switch_adapter")
-    if not lister.wait_for_service(timeout_sec=120) or not switcher.wait_for_service(timeout_sec=30):
-        raise RuntimeError("policy node did not come up (see node.log)")
-    listing, _ = robot.call(lister, ListAdapters.Request(), timeout=10, resend=True)
-    adapters = [a.name for a in listing.adapters]
-    if not adapters:
-        raise RuntimeError("policy node has no adapters (configure failed? see node.log)")
+    adapters = serving(robot, model_dir)
+    listing = robot.session.call(ListAdapters, f"/{NODE}/list_adapters", ListAdapters.Request(), 10)
+    switcher = robot.session.client(SwitchAdapter, f"/{NODE}/switch_adapter")
     # The switch client's first round trip, unmeasured (an idempotent switch to the active adapter).
     robot.call(switcher, SwitchAdapter.Request(adapter=listing.active_adapter or adapters[0]), timeout=10, resend=True)
-    robot.instruction.publish(String(data="open the drawer"))
-    joint_names = list(Manifest.load(model_dir).proprio_names)
     hz = args.camera_hz or (120.0 if args.stress else 30.0)
     duration = args.minutes * 60.0
     image = robot.image(96, 96)
@@ -101,8 +91,7 @@ def run(robot: Robot, node_pid: int, model_dir: Path, args: argparse.Namespace) 
     def camera() -> None:
         next_t = time.monotonic()
         while not stop.is_set():
-            robot.joints.publish(JointState(name=joint_names, position=[0.1] * len(joint_names)))
-            robot.publish(image)
+            robot.publish(image)  # with its JointState
             next_t += 1.0 / hz
             delay = next_t - time.monotonic()
             if delay > 0:
@@ -132,8 +121,7 @@ def run(robot: Robot, node_pid: int, model_dir: Path, args: argparse.Namespace) 
     for t in threads:
         t.start()
     last_print = 0.0
-    while time.monotonic() - t_start < duration:
-        time.sleep(1.0)
+    while not stop.wait(1.0) and time.monotonic() - t_start < duration:  # progress every 30 s
         elapsed = time.monotonic() - t_start
         if elapsed - last_print >= 30:
             last_print = elapsed
@@ -144,7 +132,9 @@ def run(robot: Robot, node_pid: int, model_dir: Path, args: argparse.Namespace) 
     stop.set()
     for t in threads:
         t.join(timeout=10)
-    time.sleep(1.0)  # stragglers
+    with robot._lock:
+        last = max(robot.sent)
+    robot.results_for([last])  # the newest frame is always served (latest wins): then nothing is in flight
     status = robot.node_status()
     return analyse(robot, t_start, hz, duration, rss, switches, status, args)
 
@@ -274,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.minutes <= 0:
         ap.error(f"--minutes must be positive, got {args.minutes}")
-    os.environ.update(dds_env.localhost_env(dds_env.pick_domain_id(11)))
+    lease = dds_env.lease_domain(11)  # held until this process exits
+    os.environ.update(dds_env.localhost_env(lease.domain_id))
     assert dds_env.is_localhost_only()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -291,11 +282,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"model: {model_dir} ({note})", flush=True)
         robot = Robot()
         try:
-            node_cmd = [str(Path(sys.executable).parent / "vla_adapter_node"), "--ros-args", "-r", f"__node:={NODE}",
-                        "-p", f"model_dir:={model_dir}", "-p", f"providers:={args.providers}",
-                        "-p", "diagnostics_period:=0.5", "-p", "max_image_age:=5.0",
-                        "-p", f"intra_op_threads:={args.intra_op_threads}"]
-            with _process(node_cmd, out / "node.log") as proc:
+            args.frames = 300
+            cmd = node_command("vla_adapter_node", NODE, {**node_parameters(args), "model_dir": str(model_dir)})
+            with NodeProcess(cmd, os.environ, out / "node.log") as proc:
                 res = run(robot, proc.pid, model_dir, args)
         finally:
             robot.close()

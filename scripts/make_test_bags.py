@@ -17,14 +17,14 @@ import argparse
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vla_adapter_ros import dds_env  # noqa: E402
-from vla_adapter_ros.ros.demo import POLICY_EXECUTABLE, POLICY_PARAMETERS, NodeProcess, node_command  # noqa: E402
+from vla_adapter_ros.ros.demo import POLICY_EXECUTABLE, POLICY_NODE, demo_parameters  # noqa: E402
+from vla_adapter_ros.ros.harness import NodeProcess, node_command  # noqa: E402
 
 DATA = ROOT / "tests" / "data"
 TASK, SEED, FRAMES, ADAPTER = "coffee-button-v3", 100000, 40, "coffee_button"
@@ -51,19 +51,20 @@ def main() -> int:
         return 0
     golden = DATA / "golden"
     shutil.rmtree(golden, ignore_errors=True)
-    env = dds_env.localhost_env(dds_env.pick_domain_id(salt=11))
+    lease = dds_env.lease_domain(salt=11)
+    env = dds_env.localhost_env(lease.domain_id)
     env["OMP_NUM_THREADS"] = "1"
     logs = DATA / "_logs"
     logs.mkdir(exist_ok=True)
     node = NodeProcess(node_command(POLICY_EXECUTABLE, "vla_adapter", {
-        **POLICY_PARAMETERS, "model_dir": str(args.model_dir.resolve()), "adapter": ADAPTER}), env,
+        **demo_parameters(POLICY_NODE), "model_dir": str(args.model_dir.resolve()), "adapter": ADAPTER}), env,
         logs / "policy.log")
-    try:
-        time.sleep(1.0)
+    try:  # replay waits for the node itself: topics matched, then a probe frame answered
         rc = subprocess.call([sys.executable, "-m", "vla_adapter_ros.cli", "replay", str(bag_root), "--out",
-                              str(golden), "--timeout", "30"], env=env)
+                              str(golden), "--timeout", "60"], env=env)
     finally:
         node.stop()
+        lease.release()
         shutil.rmtree(logs)
     size = sum(p.stat().st_size for p in DATA.rglob("*") if p.is_file())
     print(f"tests/data: {size / 1e6:.2f} MB; replay exit {rc}")

@@ -1,14 +1,16 @@
-"""Test-wide set-up: every rclpy process of this run stays on loopback DDS.
+"""Test-wide set-up: every rclpy process of this run stays on loopback DDS, in a domain of its own.
 
-The environment is pinned in pytest_configure, before any test imports rclpy,
-so in-process nodes and every subprocess (which inherits os.environ) use
-ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, the loopback Fast DDS profile and a
-ROS_DOMAIN_ID unique to this run and xdist worker.
+The environment is pinned in pytest_configure, before any test imports rclpy, so in-process
+nodes and every subprocess (which inherits os.environ) use ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST,
+the loopback Fast DDS profile and a ROS_DOMAIN_ID leased for this run
+(:func:`vla_adapter_ros.dds_env.lease_domain`: no other run on this machine, a second test suite
+or a demo included, can hold it at the same time).
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +20,18 @@ from vla_adapter_ros import dds_env
 def pytest_configure(config: pytest.Config) -> None:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
     salt = int("".join(c for c in worker if c.isdigit()) or 0)
-    os.environ.update(dds_env.localhost_env(dds_env.pick_domain_id(salt)))
+    lease = dds_env.lease_domain(salt)
+    config.stash[_LEASE] = lease  # held (and the domain ours) until the session ends
+    os.environ.update(dds_env.localhost_env(lease.domain_id))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    lease = config.stash.get(_LEASE, None)
+    if lease is not None:
+        lease.release()
+
+
+_LEASE = pytest.StashKey[dds_env.DomainLease]()
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +39,25 @@ def ros_env() -> dict[str, str]:
     """Environment for subprocesses that use rclpy (already loopback-only, own domain)."""
     assert dds_env.is_localhost_only()
     return dict(os.environ)
+
+
+# --- a tiny exported model, shared by the serving and ROS tests ---------------------------
+ADAPTERS = ("pick", "place", "open")
+
+
+def export_tiny_model(root: Path, adapters: tuple[str, ...] = ADAPTERS) -> Path:
+    """Random tiny backbone + distinct random adapters, exported with the project's exporter."""
+    from vla_adapter_ros.core.config import AdapterConfig, ModelConfig
+    from vla_adapter_ros.core.export import export_model, make_random_checkpoint
+
+    config = ModelConfig(image_size=32, patch_size=8, d_model=32, vision_layers=1, fusion_layers=1, n_heads=2,
+                         mlp_ratio=2, chunk_length=3)
+    checkpoint, adapter_dirs = make_random_checkpoint(
+        root / "src", config, {n: AdapterConfig(rank=4, task=f"test/{n}") for n in adapters}, seed=0)
+    return export_model(checkpoint, adapter_dirs, root / "model", log=lambda _msg: None).out
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny model with three adapters (pick = default, place, open), exported once per session."""
+    return export_tiny_model(tmp_path_factory.mktemp("tiny_model"))

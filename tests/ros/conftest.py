@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,42 +19,19 @@ from typing import Any
 import numpy as np
 import pytest
 
-from vla_adapter_ros.ros.clients import RESEND_S
+from vla_adapter_ros.ros.harness import NodeProcess, RosSession, node_command, send_until
 
-NODE_EXE = Path(sys.executable).parent / "vla_adapter_node"
 _instances = itertools.count()
 
 
-# --- the model -------------------------------------------------------------------
-ADAPTERS = ("pick", "place", "open")
-
-
-def export_tiny_model(root: Path, adapters: tuple[str, ...] = ADAPTERS) -> Path:
-    """Random tiny backbone + distinct random adapters, exported with the project's exporter."""
-    from vla_adapter_ros.core.config import AdapterConfig, ModelConfig
-    from vla_adapter_ros.core.export import export_model, make_random_checkpoint
-
-    config = ModelConfig(image_size=32, patch_size=8, d_model=32, vision_layers=1, fusion_layers=1, n_heads=2,
-                         mlp_ratio=2, chunk_length=3)
-    checkpoint, adapter_dirs = make_random_checkpoint(
-        root / "src", config, {n: AdapterConfig(rank=4, task=f"test/{n}") for n in adapters}, seed=0)
-    return export_model(checkpoint, adapter_dirs, root / "model", log=lambda _msg: None).out
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory) -> Path:
-    """A tiny model with three adapters (pick = default, place, open), exported once per session."""
-    return export_tiny_model(tmp_path_factory.mktemp("tiny_model"))
-
-
 # --- policy node processes -------------------------------------------------------
-class PolicyProcess:
+class PolicyProcess(NodeProcess):
     """A running ``vla_adapter_node`` with its own node name and topics (so tests never cross)."""
 
     def __init__(self, env: dict[str, str], model_dir: Path | None, log_dir: Path, **overrides: Any) -> None:
         i = next(_instances)
         self.name = f"vla_adapter_t{os.getpid()}_{i}"
-        prefix = f"/t{i}"
+        prefix = f"/t{os.getpid()}_{i}"
         self.topics = {
             "camera_topic": f"{prefix}/camera/image_raw", "instruction_topic": f"{prefix}/vla/instruction",
             "proprio_topic": f"{prefix}/joint_states", "action_topic": f"{prefix}/vla/action",
@@ -67,32 +42,12 @@ class PolicyProcess:
             self.params["model_dir"] = str(model_dir)
         self.params.update(overrides)
         self.topics.update({k: v for k, v in overrides.items() if k.endswith("_topic")})
-        args = [str(NODE_EXE), "--ros-args", "-r", f"__node:={self.name}"]
-        for k, v in self.params.items():
-            v = str(v).lower() if isinstance(v, bool) else v
-            args += ["-p", f"{k}:={v}"]
-        self.log_path = log_dir / f"{self.name}.log"
-        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT, text=True)
+        super().__init__(node_command("vla_adapter_node", self.name, self.params), env,
+                         log_dir / f"{self.name}.log")
 
     @property
     def fqn(self) -> str:
         return f"/{self.name}"
-
-    def log(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text()
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(2)  # SIGINT: the node's orderly shutdown path
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        self._log.close()
-        return self.proc.returncode
 
 
 @pytest.fixture()
@@ -110,28 +65,25 @@ def start_policy(ros_env, tmp_path) -> Iterator[Callable[..., PolicyProcess]]:
 
 
 # --- the driver: the robot side, in this process ----------------------------------
+JOINTS = ("ee_x", "ee_y", "ee_z", "gripper")
+
+
 class Driver:
     """Camera/instruction/proprio publishers, action/diagnostics subscribers, service clients."""
 
     def __init__(self, node_name: str, topics: dict[str, str], *, camera_reliable: bool = True,
                  compressed: bool = False) -> None:
-        import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CompressedImage, Image, JointState
         from std_msgs.msg import String
 
         from vla_adapter_interfaces.msg import ActionChunk
         from vla_adapter_ros.ros import qos
-        from vla_adapter_ros.ros.entry import spin_in_background
 
         self.node_name, self.topics = node_name, topics
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node(f"driver_{node_name}", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
+        self.session = RosSession(f"driver_{node_name}")
+        self.node = self.session.node
         cam_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE if camera_reliable
                              else ReliabilityPolicy.BEST_EFFORT)
         cam_topic = topics["camera_topic"] + ("/compressed" if compressed else "")
@@ -141,10 +93,8 @@ class Driver:
         self.actions: list[tuple[float, Any]] = []  # (monotonic receive time, ActionChunk)
         self.statuses: list[Any] = []
         self._lock = threading.Lock()
-        self._clients: dict[str, Any] = {}
-        self.node.create_subscription(ActionChunk, topics["action_topic"], self._on_action, qos.actions_qos(100))
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, qos.diagnostics_qos())
-        self._spin = spin_in_background(self.executor, self.context, 0.05)
+        self.session.subscribe(ActionChunk, topics["action_topic"], self._on_action, qos.actions_qos(100))
+        self.session.subscribe(DiagnosticArray, "/diagnostics", self._on_diagnostics, qos.diagnostics_qos())
 
     def _on_action(self, msg: Any) -> None:
         with self._lock:
@@ -161,98 +111,95 @@ class Driver:
 
         self.instruction.publish(String(data=text))
 
-    def send_joints(self, names=("ee_x", "ee_y", "ee_z", "gripper"), values=(0.1, 0.2, 0.3, 0.5)) -> None:
+    def send_joints(self, names=JOINTS, values=(0.1, 0.2, 0.3, 0.5), stamp_ns: int | None = None) -> None:
         from sensor_msgs.msg import JointState
+        from std_msgs.msg import Header
 
-        self.joints.publish(JointState(name=list(names), position=[float(v) for v in values]))
+        from vla_adapter_ros.ros.conversions import ns_to_stamp
 
-    def send_frame(self, rgb: np.ndarray, stamp_ns: int | None = None, frame_id: str = "cam") -> int:
+        header = Header(stamp=ns_to_stamp(self.now_ns() if stamp_ns is None else stamp_ns))
+        self.joints.publish(JointState(header=header, name=list(names), position=[float(v) for v in values]))
+
+    def send_frame(self, rgb: np.ndarray, stamp_ns: int | None = None, frame_id: str = "cam",
+                   joints: bool = True) -> int:
+        """An Image (and, like a robot, the JointState with the same stamp); returns the stamp."""
         from std_msgs.msg import Header
 
         from vla_adapter_ros.ros.conversions import ns_to_stamp, rgb_to_image_msg
 
         stamp_ns = self.now_ns() if stamp_ns is None else stamp_ns
+        if joints:
+            self.send_joints(stamp_ns=stamp_ns)
         self.camera.publish(rgb_to_image_msg(rgb, Header(stamp=ns_to_stamp(stamp_ns), frame_id=frame_id)))
         return stamp_ns
 
     def now_ns(self) -> int:
-        return self.node.get_clock().now().nanoseconds
+        return self.session.now_ns()
 
     # --- outputs ---
     def action_count(self) -> int:
         with self._lock:
             return len(self.actions)
 
-    def wait_for(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-            time.sleep(0.01)
+    def answered(self, stamp_ns: int) -> bool:
+        from vla_adapter_ros.ros.conversions import stamp_to_ns
+
+        with self._lock:
+            return any(stamp_to_ns(m.header.stamp) == stamp_ns for _, m in self.actions)
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+        try:
+            return self.session.wait_for(predicate, timeout, what)
+        except TimeoutError as exc:
+            raise AssertionError(str(exc)) from None
 
     def wait_actions(self, n: int, timeout: float = 10.0) -> list[Any]:
         self.wait_for(lambda: self.action_count() >= n, timeout, f"{n} actions (have {self.action_count()})")
         with self._lock:
             return [m for _, m in self.actions]
 
-    def latest_status(self, timeout: float = 5.0, after: float | None = None) -> dict[str, Any]:
-        """The next diagnostics status received after now (or ``after``), as a dict with level/message."""
-        from vla_adapter_ros.ros.conversions import diagnostic_values
+    def status(self, timeout: float = 10.0) -> dict[str, Any]:
+        """The node's status now, from its ~/get_status service, as a dict with level/message."""
+        from vla_adapter_interfaces.srv import GetStatus
+        from vla_adapter_ros.ros.conversions import diagnostic_level, diagnostic_values
+
+        s = self.call(GetStatus, "get_status", GetStatus.Request(), timeout).status
+        return {"level": diagnostic_level(s), "message": s.message, **diagnostic_values(s)}
+
+    def latest_status(self, timeout: float = 5.0) -> dict[str, Any]:
+        """The next status published on /diagnostics from now on (what a monitor sees)."""
+        from vla_adapter_ros.ros.conversions import diagnostic_level, diagnostic_values
 
         with self._lock:
             start = len(self.statuses)
         self.wait_for(lambda: len(self.statuses) > start, timeout, f"/diagnostics from {self.node_name}")
         with self._lock:
             s = self.statuses[-1]
-        level = int.from_bytes(s.level, "little") if isinstance(s.level, bytes) else int(s.level)
-        return {"level": level, "message": s.message, **diagnostic_values(s)}
+        return {"level": diagnostic_level(s), "message": s.message, **diagnostic_values(s)}
 
-    def call(self, srv_type: Any, service: str, request: Any, timeout: float = 10.0,
-             resend_s: float = RESEND_S) -> Any:
-        """One round trip, resent every ``resend_s`` until a reply (see clients.await_reply); pass
-        ``resend_s=0`` for requests that are not idempotent (lifecycle transitions). One client per
-        service for the driver's life, like a robot's own clients."""
-        from vla_adapter_ros.ros.clients import await_reply
-
-        client = self._clients.get(service)
-        if client is None:
-            client = self._clients[service] = self.node.create_client(srv_type, f"/{self.node_name}/{service}")
-        assert client.wait_for_service(timeout_sec=timeout), f"{service} not available"
-        future = await_reply(client, request, timeout, resend_s=resend_s)
-        assert future is not None, f"timed out after {timeout} s waiting for {service} reply"
-        return future.result()
+    def call(self, srv_type: Any, service: str, request: Any, timeout: float = 10.0, **kwargs: Any) -> Any:
+        """One round trip, resent until a reply (harness.await_reply); ``resend_s=0`` for requests that are
+        not idempotent (lifecycle transitions)."""
+        return self.session.call(srv_type, f"/{self.node_name}/{service}", request, timeout, **kwargs)
 
     def wait_until_serving(self, timeout: float = 30.0) -> None:
-        """The node is up and active: its diagnostics say so and the action subscription is matched."""
-        from vla_adapter_interfaces.srv import ListAdapters
+        """The node reports lifecycle state 'active' and its topics are matched."""
+        from vla_adapter_ros.ros.harness import wait_for_lifecycle_state
 
-        reply = self.call(ListAdapters, "list_adapters", ListAdapters.Request(), timeout)
-        assert reply.adapters, "node has no adapters (configure failed?)"
-        self.wait_for(lambda: self.camera.get_subscription_count() > 0, timeout, "camera subscription")
-        self.wait_for(lambda: self.node.count_publishers(self.topics["action_topic"]) > 0, timeout,
-                      "action publisher")
-        self.wait_for(lambda: self.latest_status(timeout)["lifecycle_state"] == "active", timeout, "active state")
+        wait_for_lifecycle_state(self.session, self.node_name, "active", timeout)
+        self.session.wait_for_subscribers(self.camera, timeout)
+        self.session.wait_for_publishers(self.topics["action_topic"], timeout)
 
     def prime(self, instruction: str = "open the drawer", timeout: float = 20.0) -> None:
-        """Send the instruction and joint states, then frames until the first action comes back."""
-        self.wait_for(lambda: self.instruction.get_subscription_count() > 0, timeout, "instruction subscription")
+        """Send the instruction, then frames (with joint states) until one is answered: serving."""
+        self.session.wait_for_subscribers(self.instruction, timeout)
         self.send_instruction(instruction)
         rgb = np.zeros((16, 16, 3), np.uint8)
-        deadline = time.monotonic() + timeout
-        start = self.action_count()
-        while self.action_count() == start:
-            assert time.monotonic() < deadline, "the node never answered a frame"
-            self.send_joints()
-            self.send_frame(rgb)
-            time.sleep(0.2)
-        time.sleep(0.2)  # let stragglers of the priming frames arrive before a test counts
+        send_until(lambda: self.send_frame(rgb), self.answered, self.session, timeout=timeout, interval=0.2,
+                   what="a priming frame")
 
     def close(self) -> None:
-        import rclpy
-
-        rclpy.try_shutdown(context=self.context)
-        self._spin.join(timeout=5)
-        self.node.destroy_node()
+        self.session.close()
 
 
 @pytest.fixture(scope="session")

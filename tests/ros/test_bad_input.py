@@ -23,7 +23,7 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 from vla_adapter_interfaces.srv import ListAdapters, LoadAdapter, SwitchAdapter
 from vla_adapter_ros.processing import ENCODING_CHANNELS, MAX_IMAGE_PIXELS, normalize_instruction
 from vla_adapter_ros.ros import conversions as cv
-from vla_adapter_ros.ros.conversions import ConversionError
+from vla_adapter_ros.ros.conversions import ConversionError, stamp_to_ns
 
 pytestmark = pytest.mark.ros
 NAMES = ["ee_x", "ee_y", "ee_z", "gripper"]
@@ -124,62 +124,70 @@ def _counters(status: dict, keys) -> dict[str, int]:
 
 def test_remaining_bad_inputs_are_refused_counted_logged_and_survived(shared_policy, tiny_model_dir):
     proc, d = shared_policy
-    current = d.wait_actions(1)[-1].instruction
+    current = d.status()["instruction"]
     try:
         _send_bad_inputs(proc, d, tiny_model_dir, current)
     finally:  # the node is shared: leave it serving the instruction it had
         d.send_instruction(current)
-        time.sleep(0.3)
+        d.wait_for(lambda: d.status()["instruction"] == current, 10, "the instruction restored")
 
 
 def _send_bad_inputs(proc, d, tiny_model_dir, current: str) -> None:
     keys = ("refused.image_size", "refused.image_empty", "refused.instruction_too_long",
             "refused.proprio_missing_joint", "refused.proprio_length", "refused.proprio_nonfinite")
-    before = d.latest_status()
+    before = d.status()
     log_before = len(proc.log())
     good = np.full((24, 32, 3), 77, np.uint8)
 
+    def counted(key: str, n: int) -> None:
+        d.wait_for(lambda: int(d.status().get(key, 0)) - int(before.get(key, 0)) >= n, 10, f"{key} == {n}")
+
+    def instruction_is(text: str) -> None:
+        d.wait_for(lambda: d.status()["instruction"] == text, 10, f"the node holding {text[:40]!r}")
+
     # images: larger than 8K (refused on its size, 8 bytes of data), zero-size; then a padded good frame
     start = d.action_count()
-    for msg in (Image(height=4320, width=7681, encoding="rgb8", step=7681 * 3, data=bytes(8)),
-                Image(height=0, width=0, encoding="rgb8", step=0, data=b"")):
+    for msg, key in ((Image(height=4320, width=7681, encoding="rgb8", step=7681 * 3, data=bytes(8)),
+                      "refused.image_size"),
+                     (Image(height=0, width=0, encoding="rgb8", step=0, data=b""), "refused.image_empty")):
         d.camera.publish(_stamped(d, msg))
-        time.sleep(0.05)
+        counted(key, 1)  # one at a time: a frame replaced before the worker takes it is only "skipped"
     padded = np.zeros((24, 32 * 3 + 7), np.uint8)  # rows padded by 7 bytes: step != width * 3
     padded[:, : 32 * 3] = good.reshape(24, -1)
-    d.camera.publish(_stamped(d, Image(height=24, width=32, encoding="rgb8", step=32 * 3 + 7,
-                                       data=padded.tobytes())))
+    msg = _stamped(d, Image(height=24, width=32, encoding="rgb8", step=32 * 3 + 7, data=padded.tobytes()))
+    d.send_joints(stamp_ns=stamp_to_ns(msg.header.stamp))
+    d.camera.publish(msg)
     assert len(d.wait_actions(start + 1)) == start + 1
-    time.sleep(0.3)
-    assert d.action_count() == start + 1, "a refused frame was answered"
+    assert d.action_count() == start + 1 and int(d.status()["actions_out"]) == int(before["actions_out"]) + 1, \
+        "a refused frame was answered"
 
     # instructions: 100 kB refused (the current one kept), then 100 changes at 100 Hz, then odd content
     d.send_instruction("pick " * 20_000)
-    time.sleep(0.2)
+    counted("refused.instruction_too_long", 1)
     d.send_frame(good)
     assert d.wait_actions(start + 2)[-1].instruction == current
     t0 = time.monotonic()
     for i in range(100):
         d.send_instruction(f"move to waypoint {i}")
-        time.sleep(max(0.0, t0 + (i + 1) * 0.01 - time.monotonic()))
-    time.sleep(0.3)
+        time.sleep(max(0.0, t0 + (i + 1) * 0.01 - time.monotonic()))  # pacing: 100 Hz
+    instruction_is("move to waypoint 99")
     d.send_frame(good)
     assert d.wait_actions(start + 3)[-1].instruction == "move to waypoint 99"
     odd = "  open\tthe \u202edrawer \x1b[31m ☃ שלוש  "  # control chars, bidi override, emoji, RTL
     d.send_instruction(odd)
-    time.sleep(0.2)
+    instruction_is(normalize_instruction(odd))
     d.send_frame(good)
     assert d.wait_actions(start + 4)[-1].instruction == normalize_instruction(odd)
 
     # proprio: missing joint, wrong length (named and unnamed), Inf; the last valid one keeps serving
-    for msg in (JointState(name=NAMES[:3], position=[0.1, 0.2, 0.3]),
-                JointState(name=NAMES, position=[0.1, 0.2]),
-                JointState(position=[0.1, 0.2, 0.3]),
-                JointState(name=NAMES, position=[0.1, math.inf, 0.3, 0.5]),
-                JointState(name=NAMES, position=[0.1, 0.2, 1e300, 0.5])):  # finite, but inf in float32
+    for msg, key, n in ((JointState(name=NAMES[:3], position=[0.1, 0.2, 0.3]), "refused.proprio_missing_joint", 1),
+                        (JointState(name=NAMES, position=[0.1, 0.2]), "refused.proprio_length", 1),
+                        (JointState(position=[0.1, 0.2, 0.3]), "refused.proprio_length", 2),
+                        (JointState(name=NAMES, position=[0.1, math.inf, 0.3, 0.5]), "refused.proprio_nonfinite", 1),
+                        (JointState(name=NAMES, position=[0.1, 0.2, 1e300, 0.5]),  # finite, but inf in float32
+                         "refused.proprio_nonfinite", 2)):
         d.joints.publish(msg)
-        time.sleep(0.03)
-    time.sleep(0.2)
+        counted(key, n)  # one at a time: the proprio topic keeps only the newest sample
     d.send_frame(good)
     d.wait_actions(start + 5)
 
@@ -195,10 +203,7 @@ def _send_bad_inputs(proc, d, tiny_model_dir, current: str) -> None:
     d.send_frame(good)
     assert d.wait_actions(start + 6)[-1].adapter == active
 
-    status = d.latest_status()
-    if int(status.get("refused.proprio_nonfinite", 0)) == int(before.get("refused.proprio_nonfinite", 0)):
-        status = d.latest_status()  # counters are sampled once per diagnostics period
-    delta = {k: v - _counters(before, keys)[k] for k, v in _counters(status, keys).items()}
+    delta = {k: v - _counters(before, keys)[k] for k, v in _counters(d.status(), keys).items()}
     assert delta == {"refused.image_size": 1, "refused.image_empty": 1, "refused.instruction_too_long": 1,
                      "refused.proprio_missing_joint": 1, "refused.proprio_length": 2,
                      "refused.proprio_nonfinite": 2}, delta

@@ -206,12 +206,13 @@ def test_stamp_conversions_round_trip():
     assert cv.stamp_to_ns(cv.ns_to_stamp(ns)) == ns
 
 
-def test_diagnostic_array_formats_values_in_order():
-    msg = cv.diagnostic_array(Time(sec=1), "vla_adapter: policy", "m", "WARN", "hi",
-                              {"a": 1.23456, "b": 3, "c": "x"})
-    (status,) = msg.status
+def test_diagnostic_status_formats_values_in_order():
+    status = cv.diagnostic_status("vla_adapter: policy", "m", "WARN", "hi", {"a": 1.23456, "b": 3, "c": "x"})
+    msg = cv.diagnostic_array(Time(sec=1), status)
+    assert list(msg.status) == [status] and msg.header.stamp.sec == 1
     assert status.level == DiagnosticStatus.WARN and status.name == "vla_adapter: policy"
+    assert cv.diagnostic_level(status) == 1
     assert [kv.key for kv in status.values] == ["a", "b", "c"]
     assert cv.diagnostic_values(status) == {"a": "1.235", "b": "3", "c": "x"}
     with pytest.raises(ValueError):
-        cv.diagnostic_array(Time(), "n", "h", "BAD", "", {})
+        cv.diagnostic_status("n", "h", "BAD", "", {})

@@ -12,7 +12,8 @@ import time
 import numpy as np
 import pytest
 
-from vla_adapter_ros.ros.policy_node import MAX_PROVIDER_RECOVERIES
+from vla_adapter_ros.ros.harness import send_until
+from vla_adapter_ros.serving.frame_server import MAX_PROVIDER_RECOVERIES
 
 pytestmark = pytest.mark.ros
 RESTART_BOUND_S = 20.0
@@ -45,7 +46,6 @@ def test_killed_node_restarted_under_a_30hz_stream_serves_again_within_a_bound(s
         next_t = time.monotonic()
         while not stop.is_set():
             if streaming.is_set():
-                d.send_joints()
                 d.send_frame(rgb)
             next_t += 1 / 30
             time.sleep(max(0.0, next_t - time.monotonic()))
@@ -73,7 +73,7 @@ def test_killed_node_restarted_under_a_30hz_stream_serves_again_within_a_bound(s
         n = d.action_count()
         d.wait_for(lambda: d.action_count() >= n + 15, 5, "actions at 30 Hz after the restart")
 
-        # the camera pauses for 2 s and resumes: serving resumes with the first frames
+        # the camera pauses for 2 s (the scenario, not a wait for readiness) and resumes: serving resumes at once
         streaming.clear()
         time.sleep(2.0)
         n = d.action_count()
@@ -92,11 +92,9 @@ class InProcessPolicy:
     inside it; topics and node name are unique like PolicyProcess's."""
 
     def __init__(self, model_dir, **overrides) -> None:
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
         from rclpy.parameter import Parameter
 
-        from vla_adapter_ros.ros.entry import spin_in_background
+        from vla_adapter_ros.ros.harness import RosSession
         from vla_adapter_ros.ros.policy_node import PolicyNode
 
         self.name = f"vla_adapter_inproc{os.getpid()}_{next(_count)}"
@@ -106,22 +104,19 @@ class InProcessPolicy:
             "proprio_topic": f"{prefix}/joint_states", "action_topic": f"{prefix}/vla/action",
         }
         values = {**self.topics, "diagnostics_period": 0.5, "model_dir": str(model_dir), **overrides}
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = PolicyNode(context=self.context, cli_args=["--ros-args", "-r", f"__node:={self.name}"],
-                               parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
-        assert self.node.autostart(), self.node.last_error
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._thread = spin_in_background(self.executor, self.context, 0.1)
+
+        def make_node(context):
+            node = PolicyNode(context=context, cli_args=["--ros-args", "-r", f"__node:={self.name}"],
+                              parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
+            assert node.autostart(), node.last_error
+            return node
+
+        self.session = RosSession(self.name, make_node=make_node)
+        self.node = self.session.node
 
     def close(self) -> None:
-        import rclpy
-
-        rclpy.try_shutdown(context=self.context)
-        self._thread.join(timeout=5)
+        self.session.close()
         self.node.close()
-        self.node.destroy_node()
 
 
 _count = itertools.count()
@@ -143,7 +138,6 @@ def test_provider_failing_mid_run_publishes_nothing_and_serving_resumes_on_rebui
         d.prime()
         rgb = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
         n = d.action_count()
-        d.send_joints()
         d.send_frame(rgb)
         before = d.wait_actions(n + 1)[-1]
         policy = host.node.policy
@@ -152,8 +146,8 @@ def test_provider_failing_mid_run_publishes_nothing_and_serving_resumes_on_rebui
         policy._state.run_options.terminate = True  # the active adapter's next run fails inside onnxruntime
         n = d.action_count()
         d.send_frame(rgb)
-        d.wait_for(lambda: int(d.latest_status()["provider_fallbacks"]) == 1, 10, "sessions rebuilt")
-        status = d.latest_status()
+        d.wait_for(lambda: int(d.status()["provider_fallbacks"]) == 1, 10, "sessions rebuilt")
+        status = d.status()
         assert int(status["errors.provider_run"]) == 1 and status["execution_provider"] == "CPUExecutionProvider"
         assert d.action_count() == n  # the failed frame got no action
         assert policy.fallbacks and policy.fallbacks[0][0] == "CPUExecutionProvider"
@@ -169,11 +163,9 @@ def test_provider_failing_mid_run_publishes_nothing_and_serving_resumes_on_rebui
         shared.write_bytes(bytes(data))
         policy._state.run_options.terminate = True
         n = d.action_count()
-        deadline = time.monotonic() + 30
-        while int(d.latest_status()["errors.provider_run"]) < 1 + MAX_PROVIDER_RECOVERIES + 2:  # beyond the limit
-            assert time.monotonic() < deadline, "frames were not tried"
-            d.send_joints()
-            d.send_frame(rgb)
+        send_until(lambda: d.send_frame(rgb),
+                   lambda _: int(d.status()["errors.provider_run"]) >= 1 + MAX_PROVIDER_RECOVERIES + 2,  # beyond
+                   d.session, timeout=30, interval=0.2, what="frames failing beyond the recovery limit")
         status = d.latest_status()
         status = d.latest_status()  # ERROR lasts while the fault does, not only in periods with new failures
         assert "gave up rebuilding the sessions after" in status["message"] and status["level"] == 2

@@ -1,9 +1,11 @@
-"""The launch files, checked statically against reality (launch/launch_ros are not installable here).
+"""The launch files and parameter files, checked statically against the nodes' parameter classes
+(launch/launch_ros are not installable here).
 
 Parsed with ``ast``, never executed: every executable a launch file starts exists in
-setup.py's console_scripts, every parameter it sets on the policy node is declared by
-PolicyNodeConfig, every package file it references exists and is installed by setup.py.
-The parameter file must list exactly the node's parameters with their defaults.
+setup.py's console_scripts, every parameter it sets on a node is declared by that node's
+NodeConfig class, every package file it references exists and is installed by setup.py.
+Each node's ``config/<node>.yaml`` lists exactly its parameters with their defaults, and the
+demo's ``config/sim_demo.yaml`` (read by the launch file and by ``vla-adapter demo``) validates.
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vla_adapter_ros.ros.params import NODE_NAME, PACKAGE, PolicyNodeConfig
+from vla_adapter_ros.ros.params import PACKAGE, PolicyNodeConfig
+from vla_adapter_ros.ros.sim_node import SimNodeConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
-POLICY_EXECUTABLE = "vla_adapter_node"
-FIELDS = {f.name for f in fields(PolicyNodeConfig)}
+CONFIGS = {"vla_adapter_node": PolicyNodeConfig, "vla_adapter_sim": SimNodeConfig}  # executable -> parameters
 
 
 @pytest.fixture(scope="module")
@@ -87,29 +89,39 @@ def test_every_executable_started_exists_in_setup_py(path, setup_spec):
             assert kw["executable"] in scripts, f"{path.name}: {kw['executable']!r} not in console_scripts {scripts}"
 
 
+def _node_calls(calls: list[ast.Call], constants: dict) -> dict[str, list[ast.Call]]:
+    out: dict[str, list[ast.Call]] = {}
+    for c in calls:
+        if call_name(c) in ("Node", "LifecycleNode"):
+            exe = {k.arg: value_of(k.value, constants) for k in c.keywords}.get("executable")
+            out.setdefault(exe, []).append(c)
+    return out
+
+
 @pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
-def test_every_policy_parameter_set_is_declared_by_the_node(path):
+def test_every_parameter_set_is_declared_by_the_node(path):
     tree, constants, calls = parse(path)
-    policy_nodes = [c for c in calls if call_name(c) in ("Node", "LifecycleNode")
-                    and {k.arg: value_of(k.value, constants) for k in c.keywords}.get("executable") == POLICY_EXECUTABLE]
-    set_names: set[str] = set()
-    for call in policy_nodes:
-        for kw in call.keywords:
-            if kw.arg == "parameters":
+    forwarded = set(constants.get("PARAMETER_ARGUMENTS", {}))
+    for exe, nodes in _node_calls(calls, constants).items():
+        fields_ = {f.name for f in fields(CONFIGS[exe])}
+        set_names: set[str] = set(forwarded) if exe == "vla_adapter_node" else set()
+        files: list[str] = []
+        for call in nodes:
+            for kw in call.keywords:
+                if kw.arg != "parameters":
+                    continue
                 for d in (n for n in ast.walk(kw.value) if isinstance(n, ast.Dict)):
                     set_names |= {k.value for k in d.keys if isinstance(k, ast.Constant)}
                 assert not any(isinstance(n, ast.Dict) and any(k is None for k in n.keys)
                                for n in ast.walk(kw.value)), "** in parameters cannot be checked"
-    forwarded = constants.get("PARAMETER_ARGUMENTS", {})
-    set_names |= set(forwarded)
-    if policy_nodes:
-        assert set_names, f"{path.name}: cannot see which parameters the policy node gets"
-    assert set_names <= FIELDS, f"{path.name}: parameters not declared by the node: {sorted(set_names - FIELDS)}"
+                files += [n.id for n in ast.walk(kw.value) if isinstance(n, ast.Name)]
+        assert set_names or files, f"{path.name}: cannot see which parameters {exe} gets"
+        assert set_names <= fields_, f"{path.name}: {exe} parameters not declared: {sorted(set_names - fields_)}"
     declared_args = {value_of(c.args[0], constants) for c in calls if call_name(c) == "DeclareLaunchArgument"}
-    assert set(forwarded) <= declared_args, f"forwarded but not declared: {set(forwarded) - declared_args}"
+    assert forwarded <= declared_args, f"forwarded but not declared: {forwarded - declared_args}"
     used = {value_of(c.args[0], constants) for c in calls if call_name(c) == "LaunchConfiguration" and c.args}
     # Arguments read through a loop variable (LaunchConfiguration(name)) count as used when forwarded.
-    unused = declared_args - used - set(forwarded)
+    unused = declared_args - used - forwarded
     assert not unused, f"{path.name}: launch arguments declared but never used: {unused}"
 
 
@@ -141,13 +153,31 @@ def test_every_referenced_file_exists_and_is_installed(path, setup_spec):
     assert f"share/{PACKAGE}/launch/{path.name}" in installed, f"{path.name} itself is not installed"
 
 
-def test_parameter_file_lists_every_parameter_with_its_default():
-    data = yaml.safe_load((ROOT / "config" / "vla_adapter.yaml").read_text())
-    assert list(data) == [NODE_NAME], "the file must address the node by its default name"
-    values = data[NODE_NAME]["ros__parameters"]
-    assert set(values) == FIELDS, f"missing {FIELDS - set(values)}, unknown {set(values) - FIELDS}"
-    defaults = PolicyNodeConfig()
+@pytest.mark.parametrize("config", sorted(set(CONFIGS.values()), key=lambda c: c.NODE_NAME), ids=lambda c: c.NODE_NAME)
+def test_each_node_has_a_parameter_file_with_every_parameter_and_its_default(config, setup_spec):
+    path = config.defaults_file()
+    data = yaml.safe_load(path.read_text())
+    assert list(data) == [config.NODE_NAME], "the file must address the node by its default name"
+    values = data[config.NODE_NAME]["ros__parameters"]
+    names = set(config.field_info())
+    assert set(values) == names, f"missing {names - set(values)}, unknown {set(values) - names}"
+    defaults = config()
     for name, value in values.items():
         want = getattr(defaults, name)
         assert type(value) is type(want) and value == want, f"{name}: file has {value!r}, default is {want!r}"
-    PolicyNodeConfig(**values)  # and the file validates
+    config(**values)  # and the file validates
+    installed = {f"{dest}/{Path(f).name}" for dest, files in setup_spec["data_files"] for f in files}
+    assert f"share/{PACKAGE}/config/{path.name}" in installed
+
+
+def test_the_demo_parameter_file_validates_for_both_nodes_and_the_launch_file_reads_it():
+    data = yaml.safe_load((ROOT / "config" / "sim_demo.yaml").read_text())
+    configs = {c.NODE_NAME: c for c in CONFIGS.values()}
+    assert set(data) == set(configs)
+    for node, section in data.items():
+        values = section["ros__parameters"]
+        assert set(values) <= set(configs[node].field_info()), node
+        configs[node](**values)
+    _, constants, calls = parse(ROOT / "launch" / "sim_demo.launch.py")
+    assert "config/sim_demo.yaml" in referenced_share_files(calls, constants)
+    assert set(_node_calls(calls, constants)) == {"vla_adapter_node", "vla_adapter_sim"}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import cv2
 import numpy as np
@@ -13,6 +12,8 @@ from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 
 from vla_adapter_interfaces.srv import ListAdapters, SwitchAdapter
+from vla_adapter_ros.ros.conversions import stamp_to_ns
+from vla_adapter_ros.ros.harness import send_until
 
 pytestmark = pytest.mark.ros
 
@@ -31,8 +32,8 @@ def test_failed_configure_is_reported_and_recoverable_through_lifecycle(start_po
         id=Transition.TRANSITION_CONFIGURE)))
     assert not failed.success
     d.wait_for(lambda: "configure failed" in proc.log(), 10, "the configure error in the log")
-    d.wait_for(lambda: d.latest_status(timeout=5)["level"] == 2, 10, "ERROR on /diagnostics")
-    status = d.latest_status(timeout=30)
+    assert d.latest_status(timeout=30)["level"] == 2  # what a monitor of /diagnostics sees
+    status = d.status()
     assert status["level"] == 2 and status["lifecycle_state"] == "unconfigured"
     assert "model not loaded" in status["message"] and "missing" in status["message"]
     assert d.call(GetState, "get_state", GetState.Request()).current_state.label == "unconfigured"
@@ -49,15 +50,14 @@ def test_failed_configure_is_reported_and_recoverable_through_lifecycle(start_po
                     resend_s=0)
         assert ok.success, proc.log()
     d.prime()
-    assert d.latest_status()["lifecycle_state"] == "active"
+    assert d.status()["lifecycle_state"] == "active"
     # deactivate: frames are counted, not served
     assert d.call(ChangeState, "change_state",
                   ChangeState.Request(transition=Transition(id=Transition.TRANSITION_DEACTIVATE)), resend_s=0).success
     start = d.action_count()
     d.send_frame(np.zeros((16, 16, 3), np.uint8))
-    time.sleep(0.5)
-    assert d.action_count() == start
-    assert int(d.latest_status()["frames_while_inactive"]) >= 1
+    d.wait_for(lambda: int(d.status()["frames_while_inactive"]) >= 1, 10, "the frame counted as inactive")
+    assert d.action_count() == start  # counted on arrival: it never reaches inference
 
 
 def test_node_started_after_the_instruction_gets_it(start_policy, make_driver, tiny_model_dir):
@@ -66,14 +66,10 @@ def test_node_started_after_the_instruction_gets_it(start_policy, make_driver, t
     d = make_driver(proc)  # its instruction publisher exists before the node has started up
     d.send_instruction("pick up the puck")
     d.wait_until_serving()
-    start = d.action_count()
-    deadline = time.monotonic() + 20
-    while d.action_count() == start:  # joint states are volatile: keep them coming until served
-        assert time.monotonic() < deadline, proc.log()
-        d.send_joints()
-        d.send_frame(np.zeros((16, 16, 3), np.uint8))
-        time.sleep(0.2)
-    assert d.wait_actions(start + 1)[-1].instruction == "pick up the puck"
+    stamp = send_until(lambda: d.send_frame(np.zeros((16, 16, 3), np.uint8)), d.answered, d.session, timeout=20,
+                       interval=0.2, what="a frame")
+    answer = next(m for m in d.wait_actions(1) if stamp_to_ns(m.header.stamp) == stamp)
+    assert answer.instruction == "pick up the puck"
 
 
 def test_late_instruction_publisher_and_compressed_images(start_policy, make_driver, tiny_model_dir, ros_env):
@@ -88,16 +84,16 @@ def test_late_instruction_publisher_and_compressed_images(start_policy, make_dri
         assert ok
         msg = CompressedImage(format="jpeg", data=buf.tobytes())
         msg.header.stamp = d.node.get_clock().now().to_msg()
+        d.send_joints(stamp_ns=stamp_to_ns(msg.header.stamp))
         d.camera.publish(msg)
         return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
-    # frames before any instruction exists: not served, counted
-    for _ in range(3):
-        d.send_joints()
-        send_jpeg(np.zeros((48, 64, 3), np.uint8))
-        time.sleep(0.1)
+    # frames before any instruction exists: not served, counted (sent until the count is reached: a frame
+    # that a newer one replaces before the worker takes it is counted as skipped instead)
+    send_until(lambda: send_jpeg(np.zeros((48, 64, 3), np.uint8)),
+               lambda _: int(d.status()["frames_without_instruction"]) >= 3, d.session, timeout=20, interval=0.1,
+               what="three frames counted without an instruction")
     assert d.action_count() == 0
-    d.wait_for(lambda: int(d.latest_status()["frames_without_instruction"]) >= 3, 10, "unserved frames counted")
     # a publisher that appears late (another process) starts the stream
     out = subprocess.run([sys.executable, "-m", "vla_adapter_ros.cli", "send-instruction", "push the button",
                           "--topic", proc.topics["instruction_topic"], "--timeout", "20"],
@@ -110,9 +106,9 @@ def test_late_instruction_publisher_and_compressed_images(start_policy, make_dri
     # a payload that is not an image is refused, counted, and survived
     bad = CompressedImage(format="jpeg", data=b"not a jpeg at all" * 4)
     bad.header.stamp = d.node.get_clock().now().to_msg()
+    d.send_joints(stamp_ns=stamp_to_ns(bad.header.stamp))
     d.camera.publish(bad)
-    time.sleep(0.2)
+    d.wait_for(lambda: int(d.status().get("refused.compressed_decode", 0)) == 1, 10, "refusal counted")
     send_jpeg(np.zeros((48, 64, 3), np.uint8))
     d.wait_actions(2)
-    d.wait_for(lambda: int(d.latest_status().get("refused.compressed_decode", 0)) == 1, 10, "refusal counted")
     assert proc.proc.poll() is None

@@ -10,23 +10,18 @@ from pathlib import Path
 
 import pytest
 
+from vla_adapter_ros.ros.harness import NodeProcess
+
 pytestmark = pytest.mark.ros
 FIXTURE = Path(__file__).parent / "fixtures" / "switch_server.py"
 
 
 @pytest.fixture()
-def switch_server(ros_env):
+def switch_server(ros_env, tmp_path):
+    """The fixture server in its own process; the CLI under test waits for its service itself."""
     name = f"switch_fixture_{os.getpid()}"
-    proc = subprocess.Popen(
-        [sys.executable, str(FIXTURE), name, "pick,place,open"],
-        env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        assert proc.stdout.readline().strip() == "READY", proc.stderr.read()
+    with NodeProcess([sys.executable, str(FIXTURE), name, "pick,place,open"], ros_env, tmp_path / "server.log"):
         yield f"/{name}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -69,17 +64,19 @@ def test_await_reply_resends_and_the_first_reply_wins():
     from rclpy.executors import MultiThreadedExecutor
 
     from vla_adapter_interfaces.srv import ListAdapters
-    from vla_adapter_ros.ros.clients import await_reply
+    from vla_adapter_ros.ros.harness import await_reply
 
     context = rclpy.Context()
     rclpy.init(context=context)
     calls: list[float] = []
+    held_reply_sent = threading.Event()
 
     def handle(_request, response):
         calls.append(time.monotonic())
         if len(calls) == 1:
-            time.sleep(2.0)
+            time.sleep(2.0)  # the scenario: a server slow to answer this one request
             response.active_adapter = "late"
+            held_reply_sent.set()
         else:
             response.active_adapter = "resent"
         return response
@@ -99,7 +96,8 @@ def test_await_reply_resends_and_the_first_reply_wins():
         future = await_reply(client, ListAdapters.Request(), timeout_s=10.0, resend_s=0.5)
         assert future is not None and future.result().active_adapter == "resent"
         assert time.monotonic() - t0 < 1.8 and len(calls) == 2
-        time.sleep(2.0)  # the held first reply arrives and is ignored
+        assert held_reply_sent.wait(10)  # the held first reply goes out and is ignored
+        held_reply_sent.clear()
         calls.clear()
         future = await_reply(client, ListAdapters.Request(), timeout_s=10.0, resend_s=0.0)  # no resend: waits
         assert future.result().active_adapter == "late" and len(calls) == 1

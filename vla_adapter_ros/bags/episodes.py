@@ -258,7 +258,8 @@ class EpisodeWriter:
     def write_status(self, stamp_ns: int, *, done: bool) -> None:
         msg = self.typestore.types[ts.EPISODE_STATUS](
             header=self._header(stamp_ns), task=self.task, seed=self.seed, episode=self.episode,
-            step=self.steps, max_steps=self.max_steps, success=self.success, done=done, stale_action_steps=0)
+            step=self.steps, max_steps=self.max_steps, success=self.success, done=done, stale_action_steps=0,
+            resent_frames=0, end_reason=("success" if self.success else "step_limit") if done else "")
         self._write("episode", msg, ts.EPISODE_STATUS, stamp_ns)
 
     def write_step(self, stamp_ns: int, image: np.ndarray, proprio: np.ndarray, action: np.ndarray, *,
@@ -339,11 +340,14 @@ def _connections(path: Path, reader: Reader, topics: EpisodeTopics, typestore: A
             raise TopicTypeError(path, f"{role} topic {topic!r} has type {bad[0]}, expected one of {list(types)}")
         if len({c.msgtype for c in conns}) > 1:
             raise TopicTypeError(path, f"{role} topic {topic!r} mixes types {sorted({c.msgtype for c in conns})}")
-        for c in conns:  # same type name, other definition (e.g. an older ActionChunk.msg)
-            ours = typestore.hash_rihs01(c.msgtype)
-            if c.digest.startswith("RIHS01_") and c.digest != ours:
-                raise TopicTypeError(path, f"{role} topic {topic!r}: {c.msgtype} was recorded with definition "
-                                           f"{c.digest}, this typestore has {ours}")
+        # Same type name, other definition (e.g. an older release's EpisodeStatus or ActionChunk).
+        foreign = [c for c in conns if c.digest.startswith("RIHS01_") and c.digest != typestore.hash_rihs01(c.msgtype)]
+        if foreign and role in optional:
+            continue  # the optional episode status: task/seed/success come from the bag's metadata instead
+        if foreign:
+            c = foreign[0]
+            raise TopicTypeError(path, f"{role} topic {topic!r}: {c.msgtype} was recorded with definition "
+                                       f"{c.digest}, this typestore has {typestore.hash_rihs01(c.msgtype)}")
         out[role] = conns
     return out
 

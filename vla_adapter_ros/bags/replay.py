@@ -89,7 +89,10 @@ class GoldenResult:
     per_frame_max: list[float] = field(default_factory=list)
 
 
-def compare_golden(answers: dict[int, np.ndarray], golden: dict[int, np.ndarray], tolerance: float) -> GoldenResult:
+def compare_golden(answers: dict[int, np.ndarray], golden: dict[int, np.ndarray], tolerance: float,
+                   same_frames: bool = True) -> GoldenResult:
+    """Frame-by-frame comparison; ``same_frames``: both runs must have answered the same frames
+    (lockstep); False compares the frames both answered (timed replay skips frames by load)."""
     common = sorted(set(answers) & set(golden))
     per_frame = []
     for s in common:
@@ -97,12 +100,20 @@ def compare_golden(answers: dict[int, np.ndarray], golden: dict[int, np.ndarray]
         per_frame.append(float(np.abs(a.astype(np.float64) - g).max()) if a.shape == g.shape else float("inf"))
     worst = max(per_frame, default=0.0)
     missing, extra = len(set(golden) - set(answers)), len(set(answers) - set(golden))
-    passed = bool(common) and missing == 0 and extra == 0 and worst <= tolerance
+    passed = bool(common) and worst <= tolerance and (not same_frames or missing == extra == 0)
     return GoldenResult(len(common), missing, extra, worst, tolerance, passed, per_frame)
 
 
 @dataclass
 class EpisodeReport:
+    """One replayed episode. ``mode`` decides what counts as a regression:
+
+    - lockstep: every frame must be answered (re-sent until it is), and match the golden run;
+    - timed: frames skipped by a busy node are a count, not a regression; a regression is a golden
+      mismatch on the frames both runs answered, answers out of order, or fewer answered frames
+      than ``min_answered`` (a fraction) when one is asked for.
+    """
+
     name: str
     task: str
     frames: int
@@ -110,20 +121,45 @@ class EpisodeReport:
     errors: ActionErrors
     golden: GoldenResult | None = None
     latency_ms_p50: float = float("nan")
+    mode: str = "lockstep"
+    resent: int = 0
+    out_of_order: int = 0
+    min_answered: float = 0.0
+
+    @property
+    def skipped(self) -> int:
+        return self.frames - self.answered
+
+    @property
+    def problems(self) -> list[str]:
+        out = []
+        if self.mode == "lockstep" and self.skipped:
+            out.append(f"{self.skipped} frame(s) unanswered")
+        if self.mode == "timed" and self.answered < self.min_answered * self.frames:
+            out.append(f"{self.answered}/{self.frames} answered < --min-answered {self.min_answered:g}")
+        if self.out_of_order:
+            out.append(f"{self.out_of_order} answer(s) out of order")
+        if self.golden is not None and not self.golden.passed:
+            out.append(f"golden max diff {self.golden.max_abs_diff:.2e} > {self.golden.tolerance:g}"
+                       if self.golden.compared else "no frame in common with the golden run")
+            if self.golden.missing or self.golden.extra:
+                out[-1] += f" ({self.golden.missing} missing, {self.golden.extra} extra)"
+        return out
 
     @property
     def regression(self) -> bool:
-        return self.answered < self.frames or (self.golden is not None and not self.golden.passed)
+        return bool(self.problems)
 
 
 def format_table(reports: Sequence[EpisodeReport]) -> str:
-    head = (f"{'episode':<28} {'task':<20} {'answered':>9} {'MAE':>7} {'RMSE':>7} {'max':>7} {'p50 ms':>7} "
-            f"{'golden max diff':>16} {'result':>10}")
+    head = (f"{'episode':<28} {'task':<20} {'answered':>9} {'skipped':>7} {'resent':>6} {'MAE':>7} {'RMSE':>7} "
+            f"{'max':>7} {'p50 ms':>7} {'golden max diff':>16} {'result':>10}")
     lines = [head, "-" * len(head)]
     for r in reports:
         g = r.golden
         gtxt = "-" if g is None else (f"{g.max_abs_diff:.2e}" + (f" ({g.missing} missing)" if g.missing else ""))
-        lines.append(f"{r.name[:28]:<28} {r.task[:20]:<20} {r.answered:>4}/{r.frames:<4} {r.errors.mae:>7.4f} "
+        lines.append(f"{r.name[:28]:<28} {r.task[:20]:<20} {r.answered:>4}/{r.frames:<4} {r.skipped:>7} "
+                     f"{r.resent:>6} {r.errors.mae:>7.4f} "
                      f"{r.errors.rmse:>7.4f} {r.errors.max_abs:>7.4f} {r.latency_ms_p50:>7.1f} {gtxt:>16} "
                      f"{'REGRESSION' if r.regression else 'ok':>10}")
     return "\n".join(lines)

@@ -218,19 +218,27 @@ LEVELS = {"OK": DiagnosticStatus.OK, "WARN": DiagnosticStatus.WARN, "ERROR": Dia
           "STALE": DiagnosticStatus.STALE}
 
 
-def diagnostic_array(
-    stamp: Time, name: str, hardware_id: str, level: str, message: str, values: Mapping[str, Any]
-) -> DiagnosticArray:
-    """One DiagnosticStatus (values formatted as strings, in the given order) wrapped in a DiagnosticArray."""
+def diagnostic_status(name: str, hardware_id: str, level: str, message: str,
+                      values: Mapping[str, Any]) -> DiagnosticStatus:
+    """One DiagnosticStatus, values formatted as strings in the given order."""
     if level not in LEVELS:
         raise ValueError(f"diagnostic level must be one of {sorted(LEVELS)}, got {level!r}")
-    status = DiagnosticStatus(
+    return DiagnosticStatus(
         level=LEVELS[level], name=name, message=message, hardware_id=hardware_id,
         values=[KeyValue(key=str(k), value=_format_value(v)) for k, v in values.items()],
     )
-    msg = DiagnosticArray(status=[status])
+
+
+def diagnostic_array(stamp: Time, *statuses: DiagnosticStatus) -> DiagnosticArray:
+    msg = DiagnosticArray(status=list(statuses))
     msg.header.stamp = stamp
     return msg
+
+
+def diagnostic_level(status: DiagnosticStatus) -> int:
+    """DiagnosticStatus.level as an int (a byte in some distributions)."""
+    level = status.level
+    return int.from_bytes(level, "little") if isinstance(level, bytes) else int(level)
 
 
 def diagnostic_values(status: DiagnosticStatus) -> dict[str, str]:

@@ -1,6 +1,8 @@
-"""The policy node's /diagnostics status: one DiagnosticStatus built from a stats snapshot.
+"""The policy node's status: one DiagnosticStatus built from a stats snapshot, published on
+/diagnostics every period and answered on demand by ``~/get_status``.
 
-Level (per period, so a problem that stopped does not keep the status red):
+Level (per period, so a problem that stopped does not keep the status red; an on-demand
+status compares with the last published period without starting a new one):
 - ERROR: the model is not loaded because configure failed, or inferences failed this period;
 - WARN: not active, inputs were refused/stale/unservable this period, or no frames arrived;
 - OK otherwise.
@@ -11,13 +13,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticStatus
 
-from vla_adapter_ros.ros import stats as st
-from vla_adapter_ros.ros.conversions import diagnostic_array
+from vla_adapter_ros.ros.conversions import diagnostic_status
+from vla_adapter_ros.serving import stats as st
 
 # Counters that mean "a frame arrived but was not served" (besides per-kind refusals).
-_UNSERVED = (st.STALE, st.NO_INSTRUCTION, st.NO_PROPRIO)
+_UNSERVED = (st.STALE, st.NO_INSTRUCTION, st.NO_PROPRIO, st.PROPRIO_SKEW)
 
 
 class DiagnosticsReport:
@@ -25,14 +27,17 @@ class DiagnosticsReport:
         self.name = name
         self._previous: dict[str, int] = {}
 
-    def build(self, *, stamp: Any, snapshot: dict[str, Any], state: str, adapter: str, provider: str, model: str,
-              model_dir: str, instruction: str, last_error: str, config: Any, fault: str = "") -> DiagnosticArray:
-        """``fault``: a lasting condition that stops serving (ERROR until it clears), e.g. a failed provider."""
+    def build(self, *, snapshot: dict[str, Any], state: str, adapter: str, provider: str, model: str,
+              model_dir: str, instruction: str, last_error: str, config: Any, fault: str = "",
+              new_period: bool = True) -> DiagnosticStatus:
+        """``fault``: a lasting condition that stops serving (ERROR until it clears), e.g. a failed provider.
+        ``new_period``: this status closes a period (the periodic publication); False for on-demand reads."""
         counts, refused, errors = snapshot["counts"], snapshot["refused"], snapshot["errors"]
         flat = {**counts, **{f"refused.{k}": v for k, v in refused.items()},
                 **{f"errors.{k}": v for k, v in errors.items()}}
         delta = {k: v - self._previous.get(k, 0) for k, v in flat.items()}
-        self._previous = flat
+        if new_period:
+            self._previous = flat
         level, message = ("ERROR", fault) if fault else self._level(state, delta, snapshot, adapter, provider,
                                                                      last_error)
         values: dict[str, Any] = {
@@ -51,7 +56,7 @@ class DiagnosticsReport:
             "action_age_p50_ms": snapshot["age_p50_ms"],
             "action_age_p95_ms": snapshot["age_p95_ms"],
         }
-        for key in (st.FRAMES_IN, st.ACTIONS_OUT, st.SKIPPED, st.STALE, st.NO_INSTRUCTION, st.NO_PROPRIO,
+        for key in (st.FRAMES_IN, st.ACTIONS_OUT, st.SKIPPED, st.STALE, st.NO_INSTRUCTION, st.NO_PROPRIO, st.PROPRIO_SKEW,
                     st.INACTIVE, st.INSTRUCTIONS_IN, st.PROPRIO_IN, st.SWITCHES, st.PROVIDER_FALLBACKS):
             values[key] = counts.get(key, 0)
         values["refused_total"] = sum(refused.values())
@@ -61,7 +66,7 @@ class DiagnosticsReport:
         values["max_image_age_s"] = config.max_image_age
         values["max_rate_hz"] = config.max_rate
         values["last_error"] = last_error
-        return diagnostic_array(stamp, self.name, model or "vla_adapter", level, message, values)
+        return diagnostic_status(self.name, model or "vla_adapter", level, message, values)
 
     @staticmethod
     def _level(state: str, delta: dict[str, int], snap: dict[str, Any], adapter: str, provider: str,

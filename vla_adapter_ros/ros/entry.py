@@ -1,10 +1,9 @@
-"""Spinning shared by the console entry points (init, build, spin until SIGINT, clean up) and by
-in-process clients that spin an executor of their own context on a background thread."""
+"""The console entry points' main(): init, build the node, spin until SIGINT, clean up.
+(In-process clients and tests spin through :class:`vla_adapter_ros.ros.harness.RosSession`.)"""
 
 from __future__ import annotations
 
 import sys
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +18,7 @@ def run_node(make_node: Callable[[], Any], label: str, args: list[str] | None = 
 
     A bad parameter value at start-up exits 2 with ``label: bad parameter: ...``;
     ``start(node)`` runs before spinning and may return an exit status to stop right away.
-    The node's ``close()`` runs on every way out.
+    The node's ``close()`` (when it has one) runs on every way out.
     """
     rclpy.init(args=args)
     try:
@@ -37,22 +36,8 @@ def run_node(make_node: Callable[[], Any], label: str, args: list[str] | None = 
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node.close()
+        if hasattr(node, "close"):
+            node.close()
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
-
-
-def spin_in_background(executor: Any, context: Any, period: float = 0.05) -> threading.Thread:
-    """Spin ``executor`` on a daemon thread until ``context`` is shut down (then join it)."""
-
-    def spin() -> None:
-        try:
-            while context.ok():
-                executor.spin_once(timeout_sec=period)
-        except (ExternalShutdownException, RuntimeError):
-            pass  # the context was shut down meanwhile
-
-    thread = threading.Thread(target=spin, daemon=True)
-    thread.start()
-    return thread

@@ -1,17 +1,24 @@
-"""The policy node's parameters: ONE typed, self-validating config, declared to ROS from here.
+"""ROS parameters of every node of the package: ONE declarative machinery.
 
-:class:`PolicyNodeConfig` is plain Python (no rclpy import at module level), so tests, the
-launch-file check and documentation read it without a ROS graph. The node calls
-:func:`declare_parameters` (one ``ParameterDescriptor`` per field, from the field metadata)
-and :func:`config_from_node`; its on-set-parameters callback calls :func:`check_update`,
-which re-runs ``__post_init__`` on the candidate config, so a bad value is rejected with the
-same reason whether it comes from YAML, the command line or ``ros2 param set``.
+A node's parameters are a dataclass derived from :class:`NodeConfig`, one field per
+parameter made with :func:`param` (type from the annotation; default, description,
+mutability, range and allowed values in the field). The base class validates types, ranges,
+allowed values and finiteness in ``__post_init__`` and calls the subclass's :meth:`NodeConfig.check`
+for rules between fields; :meth:`NodeConfig.declare` declares every field to a node with a
+``ParameterDescriptor`` and returns the validated config; :meth:`NodeConfig.update` is what a
+node's on-set-parameters callback calls, so a bad value is refused with the same reason
+whether it comes from YAML, the command line or ``ros2 param set``. Plain Python at import
+(no rclpy), so tests, the launch-file check and docs read it without a ROS graph.
 
-Three kinds of parameters (field metadata ``mutability``):
+Three kinds of parameters (``mutability``):
 - ``read_only``: wiring (topics, QoS, publishers); fixed for the life of the process.
-- ``configure``: what ``configure`` loads (model_dir, adapter, providers); may change only
-  while the node is unconfigured and take effect at the next configure.
-- ``runtime``: watchdog/rate limits; take effect immediately.
+- ``configure``: what ``configure`` loads; may change only while the node is unconfigured
+  and take effect at the next configure.
+- ``runtime``: limits that take effect immediately.
+
+Every node has ``config/<node>.yaml`` listing all its parameters with their defaults
+(tests/ros/test_params_files.py keeps each equal to its class, and checks the launch files and
+``config/sim_demo.yaml`` against the classes).
 """
 
 from __future__ import annotations
@@ -21,108 +28,210 @@ import math
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
-NODE_NAME = "vla_adapter"
+from vla_adapter_ros.names import validate_adapter_name
+
 PACKAGE = "vla_adapter_ros"
-DEFAULT_MODEL_NAME = "default"
 READ_ONLY, CONFIGURE, RUNTIME = "read_only", "configure", "runtime"
-CAMERA_RELIABILITY = ("best_effort", "reliable")
+MUTABILITY_TEXT = {READ_ONLY: "fixed at start-up", CONFIGURE: "changeable only while unconfigured",
+                   RUNTIME: "changeable at any time"}
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"  # source tree; installed: share/<pkg>/config
 
+C = TypeVar("C", bound="NodeConfig")
+_TYPES = {"str": str, "bool": bool, "int": int, "float": float}
 # A ROS topic name: absolute or relative (~ allowed), tokens of [A-Za-z0-9_] not starting with a digit.
 _TOPIC_RE = re.compile(r"^(~/|/)?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$|^~$")
+
+
+def param(default: Any, description: str, mutability: str = READ_ONLY, *, min: float | None = None,  # noqa: A002
+          max: float | None = None, choices: tuple[Any, ...] | None = None, topic: bool = False,  # noqa: A002
+          optional: bool = False) -> Any:
+    """One parameter. ``topic``: must be a valid ROS topic name (``optional``: or empty)."""
+    meta = {"description": description, "mutability": mutability, "min": min, "max": max, "choices": choices,
+            "topic": topic, "optional": optional}
+    return field(default=default, metadata=meta)
+
+
+def check_topic(name: str, topic: str) -> None:
+    if not _TOPIC_RE.match(topic):
+        raise ValueError(f"{name} {topic!r} is not a valid ROS topic name")
+
+
+def split_list(text: str) -> list[str]:
+    """A comma-separated parameter as a list (``" a, b "`` -> ``["a", "b"]``; empty -> [])."""
+    return [t.strip() for t in text.split(",")] if text.strip() else []
+
+
+@dataclass
+class NodeConfig:
+    """Base of every node's parameter dataclass; see the module docstring."""
+
+    NODE_NAME: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            self._check_field(f)
+        self.check()
+
+    def _check_field(self, f: dataclasses.Field) -> None:
+        value, expected, meta = getattr(self, f.name), _TYPES[f.type], f.metadata
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+            setattr(self, f.name, value)
+        if type(value) is not expected:
+            raise ValueError(f"{f.name} must be {expected.__name__}, got {value!r} ({type(value).__name__})")
+        if expected is float and not math.isfinite(value):
+            raise ValueError(f"{f.name} must be finite, got {value!r}")
+        lo, hi = meta["min"], meta["max"]
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise ValueError(f"{f.name} must be in [{lo}, {hi}], got {value!r}")
+        if meta["choices"] is not None and value not in meta["choices"]:
+            raise ValueError(f"{f.name} must be one of {list(meta['choices'])}, got {value!r}")
+        if meta["topic"] and (value or not meta["optional"]):
+            check_topic(f.name, value)
+
+    def check(self) -> None:
+        """Rules between fields (subclasses); raise ValueError quoting the bad value."""
+
+    # --- introspection ---------------------------------------------------------------
+    @classmethod
+    def field_info(cls) -> dict[str, dataclasses.Field]:
+        return {f.name: f for f in fields(cls)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def defaults_file(cls) -> Path:
+        """``config/<node>.yaml``: every parameter with its default."""
+        return CONFIG_DIR / f"{cls.NODE_NAME}.yaml"
+
+    # --- ROS side (rclpy reached only through the node passed in) -------------------
+    @classmethod
+    def declare(cls: type[C], node: Any) -> C:
+        """Declare every field as a ROS parameter with a descriptor; return the validated config."""
+        from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+
+        ros_types = {"str": ParameterType.PARAMETER_STRING, "bool": ParameterType.PARAMETER_BOOL,
+                     "int": ParameterType.PARAMETER_INTEGER, "float": ParameterType.PARAMETER_DOUBLE}
+        for f in fields(cls):
+            meta = f.metadata
+            constraints = MUTABILITY_TEXT[meta["mutability"]]
+            if meta["choices"] is not None:
+                constraints += f"; one of {list(meta['choices'])}"
+            desc = ParameterDescriptor(name=f.name, type=ros_types[f.type], description=meta["description"],
+                                       additional_constraints=constraints,
+                                       read_only=meta["mutability"] == READ_ONLY)
+            if meta["min"] is not None and f.type == "int" and meta["max"] < 2**63:
+                desc.integer_range = [IntegerRange(from_value=int(meta["min"]), to_value=int(meta["max"]), step=0)]
+            elif meta["min"] is not None and f.type == "float":
+                desc.floating_point_range = [FloatingPointRange(from_value=float(meta["min"]),
+                                                                to_value=float(meta["max"]), step=0.0)]
+            node.declare_parameter(f.name, f.default, desc)
+        return cls.from_node(node)
+
+    @classmethod
+    def from_node(cls: type[C], node: Any) -> C:
+        """Read every declared parameter into a validated config (ValueError on a bad value)."""
+        names = [f.name for f in fields(cls)]
+        return cls(**{p.name: p.value for p in node.get_parameters(names)})
+
+    def update(self: C, changes: dict[str, Any], *, unconfigured: bool) -> C:
+        """The config after ``changes`` (a set-parameters request), or ValueError saying why not."""
+        info = self.field_info()
+        for name in changes:
+            if name not in info:
+                raise ValueError(f"unknown parameter {name!r}")
+            mutability = info[name].metadata["mutability"]
+            if mutability == READ_ONLY:
+                raise ValueError(f"{name} is read-only (fixed at start-up); restart the node to change it")
+            if mutability == CONFIGURE and not unconfigured:
+                raise ValueError(f"{name} can change only while the node is unconfigured (cleanup first); "
+                                 "it takes effect at the next configure")
+        return dataclasses.replace(self, **changes)
+
+
+# --- the policy node -----------------------------------------------------------------
+DEFAULT_MODEL_NAME = "default"
+CAMERA_RELIABILITY = ("best_effort", "reliable")
 _PROVIDER_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _JOINT_RE = re.compile(r"^\S+$")
 
 
-def _p(default: Any, description: str, mutability: str = READ_ONLY, **limits: Any) -> Any:
-    return field(default=default, metadata={"description": description, "mutability": mutability, **limits})
-
-
 @dataclass
-class PolicyNodeConfig:
+class PolicyNodeConfig(NodeConfig):
     """Everything the policy node reads from ROS parameters (names = field names)."""
 
+    NODE_NAME: ClassVar[str] = "vla_adapter"
+
     # --- model (loaded by configure) ---
-    model_dir: str = _p("", "exported model directory; empty = the bundled models/default", CONFIGURE)
-    adapter: str = _p("", "adapter active after configure; empty = the manifest's default adapter", CONFIGURE)
-    providers: str = _p(
+    model_dir: str = param("", "exported model directory; empty = the bundled models/default", CONFIGURE)
+    adapter: str = param("", "adapter active after configure; empty = the manifest's default adapter", CONFIGURE)
+    providers: str = param(
         "", "comma-separated onnxruntime providers in order (tensorrt,cuda,cpu); empty = runtime default",
         CONFIGURE,
     )
     # --- topics (all remappable as well) ---
-    camera_topic: str = _p("/camera/image_raw", "camera sensor_msgs/Image topic")
-    use_compressed: bool = _p(False, "subscribe to sensor_msgs/CompressedImage on <camera_topic>/compressed")
-    instruction_topic: str = _p("/vla/instruction", "instruction std_msgs/String (reliable, transient local)")
-    proprio_topic: str = _p("/joint_states", "proprioception sensor_msgs/JointState; empty = no proprio")
-    action_topic: str = _p("/vla/action", "vla_adapter_interfaces/ActionChunk output")
-    publish_first_action_array: bool = _p(False, "also publish the first action as std_msgs/Float32MultiArray")
-    first_action_topic: str = _p("/vla/first_action", "Float32MultiArray topic (publish_first_action_array)")
+    camera_topic: str = param("/camera/image_raw", "camera sensor_msgs/Image topic", topic=True)
+    use_compressed: bool = param(False, "subscribe to sensor_msgs/CompressedImage on <camera_topic>/compressed")
+    instruction_topic: str = param("/vla/instruction", "instruction std_msgs/String (reliable, transient local)",
+                                   topic=True)
+    proprio_topic: str = param("/joint_states", "proprioception sensor_msgs/JointState; empty = no proprio",
+                               topic=True, optional=True)
+    action_topic: str = param("/vla/action", "vla_adapter_interfaces/ActionChunk output", topic=True)
+    publish_first_action_array: bool = param(False, "also publish the first action as std_msgs/Float32MultiArray")
+    first_action_topic: str = param("/vla/first_action", "Float32MultiArray topic (publish_first_action_array)",
+                                    topic=True)
     # --- camera QoS ---
-    camera_reliability: str = _p("best_effort", "camera QoS reliability: best_effort or reliable")
-    camera_depth: int = _p(1, "camera QoS history depth (keep last)", min=1, max=100)
+    camera_reliability: str = param("best_effort", "camera QoS reliability", choices=CAMERA_RELIABILITY)
+    camera_depth: int = param(1, "camera QoS history depth (keep last)", min=1, max=100)
     # --- serving ---
-    max_image_age: float = _p(
+    max_image_age: float = param(
         1.0, "seconds; frames older than this (now - header.stamp) are not served; 0 = no limit", RUNTIME,
         min=0.0, max=3600.0,
     )
-    max_rate: float = _p(0.0, "Hz; at most this many inferences per second; 0 = as fast as frames come",
-                         RUNTIME, min=0.0, max=1000.0)
+    max_rate: float = param(0.0, "Hz; at most this many inferences per second; 0 = as fast as frames come",
+                            RUNTIME, min=0.0, max=1000.0)
     # One thread by default: onnxruntime's own default (one pinned, spinning thread per core)
     # fought the ROS threads on the 2-core machines here (benchmarks/bench_ros.py: ROS overhead
     # 1-10 ms instead of ~1 ms, switch p99 9 ms instead of 4 ms, and even slower inference).
     # On a GPU provider it hardly matters; raise it for a large model on a many-core CPU.
-    intra_op_threads: int = _p(
+    intra_op_threads: int = param(
         1, "onnxruntime intra-op threads per session; 0 = onnxruntime's default (one per core, spinning)",
         CONFIGURE, min=0, max=256,
     )
-    proprio_joint_names: str = _p(
+    max_state_skew: float = param(
+        0.1, "seconds; a frame is served with the JointState sample nearest its stamp within this; 0 = the "
+             "latest sample whatever its stamp", CONFIGURE, min=0.0, max=60.0,
+    )
+    proprio_joint_names: str = param(
         "", "comma-separated JointState names, in the policy's proprio order; empty = the manifest's names",
         CONFIGURE,
     )
     # --- lifecycle and diagnostics ---
-    autostart: bool = _p(True, "configure and activate at start-up (plain `ros2 run` serves right away); "
-                               "exit 1 if that fails. False: a lifecycle manager configures it")
-    diagnostics_period: float = _p(1.0, "seconds between /diagnostics messages", min=0.1, max=60.0)
-    latency_window: int = _p(300, "frames in the latency percentile window", min=10, max=100000)
+    autostart: bool = param(True, "configure and activate at start-up (plain `ros2 run` serves right away); "
+                                  "exit 1 if that fails. False: a lifecycle manager configures it")
+    diagnostics_period: float = param(1.0, "seconds between /diagnostics messages", min=0.1, max=60.0)
+    latency_window: int = param(300, "frames in the latency percentile window", min=10, max=100000)
 
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            expected = _TYPES[f.type]
-            if expected is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-                setattr(self, f.name, value)
-            if type(value) is not expected:
-                raise ValueError(f"{f.name} must be {expected.__name__}, got {value!r} ({type(value).__name__})")
-            lo, hi = f.metadata.get("min"), f.metadata.get("max")
-            if expected is float and not math.isfinite(value):
-                raise ValueError(f"{f.name} must be finite, got {value!r}")
-            if (lo is not None and value < lo) or (hi is not None and value > hi):
-                raise ValueError(f"{f.name} must be in [{lo}, {hi}], got {value!r}")
-        for name in ("camera_topic", "instruction_topic", "action_topic", "first_action_topic"):
-            _check_topic(name, getattr(self, name))
-        if self.proprio_topic:
-            _check_topic("proprio_topic", self.proprio_topic)
-        if self.camera_reliability not in CAMERA_RELIABILITY:
-            raise ValueError(f"camera_reliability must be one of {list(CAMERA_RELIABILITY)}, "
-                             f"got {self.camera_reliability!r}")
+    def check(self) -> None:
         bad = [p for p in self.provider_list if not _PROVIDER_RE.match(p)]
         if bad:
             raise ValueError(f"providers {self.providers!r}: bad provider name(s) {bad}")
         if any(not _JOINT_RE.match(n) for n in self.joint_name_list):
             raise ValueError(f"proprio_joint_names {self.proprio_joint_names!r}: empty or blank joint name")
-        if self.adapter and ("/" in self.adapter or "\\" in self.adapter or ".." in self.adapter):
-            raise ValueError(f"adapter {self.adapter!r} must be a manifest adapter name, not a path")
+        if self.adapter:
+            validate_adapter_name(self.adapter)
 
     # --- derived values ---
     @property
     def provider_list(self) -> list[str]:
-        return _split(self.providers)
+        return split_list(self.providers)
 
     @property
     def joint_name_list(self) -> list[str]:
-        return _split(self.proprio_joint_names)
+        return split_list(self.proprio_joint_names)
 
     @property
     def image_topic(self) -> str:
@@ -132,87 +241,26 @@ class PolicyNodeConfig:
     def resolved_model_dir(self) -> Path:
         return Path(self.model_dir).expanduser() if self.model_dir else default_model_dir()
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-_TYPES = {"str": str, "bool": bool, "int": int, "float": float}
-
-
-def _split(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",")] if text.strip() else []
-
-
-def _check_topic(name: str, topic: str) -> None:
-    if not _TOPIC_RE.match(topic):
-        raise ValueError(f"{name} {topic!r} is not a valid ROS topic name")
-
 
 def default_model_dir() -> Path:
     """The bundled model: <source tree>/models/default, else <share>/vla_adapter_ros/models/default."""
-    src = Path(__file__).resolve().parents[2] / "models" / DEFAULT_MODEL_NAME
-    if src.is_dir():
+    return _package_path("models", DEFAULT_MODEL_NAME)
+
+
+def config_file(name: str) -> Path:
+    """A file of config/: from the source tree, else from the installed share directory."""
+    return _package_path("config", name)
+
+
+def _package_path(*parts: str) -> Path:
+    src = Path(__file__).resolve().parents[2].joinpath(*parts)
+    if src.exists():
         return src
-    try:
+    try:  # an installed package (colcon/ament); ament_index exists only where ROS does
         from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
     except ImportError:
         return src
     try:
-        return Path(get_package_share_directory(PACKAGE)) / "models" / DEFAULT_MODEL_NAME
+        return Path(get_package_share_directory(PACKAGE)).joinpath(*parts)
     except (PackageNotFoundError, ValueError, LookupError):
-        return src  # not installed either: the node reports this path as missing
-
-
-def field_info() -> dict[str, dataclasses.Field]:
-    return {f.name: f for f in fields(PolicyNodeConfig)}
-
-
-def defaults() -> dict[str, Any]:
-    return PolicyNodeConfig().to_dict()
-
-
-def check_update(current: PolicyNodeConfig, changes: dict[str, Any], *, unconfigured: bool) -> PolicyNodeConfig:
-    """The config after ``changes``, or ValueError saying why a change is refused."""
-    info = field_info()
-    for name in changes:
-        if name not in info:
-            raise ValueError(f"unknown parameter {name!r}")
-        mutability = info[name].metadata["mutability"]
-        if mutability == READ_ONLY:
-            raise ValueError(f"{name} is read-only (fixed at start-up); restart the node to change it")
-        if mutability == CONFIGURE and not unconfigured:
-            raise ValueError(f"{name} can change only while the node is unconfigured (cleanup first); "
-                             "it takes effect at the next configure")
-    return dataclasses.replace(current, **changes)
-
-
-# --- ROS side (rclpy imported lazily so this module stays ROS-free) ------------
-def declare_parameters(node: Any) -> PolicyNodeConfig:
-    """Declare every field as a ROS parameter with a descriptor; return the validated config."""
-    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
-
-    ros_types = {"str": ParameterType.PARAMETER_STRING, "bool": ParameterType.PARAMETER_BOOL,
-                 "int": ParameterType.PARAMETER_INTEGER, "float": ParameterType.PARAMETER_DOUBLE}
-    base = PolicyNodeConfig()
-    for f in fields(PolicyNodeConfig):
-        meta = f.metadata
-        desc = ParameterDescriptor(
-            name=f.name, type=ros_types[f.type], description=meta["description"],
-            additional_constraints={READ_ONLY: "fixed at start-up",
-                                    CONFIGURE: "changeable only while unconfigured",
-                                    RUNTIME: "changeable at any time"}[meta["mutability"]],
-            read_only=meta["mutability"] == READ_ONLY,
-        )
-        if "min" in meta and f.type == "int":
-            desc.integer_range = [IntegerRange(from_value=meta["min"], to_value=meta["max"], step=0)]
-        elif "min" in meta and f.type == "float":
-            desc.floating_point_range = [FloatingPointRange(from_value=float(meta["min"]),
-                                                            to_value=float(meta["max"]), step=0.0)]
-        node.declare_parameter(f.name, getattr(base, f.name), desc)
-    return config_from_node(node)
-
-
-def config_from_node(node: Any) -> PolicyNodeConfig:
-    """Read every declared parameter into a validated PolicyNodeConfig (ValueError on a bad value)."""
-    names = [f.name for f in fields(PolicyNodeConfig)]
-    return PolicyNodeConfig(**{p.name: p.value for p in node.get_parameters(names)})
+        return src  # not installed either: the caller reports this path as missing

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
 
 import cv2
-import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -27,23 +25,20 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float32MultiArray, String
 
 from vla_adapter_interfaces.msg import ActionChunk
-from vla_adapter_interfaces.srv import ListAdapters, LoadAdapter, SwitchAdapter
+from vla_adapter_interfaces.srv import GetStatus, ListAdapters, LoadAdapter, SwitchAdapter
 from vla_adapter_ros.processing import normalize_instruction
-from vla_adapter_ros.ros import conversions, params, qos
-from vla_adapter_ros.ros import stats as st
+from vla_adapter_ros.ros import conversions, qos
 from vla_adapter_ros.ros.adapter_commands import AdapterCommands, quote_name
 from vla_adapter_ros.ros.diagnostics import DiagnosticsReport
 from vla_adapter_ros.ros.entry import run_node
-from vla_adapter_ros.ros.worker import LatestFrameWorker
-from vla_adapter_ros.runtime.errors import (
-    InputError,
-    NonFiniteOutputError,
-    PolicyRuntimeError,
-    ProviderError,
-    ProviderRunError,
-)
+from vla_adapter_ros.ros.params import PolicyNodeConfig
+from vla_adapter_ros.runtime.errors import PolicyRuntimeError
 from vla_adapter_ros.runtime.policy import OnnxPolicy
 from vla_adapter_ros.runtime.providers import ProviderConfig
+from vla_adapter_ros.serving import stats as st
+from vla_adapter_ros.serving.frame_server import Frame, FrameServer, Served
+from vla_adapter_ros.serving.inputs import InputBuffer
+from vla_adapter_ros.serving.worker import LatestFrameWorker
 
 try:  # Iron and newer
     from rclpy.event_handler import SubscriptionEventCallbacks
@@ -51,40 +46,26 @@ except ImportError:  # Humble
     from rclpy.qos_event import SubscriptionEventCallbacks
 
 MAX_INSTRUCTION_CHARS = 2000
-# How long a frame may wait on the worker for the first instruction / JointState (see _await_inputs).
-INPUT_WAIT_S = 0.25
-# Session rebuilds after run-time provider failures with no good inference in between.
-MAX_PROVIDER_RECOVERIES = 3
-
-
-@dataclass(frozen=True)
-class Frame:
-    """A camera message as received, with the monotonic receive time (for latency)."""
-
-    msg: Image | CompressedImage
-    received: float
 
 
 class PolicyNode(LifecycleNode):
     def __init__(self, **kwargs) -> None:
-        super().__init__(params.NODE_NAME, **kwargs)
-        self.config = params.declare_parameters(self)  # ValueError on a bad value: main() reports it
+        super().__init__(PolicyNodeConfig.NODE_NAME, **kwargs)
+        self.config = PolicyNodeConfig.declare(self)  # ValueError on a bad value: main() reports it
         cfg = self.config
         self.stats = st.ServingStats(cfg.latency_window)
         self.problems = st.ProblemLog(self.get_logger().warning)
         self.policy: OnnxPolicy | None = None
         self.adapters: AdapterCommands | None = None
+        self.server: FrameServer | None = None
+        self.inputs = InputBuffer(needs_state=False, max_skew_s=cfg.max_state_skew)
         self.lifecycle_state = "unconfigured"
         self.last_error = ""
         self._serving = False
-        self._instruction: str | None = None
-        self._proprio: np.ndarray | None = None
         self._proprio_names: list[str] = []
         self._action_names: list[str] = []
         self._dt = 0.0
         self._sequence = 0
-        self._provider_failures = 0  # run-time provider failures since the last good inference
-        self.fault = ""  # a lasting condition that stops serving, shown as ERROR on /diagnostics
         self._to_rgb = conversions.compressed_msg_to_rgb if cfg.use_compressed else conversions.image_msg_to_rgb
         if cfg.use_compressed:
             # OpenCV prints its own unthrottled "[ERROR] imdecode_ ..." line for some malformed payloads (BMP
@@ -118,6 +99,7 @@ class PolicyNode(LifecycleNode):
         self.create_service(SwitchAdapter, "~/switch_adapter", self.on_switch_adapter)
         self.create_service(ListAdapters, "~/list_adapters", self.on_list_adapters)
         self.create_service(LoadAdapter, "~/load_adapter", self.on_load_adapter)
+        self.create_service(GetStatus, "~/get_status", self.on_get_status)
         self.create_timer(cfg.diagnostics_period, self.on_diagnostics_timer)
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self.worker.start()
@@ -148,10 +130,19 @@ class PolicyNode(LifecycleNode):
         if names and not cfg.proprio_topic:
             policy.close()
             return self._configure_failed(f"the model needs proprio {names} but proprio_topic is empty")
-        self._proprio_names, self._proprio = names, None
+        self._proprio_names = names
         self._action_names, self._dt = list(manifest.actions.names), float(manifest.actions.dt)
+        instruction = self.inputs.instruction  # kept across reconfigures (transient local sent it once)
+        self.inputs = InputBuffer(needs_state=bool(names), max_skew_s=cfg.max_state_skew)
+        if instruction is not None:
+            self.inputs.set_instruction(instruction)
+        self.server = FrameServer(
+            policy, self.inputs, self.stats, self.problems, now_ns=lambda: self.get_clock().now().nanoseconds,
+            max_image_age=lambda: self.config.max_image_age, serving=lambda: self._serving,
+            newer_frame_waiting=lambda: self.worker.pending, log_warning=self.get_logger().warning,
+            log_error=self.get_logger().error,
+            topics={"instruction": cfg.instruction_topic, "proprio": cfg.proprio_topic})
         self.policy, self.adapters, self.last_error = policy, AdapterCommands(policy), ""
-        self._provider_failures, self.fault = 0, ""
         self.lifecycle_state = "inactive"
         self.get_logger().info(
             f"loaded {manifest.name!r} from {model_dir} on {policy.provider} in {policy.load_seconds:.2f} s; "
@@ -189,11 +180,12 @@ class PolicyNode(LifecycleNode):
     def _stop_serving(self) -> None:
         self._serving = False
         self.worker.clear()
+        self.inputs.wake()  # a frame waiting for its inputs gives up now
         self.worker.wait_idle(timeout=10.0)
 
     def _release(self) -> None:
         self._stop_serving()
-        policy, self.policy, self.adapters = self.policy, None, None
+        policy, self.policy, self.adapters, self.server = self.policy, None, None, None
         if policy is not None:
             policy.close()
         self.lifecycle_state = "unconfigured"
@@ -209,8 +201,11 @@ class PolicyNode(LifecycleNode):
         if not self._serving:
             self.stats.incr(st.INACTIVE)
             return
-        if self.worker.submit(Frame(msg, time.monotonic())) is not None:
+        frame = Frame(conversions.stamp_to_ns(msg.header.stamp), time.monotonic(),
+                      decode=lambda: self._to_rgb(msg))
+        if self.worker.submit((frame, msg.header)) is not None:
             self.stats.incr(st.SKIPPED)  # an unserved older frame gave way to this one
+        self.inputs.wake()  # a frame waiting for its inputs gives way to this newer one
 
     def on_instruction(self, msg: String) -> None:
         text = normalize_instruction(msg.data)
@@ -218,12 +213,12 @@ class PolicyNode(LifecycleNode):
             kind = "empty_instruction" if not text else "instruction_too_long"
             self.stats.refuse(kind)
             self.problems.report(kind, f"instruction {quote_name(msg.data)} refused; keeping "
-                                       f"{self._instruction!r}")
+                                       f"{self.inputs.instruction!r}")
             return
         self.stats.incr(st.INSTRUCTIONS_IN)
-        if text != self._instruction:  # throttled: a publisher changing it at 100 Hz must not flood the log
+        if text != self.inputs.instruction:  # throttled: a publisher changing it at 100 Hz must not flood the log
             self.get_logger().info(f"instruction: {text!r}", throttle_duration_sec=1.0)
-        self._instruction = text
+        self.inputs.set_instruction(text)
 
     def on_instruction_qos_mismatch(self, event) -> None:
         self.problems.report(
@@ -234,126 +229,39 @@ class PolicyNode(LifecycleNode):
         if not self._proprio_names:
             return  # the model takes no proprio
         try:
-            self._proprio = conversions.joint_state_to_proprio(msg, self._proprio_names)
+            values = conversions.joint_state_to_proprio(msg, self._proprio_names)
         except conversions.ConversionError as exc:
             self.stats.refuse(exc.kind)
             self.problems.report(exc.kind, str(exc))
             return
+        stamp = conversions.stamp_to_ns(msg.header.stamp)  # unset (0): stamped on arrival
+        self.inputs.add_state(stamp or self.get_clock().now().nanoseconds, values)
         self.stats.incr(st.PROPRIO_IN)
 
     # --- inference (worker thread) ----------------------------------------------
-    def serve_frame(self, frame: Frame) -> None:
-        policy, cfg = self.policy, self.config
-        if policy is None or not self._serving:
+    def serve_frame(self, item: tuple[Frame, object]) -> None:
+        frame, header = item
+        server = self.server
+        if server is None:
             self.stats.incr(st.INACTIVE)
             return
-        stamp_ns = conversions.stamp_to_ns(frame.msg.header.stamp)
-        if self._too_old(stamp_ns, cfg.max_image_age, "before inference"):
-            return
-        instruction, proprio = self._await_inputs()
-        if instruction is None:
-            self.stats.incr(st.NO_INSTRUCTION)
-            self.problems.report("no_instruction", f"no instruction on {cfg.instruction_topic} yet; frames are "
-                                                   "not served until one arrives")
-            return
-        if self._proprio_names and proprio is None:
-            self.stats.incr(st.NO_PROPRIO)
-            self.problems.report("no_proprio", f"no valid JointState with {self._proprio_names} on "
-                                               f"{cfg.proprio_topic} yet; frames are not served")
-            return
-        try:
-            rgb = self._to_rgb(frame.msg)
-        except conversions.ConversionError as exc:
-            self.stats.refuse(exc.kind)
-            self.problems.report(exc.kind, str(exc))
-            return
-        t0 = time.perf_counter()
-        try:
-            result = policy.infer(rgb, instruction, proprio)
-        except InputError as exc:
-            self._inference_failed("policy_input", exc, refused=True)
-            return
-        except NonFiniteOutputError as exc:
-            self._inference_failed("non_finite_output", exc)
-            return
-        except ProviderRunError as exc:
-            self._provider_failed(policy, exc)
-            return
-        except ProviderError as exc:
-            self._inference_failed("provider", exc)
-            return
-        except PolicyRuntimeError as exc:
-            self._inference_failed(type(exc).__name__, exc)
-            return
-        inference_s = time.perf_counter() - t0
-        self._provider_failures, self.fault = 0, ""
-        if self._too_old(stamp_ns, cfg.max_image_age, f"after {inference_s * 1e3:.1f} ms of inference"):
-            return
+        served = server.serve(frame)
+        if served is not None:
+            self.publish(served, header)
+
+    def publish(self, served: Served, header: object) -> None:
+        result = served.result
         self._sequence += 1
         self.action_pub.publish(conversions.action_chunk_msg(
-            frame.msg.header, result.actions, adapter=result.adapter or "", instruction=result.instruction,
+            header, result.actions, adapter=result.adapter or "", instruction=result.instruction,
             action_names=self._action_names, dt=self._dt, sequence=self._sequence,
-            inference_time=inference_s, execution_provider=result.provider,
+            inference_time=served.inference_s, execution_provider=result.provider,
         ))
         if self.first_action_pub is not None:
             self.first_action_pub.publish(conversions.first_action_msg(result.actions, self._action_names))
         now_ns = self.get_clock().now().nanoseconds
-        self.stats.record_output(time.monotonic() - frame.received, inference_s, (now_ns - stamp_ns) * 1e-9)
-
-    def _too_old(self, stamp_ns: int, max_age: float, when: str) -> bool:
-        if max_age <= 0:
-            return False
-        age = (self.get_clock().now().nanoseconds - stamp_ns) * 1e-9
-        if age <= max_age:
-            return False
-        self.stats.incr(st.STALE)
-        self.problems.report("stale_image", f"frame stamped {age:.3f} s ago {when} exceeds max_image_age "
-                                            f"{max_age:g} s; not served (camera and node clocks in sync?)")
-        return True
-
-    def _inference_failed(self, kind: str, exc: Exception, refused: bool = False) -> None:
-        (self.stats.refuse if refused else self.stats.error)(kind)
-        self.last_error = f"{kind}: {exc}"
-        self.problems.report(kind, f"inference failed, frame not served: {exc}")
-
-    def _provider_failed(self, policy: OnnxPolicy, exc: ProviderRunError) -> None:
-        """The execution provider failed mid-run: nothing is published for this frame; the
-        sessions are rebuilt on the next provider of the chain (the same one, fresh, at the
-        end of it). After MAX_PROVIDER_RECOVERIES rebuilds with no good inference between
-        them the node stops rebuilding; frames keep failing (nothing published, ERROR on
-        /diagnostics) until a run succeeds again or the node is reconfigured."""
-        self._inference_failed("provider_run", exc)
-        self._provider_failures += 1
-        if self._provider_failures > MAX_PROVIDER_RECOVERIES:
-            self.last_error = f"provider_run: {exc}"
-            self.fault = (f"execution provider failing at run time; gave up rebuilding the sessions after "
-                          f"{MAX_PROVIDER_RECOVERIES} attempts; frames are not served while it fails (reconfigure to rebuild)")
-            return
-        try:
-            report = policy.fall_back(str(exc))
-        except (PolicyRuntimeError, OSError) as err:
-            self.last_error = f"provider_run: {exc}; rebuilding the sessions failed: {err}"
-            self.get_logger().error(f"execution provider {exc.provider} failed at run time and the sessions could "
-                                    f"not be rebuilt ({err}); frames are not served")
-            return
-        self.stats.incr(st.PROVIDER_FALLBACKS)
-        self.get_logger().warning(f"execution provider {exc.provider} failed at run time ({exc}); sessions rebuilt on "
-                                  f"{report.active} (recovery {self._provider_failures}/{MAX_PROVIDER_RECOVERIES})")
-
-    def _await_inputs(self) -> tuple[str | None, np.ndarray | None]:
-        """The current instruction and proprio, waiting briefly for the FIRST ones.
-
-        Topics have no ordering between them: a camera frame can overtake the first
-        instruction or JointState sent just before it. Rather than lose that frame, the
-        worker (idle otherwise) waits up to INPUT_WAIT_S, giving way to any newer frame.
-        """
-        deadline = time.monotonic() + INPUT_WAIT_S
-        while True:
-            instruction, proprio = self._instruction, self._proprio
-            complete = instruction is not None and (proprio is not None or not self._proprio_names)
-            if complete or time.monotonic() >= deadline or self.worker.pending or not self._serving:
-                return instruction, proprio
-            time.sleep(0.002)
+        self.stats.record_output(time.monotonic() - served.frame.received, served.inference_s,
+                                 (now_ns - served.frame.stamp_ns) * 1e-9)
 
     def on_worker_error(self, exc: BaseException) -> None:
         self.stats.error("internal")
@@ -391,21 +299,30 @@ class PolicyNode(LifecycleNode):
             self.get_logger().warning(f"load_adapter: {reply.message}")
         return response
 
+    def on_get_status(self, request: GetStatus.Request, response: GetStatus.Response):
+        response.status = self.status(new_period=False)
+        return response
+
     # --- diagnostics and parameters ---------------------------------------------
+    def status(self, new_period: bool):
+        policy, server = self.policy, self.server
+        return self.diagnostics.build(
+            snapshot=self.stats.snapshot(new_period=new_period), state=self.lifecycle_state,
+            adapter=(policy.active_adapter or "") if policy else "", provider=policy.provider if policy else "",
+            model=policy.manifest.name if policy else "", model_dir=str(self.config.resolved_model_dir()),
+            instruction=self.inputs.instruction or "",
+            last_error=(server.last_error if server and server.last_error else self.last_error),
+            config=self.config, fault=server.fault if server else "", new_period=new_period,
+        )
+
     def on_diagnostics_timer(self) -> None:
-        policy = self.policy
-        self.diagnostics_pub.publish(self.diagnostics.build(
-            stamp=self.get_clock().now().to_msg(), snapshot=self.stats.snapshot(),
-            state=self.lifecycle_state, adapter=(policy.active_adapter or "") if policy else "",
-            provider=policy.provider if policy else "", model=policy.manifest.name if policy else "",
-            model_dir=str(self.config.resolved_model_dir()), instruction=self._instruction or "",
-            last_error=self.last_error, config=self.config, fault=self.fault,
-        ))
+        self.diagnostics_pub.publish(conversions.diagnostic_array(self.get_clock().now().to_msg(),
+                                                                  self.status(new_period=True)))
 
     def on_set_parameters(self, parameters) -> SetParametersResult:
         changes = {p.name: p.value for p in parameters}
         try:
-            new = params.check_update(self.config, changes, unconfigured=self.lifecycle_state == "unconfigured")
+            new = self.config.update(changes, unconfigured=self.lifecycle_state == "unconfigured")
         except ValueError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         self.config = new

@@ -9,6 +9,8 @@
 - actions: reliable, volatile, a small queue: controllers should see every chunk.
 - proprio: best effort, depth 1 (only the newest joint state matters).
 - diagnostics: what diagnostic_aggregator and rqt_robot_monitor expect (reliable, depth 10).
+- episode status (simulator): reliable + transient local, so a late subscriber still gets the
+  current episode's status.
 """
 
 from __future__ import annotations
@@ -55,3 +57,8 @@ def diagnostics_qos() -> QoSProfile:
         history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
         durability=DurabilityPolicy.VOLATILE,
     )
+
+
+def status_qos() -> QoSProfile:
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL)

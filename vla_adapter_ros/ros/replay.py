@@ -11,22 +11,24 @@ answered, or a golden mismatch), 2 on an unusable bag, 3 when no node listens.
 
 Modes:
 
-- ``lockstep`` (default): frame i+1 is published only after the chunk for frame i arrived (or
-  ``--timeout`` passed; that frame counts as missing). Every frame is served, with exactly its
-  own proprio and instruction, so the same bag and model give the same actions run after run:
-  this is what regression tests use.
+- ``lockstep`` (default): frame i+1 is published only after the chunk for frame i arrived. A
+  frame whose answer has not arrived within ``--resend-period`` is published again (the frame,
+  its instruction and proprio; re-stamped, so the node's ``max_image_age`` never refuses it),
+  until answered or ``--timeout``: a frame is never skipped, so the same bag and model give the
+  same actions run after run, whatever the load or loss. A frame still unanswered after
+  ``--timeout`` ends the replay as a regression naming the frame.
 - ``timed``: frames at their recorded spacing divided by ``--rate``, like ``ros2 bag play``. A
   node that is slower than the camera skips frames (latest frame wins) and which frames it
-  skips depends on machine load, so timed replay (and ``ros2 bag play``) is NOT deterministic;
-  use it to see the node under realistic timing.
+  skips depends on machine load, so timed replay (and ``ros2 bag play``) is NOT deterministic.
+  What it can promise is checked: frames keep the recorded timing, answers keep the original
+  stamps and come in order; skipped frames are a count (``--min-answered`` makes too few an
+  error), and a regression is only a golden mismatch on the frames both runs answered.
 
 Before the first episode the first frame is sent as a probe until the node answers one (a
 lifecycle node subscribes before it serves; probe answers are not recorded), so a node that is
-still starting loses no frame of the episode. Frames are re-stamped with the current time when
-published (the node refuses frames older than its ``max_image_age``) and mapped back to their
-original stamps in the output bag. The
-JointState of a frame goes out ``--proprio-lead`` seconds before its image, so the node holds
-the matching proprio when the image arrives.
+still starting loses no frame of the episode. Frames are stamped with the current time when
+published and mapped back to their original stamps in the output bag; a frame's JointState
+carries the same stamp as its image, and the node pairs them by stamp.
 
 With a real ROS 2 install the same topics work with the standard tools::
 
@@ -40,7 +42,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,56 +59,67 @@ class NoNodeError(RuntimeError):
     """Nothing subscribes to the replayed camera topic (or does not answer at all)."""
 
 
+class UnansweredFrameError(RuntimeError):
+    """Lockstep: a frame was re-sent until --timeout without an answer."""
+
+
+@dataclass
+class EpisodePlay:
+    """What one played episode gave back."""
+
+    chunks: dict[int, np.ndarray] = field(default_factory=dict)  # original stamp -> (K, A)
+    msgs: dict[int, Any] = field(default_factory=dict)  # original stamp -> ActionChunk
+    latencies_ms: list[float] = field(default_factory=list)
+    resent: int = 0
+    out_of_order: int = 0  # answers whose original stamp is older than an earlier answer's
+
+
 class Replayer:
-    """Publishers and the action subscriber in an rclpy context of its own."""
+    """Publishers and the action subscriber in a RosSession of their own."""
 
     def __init__(self, camera_topic: str, instruction_topic: str, proprio_topic: str | None,
                  action_topic: str) -> None:
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
         from sensor_msgs.msg import Image, JointState
         from std_msgs.msg import String
 
         from vla_adapter_interfaces.msg import ActionChunk
         from vla_adapter_ros.ros import qos
+        from vla_adapter_ros.ros.harness import RosSession
 
         self.topics = {"camera": camera_topic, "instruction": instruction_topic, "proprio": proprio_topic,
                        "action": action_topic}
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node(f"vla_adapter_replay_{time.monotonic_ns() % 10**9}", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.camera = self.node.create_publisher(Image, camera_topic, qos.camera_qos("reliable", 10))
-        self.instruction = self.node.create_publisher(String, instruction_topic, qos.instruction_qos())
-        self.joints = self.node.create_publisher(JointState, proprio_topic, 10) if proprio_topic else None
+        self.session = RosSession("vla_adapter_replay")
+        node = self.session.node
+        self.camera = node.create_publisher(Image, camera_topic, qos.camera_qos("reliable", 10))
+        self.instruction = node.create_publisher(String, instruction_topic, qos.instruction_qos())
+        self.joints = node.create_publisher(JointState, proprio_topic, 10) if proprio_topic else None
+        self._lock = threading.Lock()
         self.answers: dict[int, tuple[float, Any]] = {}  # live stamp -> (receive time, ActionChunk)
-        self.node.create_subscription(ActionChunk, action_topic, self._on_action, qos.actions_qos(100))
+        self.arrival: list[int] = []  # live stamps in order of arrival
+        self.session.subscribe(ActionChunk, action_topic, self._on_action, qos.actions_qos(100))
 
     def _on_action(self, msg: Any) -> None:
         stamp = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
-        self.answers.setdefault(stamp, (time.monotonic(), msg))
+        with self._lock:
+            if stamp not in self.answers:
+                self.answers[stamp] = (time.monotonic(), msg)
+                self.arrival.append(stamp)
 
-    def spin_for(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while True:
-            left = end - time.monotonic()
-            if left <= 0:
-                return
-            self.executor.spin_once(timeout_sec=min(left, 0.005))
+    def answered(self, live: int) -> bool:
+        with self._lock:
+            return live in self.answers
 
     def wait_for_node(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while self.camera.get_subscription_count() == 0 or self.node.count_publishers(self.topics["action"]) == 0:
-            if time.monotonic() > deadline:
-                raise NoNodeError(
-                    f"no policy node: {self.camera.get_subscription_count()} subscriber(s) on {self.topics['camera']}, "
-                    f"{self.node.count_publishers(self.topics['action'])} publisher(s) on {self.topics['action']} "
-                    f"after {timeout:.0f} s (is vla_adapter_node running in ROS_DOMAIN_ID, with these topics?)")
-            self.spin_for(0.05)
-        self.spin_for(0.2)  # let the node's side of the matches settle
+        try:
+            self.session.wait_for(lambda: self.camera.get_subscription_count() > 0
+                                  and self.session.node.count_publishers(self.topics["action"]) > 0, timeout, "")
+        except TimeoutError:
+            raise NoNodeError(
+                f"no policy node: {self.camera.get_subscription_count()} subscriber(s) on {self.topics['camera']}, "
+                f"{self.session.node.count_publishers(self.topics['action'])} publisher(s) on {self.topics['action']} "
+                f"after {timeout:.0f} s (is vla_adapter_node running in ROS_DOMAIN_ID, with these topics?)") from None
 
-    def wait_until_answering(self, ep: Any, timeout: float, proprio_lead: float) -> None:
+    def wait_until_answering(self, ep: Any, timeout: float) -> None:
         """Probe with the episode's first frame until the node answers one.
 
         A matched subscription is not a serving node: a lifecycle node subscribes before it is
@@ -112,16 +127,16 @@ class Replayer:
         or the joint states' match can complete after the camera's. Probe answers are not part of
         the episode (their live stamps are never mapped back), so no frame of it is lost.
         """
-        deadline = time.monotonic() + timeout
+        from vla_adapter_ros.ros.harness import send_until
+
         self.send_instruction(ep.instructions[0], timeout)
-        probes: set[int] = set()
-        while not probes & set(self.answers):
-            if time.monotonic() > deadline:
-                raise NoNodeError(f"the node on {self.topics['camera']} matched but answered no frame within "
-                                  f"{timeout:.0f} s (not active? instruction/proprio refused? see its /diagnostics)")
-            probes.add(self.publish_frame(ep.images[0], ep.proprio[0], ep.proprio_names, "camera", proprio_lead))
-            self.spin_for(0.2)
-        self.spin_for(0.1)  # stragglers of the probes
+        try:
+            send_until(lambda: self.publish_frame(ep.images[0], ep.proprio[0], ep.proprio_names), self.answered,
+                       self.session, timeout=timeout, interval=0.2, what="the probe frame")
+        except TimeoutError:
+            raise NoNodeError(f"the node on {self.topics['camera']} matched but answered no frame within "
+                              f"{timeout:.0f} s (not active? instruction/proprio refused? see its status: "
+                              "vla-adapter status)") from None
 
     def send_instruction(self, text: str, timeout: float) -> None:
         from rclpy.duration import Duration
@@ -131,62 +146,83 @@ class Replayer:
         if self.instruction.get_subscription_count() and not self.instruction.wait_for_all_acked(
                 Duration(seconds=timeout)):
             raise NoNodeError(f"the instruction on {self.topics['instruction']} was not acknowledged")
-        self.spin_for(0.05)
 
-    def publish_frame(self, rgb: np.ndarray, proprio: np.ndarray, names: tuple[str, ...], frame_id: str,
-                      proprio_lead: float) -> int:
+    def publish_frame(self, rgb: np.ndarray, proprio: np.ndarray, names: tuple[str, ...],
+                      frame_id: str = "camera") -> int:
+        """JointState and Image with one fresh stamp (the node pairs them by it); returns the stamp."""
         from sensor_msgs.msg import JointState
         from std_msgs.msg import Header
 
         from vla_adapter_ros.ros.conversions import ns_to_stamp, rgb_to_image_msg
 
-        stamp = self.node.get_clock().now().nanoseconds
+        stamp = self.session.now_ns()
         header = Header(stamp=ns_to_stamp(stamp), frame_id=frame_id)
         if self.joints is not None and len(proprio):
             self.joints.publish(JointState(header=header, name=list(names), position=[float(v) for v in proprio]))
-            self.spin_for(proprio_lead)
         self.camera.publish(rgb_to_image_msg(rgb, header))
         return stamp
 
     def close(self) -> None:
-        import rclpy
-
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
+        self.session.close()
 
 
 def replay_episode(rep: Replayer, ep: Any, *, mode: str, rate: float, timeout: float,
-                   proprio_lead: float) -> tuple[dict[int, np.ndarray], dict[int, Any], list[float]]:
-    """Publish one episode; returns original stamp -> chunk, original stamp -> message, latencies (ms)."""
-    from vla_adapter_ros.ros.conversions import action_chunk_to_array
+                   resend_period: float) -> EpisodePlay:
+    """Publish one episode (see the module docstring for the two modes)."""
+    from vla_adapter_ros.ros.harness import send_until
 
     live_to_orig: dict[int, int] = {}
     sent_at: dict[int, float] = {}
-    instruction = None
+    instruction, play = None, EpisodePlay()
     t0, s0 = time.monotonic(), int(ep.stamps[0])
+
+    def send(i: int) -> int:
+        live = rep.publish_frame(ep.images[i], ep.proprio[i], ep.proprio_names)
+        live_to_orig[live], sent_at[live] = int(ep.stamps[i]), time.monotonic()
+        return live
+
     for i in range(len(ep)):
         if ep.instructions[i] != instruction:
             instruction = ep.instructions[i]
             rep.send_instruction(instruction, timeout)
         if mode == "timed":
-            rep.spin_for(t0 + (int(ep.stamps[i]) - s0) * 1e-9 / rate - time.monotonic())
-        live = rep.publish_frame(ep.images[i], ep.proprio[i], ep.proprio_names, "camera", proprio_lead)
-        live_to_orig[live], sent_at[live] = int(ep.stamps[i]), time.monotonic()
-        if mode == "lockstep":
-            deadline = time.monotonic() + timeout
-            while live not in rep.answers and time.monotonic() < deadline:
-                rep.executor.spin_once(timeout_sec=0.002)
-    deadline = time.monotonic() + timeout
-    while not set(live_to_orig) <= set(rep.answers) and time.monotonic() < deadline:
-        rep.executor.spin_once(timeout_sec=0.01)
-    chunks, msgs, latencies = {}, {}, []
-    for live, orig in live_to_orig.items():
-        if live in rep.answers:
-            received, msg = rep.answers[live]
-            chunks[orig], msgs[orig] = action_chunk_to_array(msg), msg
-            latencies.append((received - sent_at[live]) * 1e3)
-    return chunks, msgs, latencies
+            time.sleep(max(0.0, t0 + (int(ep.stamps[i]) - s0) * 1e-9 / rate - time.monotonic()))  # pacing
+            send(i)
+            continue
+        sends = len(live_to_orig)
+        try:
+            send_until(lambda i=i: send(i), rep.answered, rep.session, timeout=timeout, interval=resend_period,
+                       what=f"frame {i}")
+        except TimeoutError:
+            raise UnansweredFrameError(f"frame {i} (stamp {int(ep.stamps[i])}) unanswered after "
+                                       f"{len(live_to_orig) - sends} send(s) in {timeout:g} s") from None
+        play.resent += len(live_to_orig) - sends - 1
+    if mode == "timed" and live_to_orig:  # latest frame wins: the last frame is always served
+        last = max(live_to_orig)
+        try:
+            rep.session.wait_for(lambda: rep.answered(last), timeout, "the answer to the last frame")
+        except TimeoutError:
+            pass  # reported as unanswered frames
+    return _collect(rep, live_to_orig, sent_at, play)
+
+
+def _collect(rep: Replayer, live_to_orig: dict[int, int], sent_at: dict[int, float], play: EpisodePlay) -> EpisodePlay:
+    from vla_adapter_ros.ros.conversions import action_chunk_to_array
+
+    with rep._lock:
+        arrival = [s for s in rep.arrival if s in live_to_orig]
+        answers = {s: rep.answers[s] for s in arrival}
+    newest = -1
+    for live in arrival:
+        orig = live_to_orig[live]
+        if orig in play.chunks:
+            continue  # a re-sent frame answered twice
+        received, msg = answers[live]
+        play.chunks[orig], play.msgs[orig] = action_chunk_to_array(msg), msg
+        play.latencies_ms.append((received - sent_at[live]) * 1e3)
+        play.out_of_order += orig < newest
+        newest = max(newest, orig)
+    return play
 
 
 def write_output(out: Path, ep: Any, chunks: dict[int, np.ndarray], msgs: dict[int, Any], source: Path,
@@ -216,6 +252,34 @@ def _golden_bag(golden: Path, name: str, single: bool) -> Path | None:
     return None
 
 
+class GoldenMissingError(RuntimeError):
+    """--golden names a directory without a bag for this episode."""
+
+
+def _replay_one(rep: Replayer, args: argparse.Namespace, path: Path, ep: Any, store: Any,
+                single: bool) -> tuple[Any, np.ndarray]:
+    from vla_adapter_ros.bags import replay as rb
+
+    play = replay_episode(rep, ep, mode=args.mode, rate=args.rate, timeout=args.timeout,
+                          resend_period=args.resend_period)
+    if not play.chunks:
+        raise NoNodeError(f"the node answered none of {len(ep)} frames of {path} (instruction/proprio accepted? "
+                          "see vla-adapter status)")
+    report = rb.EpisodeReport(path.name, ep.task, len(ep), len(play.chunks),
+                              rb.action_errors(play.chunks, ep.stamps, ep.actions),
+                              latency_ms_p50=float(np.median(play.latencies_ms)), mode=args.mode,
+                              resent=play.resent, out_of_order=play.out_of_order, min_answered=args.min_answered)
+    if args.out is not None:
+        write_output(args.out / path.name, ep, play.chunks, play.msgs, path, args.mode)
+    if args.golden is not None:
+        gpath = _golden_bag(args.golden, path.name, single)
+        if gpath is None:
+            raise GoldenMissingError(f"no golden bag for {path.name} in {args.golden}")
+        report.golden = rb.compare_golden(play.chunks, rb.read_action_chunks(gpath, typestore=store),
+                                          args.tolerance, same_frames=args.mode == "lockstep")
+    return report, rb.replayed_series(play.chunks, ep.stamps, ep.actions.shape[1])
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bag", type=Path, help="an episode bag, or a directory of them")
     parser.add_argument("--mode", choices=("lockstep", "timed"), default="lockstep",
@@ -224,9 +288,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None, help="write the node's answers here (one bag per episode)")
     parser.add_argument("--golden", type=Path, default=None, help="a previous --out to compare with")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="max |action - golden| allowed")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a node / an answer")
+    parser.add_argument("--timeout", type=float, default=10.0,
+                        help="seconds to wait for a node, or for the answer to one frame (re-sends included)")
+    parser.add_argument("--resend-period", type=float, default=0.5,
+                        help="lockstep: seconds without an answer before a frame is sent again (default %(default)s)")
+    parser.add_argument("--min-answered", type=float, default=0.0,
+                        help="timed: fail when fewer than this fraction of frames is answered (default: report only)")
     parser.add_argument("--plot", type=Path, default=None, help="PNG path (default OUT/replay.png if --out)")
-    parser.add_argument("--proprio-lead", type=float, default=0.005, help="seconds between JointState and Image")
     for role, topic in (("camera", DEFAULT_TOPICS.image), ("instruction", DEFAULT_TOPICS.instruction),
                         ("proprio", DEFAULT_TOPICS.proprio), ("action", DEFAULT_TOPICS.action)):
         parser.add_argument(f"--{role}-topic", default=topic, help=f"live {role} topic (default %(default)s)")
@@ -238,8 +306,10 @@ def run(args: argparse.Namespace) -> int:
     from vla_adapter_ros.bags.episodes import find_episodes, read_episode
     from vla_adapter_ros.bags.errors import BagError
 
-    if args.rate <= 0 or args.timeout <= 0 or args.tolerance < 0:
-        print("replay: --rate and --timeout must be > 0, --tolerance >= 0", file=sys.stderr)
+    if args.rate <= 0 or args.timeout <= 0 or args.resend_period <= 0 or args.tolerance < 0 \
+            or not 0 <= args.min_answered <= 1:
+        print("replay: --rate, --timeout and --resend-period must be > 0, --tolerance >= 0, --min-answered in "
+              "[0, 1]", file=sys.stderr)
         return EXIT_BAG
     store = ts.make_typestore()
     try:
@@ -257,31 +327,18 @@ def run(args: argparse.Namespace) -> int:
     reports, series = [], []
     try:
         rep.wait_for_node(args.timeout)
-        rep.wait_until_answering(episodes[0], args.timeout, args.proprio_lead)
+        rep.wait_until_answering(episodes[0], args.timeout)
         for path, ep in zip(paths, episodes, strict=True):
-            chunks, msgs, lat = replay_episode(rep, ep, mode=args.mode, rate=args.rate, timeout=args.timeout,
-                                               proprio_lead=args.proprio_lead)
-            if not chunks:
-                raise NoNodeError(f"the node answered none of {len(ep)} frames of {path} (instruction/proprio "
-                                  f"accepted? see its /diagnostics)")
-            errors = rb.action_errors(chunks, ep.stamps, ep.actions)
-            report = rb.EpisodeReport(path.name, ep.task, len(ep), len(chunks), errors,
-                                      latency_ms_p50=float(np.median(lat)))
-            if args.out is not None:
-                write_output(args.out / path.name, ep, chunks, msgs, path, args.mode)
-            if args.golden is not None:
-                gpath = _golden_bag(args.golden, path.name, len(paths) == 1)
-                if gpath is None:
-                    print(f"replay: no golden bag for {path.name} in {args.golden}", file=sys.stderr)
-                    return EXIT_BAG
-                report.golden = rb.compare_golden(chunks, rb.read_action_chunks(gpath, typestore=store),
-                                                  args.tolerance)
+            report, replayed = _replay_one(rep, args, path, ep, store, single=len(paths) == 1)
             reports.append(report)
-            series.append((path.name, ep.actions, rb.replayed_series(chunks, ep.stamps, ep.actions.shape[1])))
+            series.append((path.name, ep.actions, replayed))
     except NoNodeError as exc:
         print(f"replay: {exc}", file=sys.stderr)
         return EXIT_NO_NODE
-    except BagError as exc:
+    except UnansweredFrameError as exc:
+        print(f"replay: REGRESSION: {exc}", file=sys.stderr)
+        return EXIT_REGRESSION
+    except (BagError, GoldenMissingError) as exc:
         print(f"replay: {exc}", file=sys.stderr)
         return EXIT_BAG
     finally:
@@ -290,9 +347,10 @@ def run(args: argparse.Namespace) -> int:
     plot_path = args.plot or ((args.out / "replay.png") if args.out is not None else None)
     if plot_path is not None:
         print(f"plot: {rb.plot(reports, series, plot_path)}")
-    bad = [r.name for r in reports if r.regression]
+    bad = {r.name: r.problems for r in reports if r.regression}
     if bad:
         print(f"REGRESSION in {bad} (mode {args.mode}, tolerance {args.tolerance:g})")
         return EXIT_REGRESSION
-    print(f"ok: {len(reports)} episode(s), {sum(r.answered for r in reports)} frames answered")
+    print(f"ok: {len(reports)} episode(s), {sum(r.answered for r in reports)} frames answered, "
+          f"{sum(r.skipped for r in reports)} skipped, {sum(r.resent for r in reports)} re-sent")
     return EXIT_OK

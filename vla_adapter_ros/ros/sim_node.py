@@ -12,11 +12,13 @@ Two stepping modes (parameter ``mode``):
 - ``lockstep`` (default, what ``make demo`` and the tests use): after publishing frame t the
   simulator waits for the ActionChunk whose header stamp equals frame t's, executes its first
   ``actions_per_chunk`` actions (0 = the whole chunk, exactly like ``vla-adapter eval``), then
-  publishes frame t+1. The episode is a pure function of (task, seed, instruction, model), so
-  success through ROS equals the in-process evaluation, and the demo runs as fast as the
-  policy answers instead of at a wall-clock rate. If no matching chunk arrives within
-  ``action_timeout`` seconds, the arm holds still for one step (counted in
-  ``stale_action_steps``) and the next frame is published.
+  publishes frame t+1. The arm never moves on anything but the answer to its last frame: when
+  that answer has not arrived within ``resend_period`` seconds (the frame, its JointState or
+  the answer lost or late), the same observation is published again (same stamp, same
+  pixels, counted in ``resent_frames``); a frame unanswered for ``action_timeout`` seconds ends
+  the episode as failed with ``end_reason`` "no_action" (logged, never silent). So an episode
+  is a pure function of (task, seed, instruction, model) under loss too: success through ROS
+  equals the in-process evaluation, and the demo runs as fast as the policy answers.
 - ``timer``: a wall-clock timer at ``control_rate`` Hz (0 = the task's 1/dt = 80 Hz) steps the
   simulator whatever happens, like a real robot. Action k of the newest chunk is executed k
   steps after the chunk arrived; a chunk older than ``max_action_age`` or exhausted means no
@@ -28,16 +30,13 @@ lead of several ms) so a policy node reads the matching proprio when the image a
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import sys
 import time
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Header
 
@@ -53,122 +52,92 @@ from vla_adapter_ros.core.sim.metaworld_env import (
 )
 from vla_adapter_ros.ros import conversions, qos
 from vla_adapter_ros.ros.entry import run_node
+from vla_adapter_ros.ros.params import NodeConfig, param
 
-NODE_NAME = "vla_adapter_sim"
 MODES = ("lockstep", "timer")
 
 
-def _p(default: Any, description: str, **limits: Any) -> Any:
-    return field(default=default, metadata={"description": description, **limits})
-
-
 @dataclass
-class SimNodeConfig:
+class SimNodeConfig(NodeConfig):
     """Every parameter of the simulator bridge (names = field names); all fixed at start-up."""
 
-    # --- episode ---
-    task: str = _p("coffee-button-v3", "Meta-World v3 task of the first episode (reset can change it)")
-    seed: int = _p(100000, "seed of the first episode (object/goal layout)", min=0, max=2**32 - 1)
-    autostart: bool = _p(True, "start the first episode at start-up; false = wait for ~/reset")
-    max_steps: int = _p(0, "episode step limit; 0 = the task's own (500)", min=0, max=100000)
-    end_on_success: bool = _p(True, "end the episode at the first successful step (like vla-adapter eval)")
-    # --- camera ---
-    image_size: int = _p(96, "square camera image size in pixels", min=16, max=1024)
-    camera: str = _p("corner4", "MuJoCo camera name")
-    frame_id: str = _p("camera", "header.frame_id of the camera image")
-    # --- stepping ---
-    mode: str = _p("lockstep", "lockstep: step when the action for the last frame arrives; timer: wall clock")
-    control_rate: float = _p(0.0, "timer mode: Hz; 0 = the task's 1/dt", min=0.0, max=1000.0)
-    actions_per_chunk: int = _p(0, "actions executed per chunk in lockstep; 0 = the whole chunk", min=0, max=1000)
-    action_timeout: float = _p(2.0, "lockstep: seconds to wait for an action before holding still one step",
-                               min=0.01, max=3600.0)
-    max_action_age: float = _p(0.5, "timer mode: a chunk older than this (s, by its header stamp) is stale",
-                               min=0.0, max=3600.0)
-    # --- topics (remappable as well) ---
-    camera_topic: str = _p("/camera/image_raw", "sensor_msgs/Image output")
-    proprio_topic: str = _p("/joint_states", "sensor_msgs/JointState output")
-    action_topic: str = _p("/vla/action", "vla_adapter_interfaces/ActionChunk input")
-    status_topic: str = _p("/vla/episode", "vla_adapter_interfaces/EpisodeStatus output")
+    NODE_NAME: ClassVar[str] = "vla_adapter_sim"
 
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value, expected = getattr(self, f.name), _TYPES[f.type]
-            if expected is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-                setattr(self, f.name, value)
-            if type(value) is not expected:
-                raise ValueError(f"{f.name} must be {expected.__name__}, got {value!r} ({type(value).__name__})")
-            if expected is float and not math.isfinite(value):
-                raise ValueError(f"{f.name} must be finite, got {value!r}")
-            lo, hi = f.metadata.get("min"), f.metadata.get("max")
-            if (lo is not None and value < lo) or (hi is not None and value > hi):
-                raise ValueError(f"{f.name} must be in [{lo}, {hi}], got {value!r}")
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {list(MODES)}, got {self.mode!r}")
+    # --- episode ---
+    task: str = param("coffee-button-v3", "Meta-World v3 task of the first episode (reset can change it)")
+    seed: int = param(100000, "seed of the first episode (object/goal layout)", min=0, max=2**32 - 1)
+    autostart: bool = param(True, "start the first episode at start-up; false = wait for ~/reset")
+    max_steps: int = param(0, "episode step limit; 0 = the task's own (500)", min=0, max=100000)
+    end_on_success: bool = param(True, "end the episode at the first successful step (like vla-adapter eval)")
+    # --- camera ---
+    image_size: int = param(96, "square camera image size in pixels", min=16, max=1024)
+    camera: str = param("corner4", "MuJoCo camera name")
+    frame_id: str = param("camera", "header.frame_id of the camera image")
+    # --- stepping ---
+    mode: str = param("lockstep", "lockstep: step when the action for the last frame arrives; timer: wall clock",
+                      choices=MODES)
+    control_rate: float = param(0.0, "timer mode: Hz; 0 = the task's 1/dt", min=0.0, max=1000.0)
+    actions_per_chunk: int = param(0, "actions executed per chunk in lockstep; 0 = the whole chunk", min=0, max=1000)
+    resend_period: float = param(0.5, "lockstep: seconds without the answer to the last frame before it is "
+                                      "published again (same stamp and pixels)", min=0.01, max=3600.0)
+    action_timeout: float = param(30.0, "lockstep: seconds a frame may stay unanswered (re-sends included) "
+                                        "before the episode ends as failed (end_reason no_action)",
+                                  min=0.01, max=86400.0)
+    max_action_age: float = param(0.5, "timer mode: a chunk older than this (s, by its header stamp) is stale",
+                                  min=0.0, max=3600.0)
+    # --- topics (remappable as well) ---
+    camera_topic: str = param("/camera/image_raw", "sensor_msgs/Image output", topic=True)
+    proprio_topic: str = param("/joint_states", "sensor_msgs/JointState output", topic=True)
+    action_topic: str = param("/vla/action", "vla_adapter_interfaces/ActionChunk input", topic=True)
+    status_topic: str = param("/vla/episode", "vla_adapter_interfaces/EpisodeStatus output", topic=True)
+
+    def check(self) -> None:
         try:
             self.task = canonical_task(self.task)
         except UnknownTaskError as exc:
             raise ValueError(str(exc)) from exc
 
 
-_TYPES = {"str": str, "bool": bool, "int": int, "float": float}
+class PendingFrame(NamedTuple):
+    """Lockstep: the observation awaiting its action, kept to be re-sent exactly."""
 
-
-def declare_parameters(node: Node) -> SimNodeConfig:
-    """Declare every SimNodeConfig field as a read-only ROS parameter; return the validated config."""
-    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
-
-    ros_types = {"str": ParameterType.PARAMETER_STRING, "bool": ParameterType.PARAMETER_BOOL,
-                 "int": ParameterType.PARAMETER_INTEGER, "float": ParameterType.PARAMETER_DOUBLE}
-    base = SimNodeConfig()
-    for f in fields(SimNodeConfig):
-        meta = f.metadata
-        desc = ParameterDescriptor(name=f.name, type=ros_types[f.type], description=meta["description"],
-                                   read_only=True)
-        if "min" in meta and f.type == "int" and meta["max"] < 2**63:
-            desc.integer_range = [IntegerRange(from_value=meta["min"], to_value=meta["max"], step=0)]
-        elif "min" in meta and f.type == "float":
-            desc.floating_point_range = [FloatingPointRange(from_value=float(meta["min"]),
-                                                            to_value=float(meta["max"]), step=0.0)]
-        node.declare_parameter(f.name, getattr(base, f.name), desc)
-    names = [f.name for f in fields(SimNodeConfig)]
-    return SimNodeConfig(**{p.name: p.value for p in node.get_parameters(names)})
-
-
-def status_qos() -> QoSProfile:
-    """Reliable + transient local: a late subscriber still gets the current episode status."""
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
-                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    stamp_ns: int
+    joints: JointState
+    image: Image
+    first_sent: float  # monotonic
+    last_sent: float
 
 
 class SimNode(Node):
     def __init__(self, **kwargs) -> None:
-        super().__init__(NODE_NAME, **kwargs)
-        self.config = cfg = declare_parameters(self)  # ValueError on a bad value: main() reports it
+        super().__init__(SimNodeConfig.NODE_NAME, **kwargs)
+        self.config = cfg = SimNodeConfig.declare(self)  # ValueError on a bad value: main() reports it
         self.env: MetaWorldEnv | None = None
         self.episode = 0
         self.success = False
         self.done = True
-        self.stale_steps = 0
+        self.end_reason = ""
+        self.stale_steps = 0  # timer mode
+        self.resent_frames = 0  # lockstep
         self.unmatched_actions = 0
         self._gripper = 0.0  # last gripper command: holding still keeps the grip
-        self._first_obs: dict[str, Any] | None = None  # lockstep: frame 0, held back until matched
-        self._pending_stamp: int | None = None  # lockstep: stamp of the frame awaiting its action
-        self._published_at = 0.0
+        self._first_obs: dict[str, Any] | None = None  # lockstep: frame 0, held back until a policy matched
+        self._first_obs_at = 0.0
+        self._pending: PendingFrame | None = None  # lockstep: the frame awaiting its action
         self._chunk: np.ndarray | None = None  # timer mode: newest chunk, its stamp and steps used
         self._chunk_stamp = 0
         self._chunk_used = 0
-        self._last_reset: tuple[str, tuple[bool, str, str]] | None = None  # request_id -> reply fields
+        self._last_reset: tuple[str, tuple[bool, str, str, int]] | None = None  # request_id -> reply fields
 
         self.image_pub = self.create_publisher(Image, cfg.camera_topic, qos.camera_qos("reliable", 1))
         self.joint_pub = self.create_publisher(JointState, cfg.proprio_topic, qos.proprio_qos())
-        self.status_pub = self.create_publisher(EpisodeStatus, cfg.status_topic, status_qos())
+        self.status_pub = self.create_publisher(EpisodeStatus, cfg.status_topic, qos.status_qos())
         self.create_subscription(ActionChunk, cfg.action_topic, self.on_action_chunk, qos.actions_qos())
         self.create_service(ResetEpisode, "~/reset", self.on_reset)
         if cfg.mode == "timer":
             self.create_timer(1.0 / (cfg.control_rate or 1.0 / self._dt(cfg.task)), self.on_control_timer)
         else:
-            self.create_timer(0.02, self.on_lockstep_watchdog)
+            self.create_timer(min(0.02, cfg.resend_period / 2), self.on_lockstep_watchdog)
         if cfg.autostart:
             self.start_episode(cfg.task, cfg.seed)
 
@@ -188,15 +157,16 @@ class SimNode(Node):
             self.env = MetaWorldEnv(task, image_size=cfg.image_size, camera=cfg.camera,
                                     max_steps=cfg.max_steps or None)
         self.episode += 1
-        self.success, self.done, self.stale_steps, self._gripper = False, False, 0, 0.0
-        self._pending_stamp, self._chunk, self._first_obs = None, None, None
+        self.success, self.done, self.end_reason, self._gripper = False, False, "", 0.0
+        self.stale_steps, self.resent_frames = 0, 0
+        self._pending, self._chunk, self._first_obs = None, None, None
         obs = self.env.reset(seed, render=False)
         self.publish_status()
         self.get_logger().info(f"episode {self.episode}: {task} seed {seed} ({cfg.mode})")
         if cfg.mode == "lockstep" and not self.policy_connected():
-            # Discovery is still running: publishing now would lose frame 0 and count a stale step.
-            # The watchdog publishes it once a camera subscriber and an action publisher are matched.
-            self._first_obs, self._published_at = obs, time.monotonic()
+            # Discovery is still running: the watchdog publishes frame 0 once a camera subscriber and an
+            # action publisher are matched (a frame lost before that would only cost a re-send).
+            self._first_obs, self._first_obs_at = obs, time.monotonic()
             return
         self.publish_observation(obs)
 
@@ -207,19 +177,36 @@ class SimNode(Node):
         """JointState, then render, then Image; both carry the same node-clock stamp."""
         stamp_ns = self.get_clock().now().nanoseconds
         header = Header(stamp=conversions.ns_to_stamp(stamp_ns), frame_id=self.config.frame_id)
-        self.joint_pub.publish(JointState(header=header, name=list(PROPRIO_NAMES),
-                                          position=[float(v) for v in obs["proprio"]]))
-        rgb = self.env.render()
-        self._pending_stamp, self._published_at = stamp_ns, time.monotonic()
-        self.image_pub.publish(conversions.rgb_to_image_msg(rgb, header))
+        joints = JointState(header=header, name=list(PROPRIO_NAMES), position=[float(v) for v in obs["proprio"]])
+        self.joint_pub.publish(joints)
+        image = conversions.rgb_to_image_msg(self.env.render(), header)
+        now = time.monotonic()
+        self._pending = PendingFrame(stamp_ns, joints, image, now, now)
+        self.image_pub.publish(image)
+
+    def resend_observation(self) -> None:
+        """Lockstep: the unanswered frame again, exactly as first sent (same stamp, same pixels)."""
+        pending = self._pending
+        self.joint_pub.publish(pending.joints)
+        self.image_pub.publish(pending.image)
+        self._pending = pending._replace(last_sent=time.monotonic())
+        self.resent_frames += 1
+        self.publish_status()
 
     def publish_status(self) -> None:
         env = self.env
         msg = EpisodeStatus(task=env.task, seed=int(env.seed or 0), episode=self.episode, step=int(env.steps),
                             max_steps=int(env.max_steps), success=self.success, done=self.done,
-                            stale_action_steps=self.stale_steps)
+                            stale_action_steps=self.stale_steps, resent_frames=self.resent_frames,
+                            end_reason=self.end_reason)
         msg.header.stamp = self.get_clock().now().to_msg()
         self.status_pub.publish(msg)
+
+    def end_episode(self, reason: str) -> None:
+        self.done, self.end_reason, self._pending = True, reason, None
+        log = self.get_logger().error if reason == "no_action" else self.get_logger().info
+        log(f"episode {self.episode} done ({reason}): success={self.success} steps={self.env.steps} "
+            f"stale={self.stale_steps} resent={self.resent_frames}")
 
     def step(self, actions: np.ndarray) -> None:
         """Execute (n, A) actions in order, stopping at success (if configured) or the step limit."""
@@ -229,14 +216,10 @@ class SimNode(Node):
             self._gripper = float(np.clip(action[-1], -1.0, 1.0))
             self.success = self.success or info["success"]
             if obs["done"] or (self.success and self.config.end_on_success):
-                self.done = True
+                self.end_episode("success" if self.success else "step_limit")
                 break
         self.publish_status()
-        if self.done:
-            self._pending_stamp = None
-            self.get_logger().info(f"episode {self.episode} done: success={self.success} steps={self.env.steps} "
-                                   f"stale={self.stale_steps}")
-        elif obs is not None:
+        if not self.done and obs is not None:
             self.publish_observation(obs)
 
     def hold_still(self) -> np.ndarray:
@@ -261,24 +244,33 @@ class SimNode(Node):
         if self.config.mode == "timer":
             self._chunk, self._chunk_stamp, self._chunk_used = chunk, stamp, 0
             return
-        if stamp != self._pending_stamp:
-            self.unmatched_actions += 1  # an answer to an older frame (e.g. of the previous episode)
+        if self._pending is None or stamp != self._pending.stamp_ns:
+            # An answer to an older frame: a re-sent frame answered twice, or the previous episode's.
+            self.unmatched_actions += 1
             return
         n = self.config.actions_per_chunk or chunk.shape[0]
+        self._pending = None
         self.step(chunk[:n])
 
     def on_lockstep_watchdog(self) -> None:
+        cfg, now = self.config, time.monotonic()
         if self._first_obs is not None:
-            waited = time.monotonic() - self._published_at
-            if self.policy_connected() or waited > self.config.action_timeout:
+            if self.policy_connected():
                 obs, self._first_obs = self._first_obs, None
                 self.publish_observation(obs)
+            elif now - self._first_obs_at > cfg.action_timeout:
+                self._first_obs = None
+                self.end_episode("no_action")
+                self.publish_status()
             return
-        if self.done or self._pending_stamp is None:
+        pending = self._pending
+        if self.done or pending is None:
             return
-        if time.monotonic() - self._published_at > self.config.action_timeout:
-            self.stale_steps += 1
-            self.step(self.hold_still())
+        if now - pending.first_sent > cfg.action_timeout:
+            self.end_episode("no_action")
+            self.publish_status()
+        elif now - pending.last_sent > cfg.resend_period:
+            self.resend_observation()
 
     def on_control_timer(self) -> None:
         if self.done or self.env is None:
@@ -298,11 +290,11 @@ class SimNode(Node):
         request_id = request.request_id
         if request_id and self._last_reset is not None and self._last_reset[0] == request_id:
             # A resend of the last reset (its reply was lost): answer again, do not restart.
-            response.success, response.message, response.instruction = self._last_reset[1]
+            response.success, response.message, response.instruction, response.episode = self._last_reset[1]
             return response
         self.reset(request, response)
-        self._last_reset = (request_id, (response.success, response.message, response.instruction)) \
-            if request_id else None
+        reply = (response.success, response.message, response.instruction, response.episode)
+        self._last_reset = (request_id, reply) if request_id else None
         return response
 
     def reset(self, request: ResetEpisode.Request, response: ResetEpisode.Response) -> None:
@@ -317,7 +309,7 @@ class SimNode(Node):
         except KeyError:
             response.instruction = ""  # a Meta-World task without instructions: the caller sends its own
         self.start_episode(task, int(request.seed))
-        response.success = True
+        response.success, response.episode = True, self.episode
         response.message = f"episode {self.episode}: {task} seed {request.seed}"
 
     def close(self) -> None:
@@ -326,12 +318,8 @@ class SimNode(Node):
             self.env = None
 
 
-def config_dict(config: SimNodeConfig) -> dict[str, Any]:
-    return dataclasses.asdict(config)
-
-
 def main(args: list[str] | None = None) -> int:
-    return run_node(SimNode, NODE_NAME, args)
+    return run_node(SimNode, SimNodeConfig.NODE_NAME, args)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ SKIPPED = "skipped_frames"  # replaced by a newer frame before inference started
 STALE = "stale_frames"  # older than max_image_age
 NO_INSTRUCTION = "frames_without_instruction"
 NO_PROPRIO = "frames_without_proprio"
+PROPRIO_SKEW = "frames_without_proprio_near_stamp"  # state samples exist, none within max_state_skew
 INACTIVE = "frames_while_inactive"
 INSTRUCTIONS_IN = "instructions_in"
 PROPRIO_IN = "proprio_in"
@@ -61,14 +62,17 @@ class ServingStats:
             self.inference.append(inference_s)
             self.age.append(age_s)
 
-    def snapshot(self, now: float | None = None) -> dict[str, Any]:
-        """Totals, per-kind maps, p50/p95 in milliseconds, and rates since the previous snapshot."""
+    def snapshot(self, now: float | None = None, new_period: bool = True) -> dict[str, Any]:
+        """Totals, per-kind maps, p50/p95 in milliseconds, and rates since the previous period's
+        snapshot; ``new_period=False`` (an on-demand read) leaves the period running."""
         now = time.monotonic() if now is None else now
         with self._lock:
             counts, refused, errors = dict(self.counts), dict(self.refused), dict(self.errors)
             windows = {"latency": list(self.latency), "inference": list(self.inference), "age": list(self.age)}
             frames, actions = counts.get(FRAMES_IN, 0), counts.get(ACTIONS_OUT, 0)
-            prev, self._last_rates = self._last_rates, (now, frames, actions)
+            prev = self._last_rates
+            if new_period:
+                self._last_rates = (now, frames, actions)
         out: dict[str, Any] = {"counts": counts, "refused": refused, "errors": errors}
         for key, values in windows.items():
             p50, p95 = (np.percentile(values, [50, 95]) * 1e3).tolist() if values else (float("nan"),) * 2

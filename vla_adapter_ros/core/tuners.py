@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..names import validate_adapter_name
 from .blocks import SUBLAYER_LINEARS, sublayer_linears
 
 POSITION_KIND = {"attn": "attn_out", "ffn": "ffn_out"}  # adapter position -> linear kind
@@ -193,9 +194,7 @@ def attach_tuner(model: nn.Module, name: str, config: Any, kinds: tuple[str, ...
     when ``config.train_head`` and module copies for ``config.train_modules``. Returns the
     wrapped module paths.
     """
-    from .config import check_name
-
-    check_name(name)
+    validate_adapter_name(name)
     if name in model.tuner_configs:
         raise TunerError(f"adapter {name!r} already exists; attached: {sorted(model.tuner_configs)}")
     paths = []

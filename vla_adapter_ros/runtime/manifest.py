@@ -29,6 +29,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from vla_adapter_ros import processing
+from vla_adapter_ros.names import AdapterNameError, validate_adapter_name
 from vla_adapter_ros.runtime.errors import ChecksumError, ManifestError
 
 MANIFEST_NAME = "manifest.json"
@@ -39,7 +40,6 @@ POLICY_INPUTS = (processing.IMAGE, processing.INSTRUCTION_EMBEDDING, processing.
 POLICY_OUTPUTS = (processing.ACTIONS,)
 LANGUAGE_INPUTS = ("input_ids", "attention_mask")
 LANGUAGE_OUTPUTS = ("embedding",)
-ADAPTER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
 
@@ -92,9 +92,10 @@ class AdapterSpec:
     @classmethod
     def from_dict(cls, d: Any, where: str) -> AdapterSpec:
         d = _mapping(d, where)
-        name = _get(d, "name", str, where)
-        if not ADAPTER_NAME_RE.match(name):
-            raise ManifestError(f"{where}.name {name!r} is not a valid adapter name ({ADAPTER_NAME_RE.pattern})")
+        try:
+            name = validate_adapter_name(_get(d, "name", str, where), f"{where}.name")
+        except AdapterNameError as exc:
+            raise ManifestError(str(exc)) from exc
         examples = _get(d, "instruction_examples", list, where)
         if not all(isinstance(e, str) for e in examples):
             raise ManifestError(f"{where}.instruction_examples must be strings, got {examples!r}")

@@ -18,7 +18,8 @@ from safetensors.torch import save as safetensors_bytes
 from safetensors.torch import save_file
 from torch import nn
 
-from ..config import AdapterConfig, LoraConfig, check_name
+from ...names import validate_adapter_name
+from ..config import AdapterConfig, LoraConfig
 from ..tuners import (
     POSITION_KIND,
     TunerError,
@@ -130,7 +131,7 @@ def load_adapter(
         saved = SavedAdapter.load(directory)
     except (FileNotFoundError, ValueError) as exc:
         raise AdapterLoadError(str(exc)) from exc
-    name = check_name(name or saved.name)
+    name = validate_adapter_name(name or saved.name)
     if name in model.tuner_configs:
         raise AdapterLoadError(f"adapter {name!r} is already attached; delete it first or load under another name")
     if check_fingerprint:

@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from vla_adapter_ros.names import AdapterNameError, validate_adapter_name
 from vla_adapter_ros.runtime import manifest as mf
 
 from .artifacts import build_manifest, write_manifest
@@ -167,8 +168,10 @@ def export_model(
     out = Path(out)
     if not adapters:
         raise ExportError("no adapter given; pass at least one --adapter DIR")
-    if not (mf.ADAPTER_NAME_RE.match(name or out.name or "")):
-        raise ExportError(f"model name {name or out.name!r} must match {mf.ADAPTER_NAME_RE.pattern}")
+    try:
+        validate_adapter_name(name or out.name, "model name")
+    except AdapterNameError as exc:
+        raise ExportError(f"{exc} (the model is named like its adapters)") from exc
     if opset < 18:
         raise ExportError(f"--opset {opset} is too old; the dynamo exporter needs 18 or newer")
     if not (0 < tolerance < 1):
@@ -317,8 +320,6 @@ def _load_policy(checkpoint: Path, adapter_dirs: list[Path]) -> tuple[Any, list[
             raise ExportError(f"adapter {str(directory)!r} is not a saved adapter: {exc}") from exc
         if saved.name in names:
             raise ExportError(f"two adapters are named {saved.name!r} ({str(directory)!r}); names must be unique")
-        if not mf.ADAPTER_NAME_RE.match(saved.name):
-            raise ExportError(f"adapter name {saved.name!r} is not allowed in a model ({mf.ADAPTER_NAME_RE.pattern})")
         if "language" in saved.config.components:
             raise ExportError(
                 f"adapter {saved.name!r} adapts the language encoder; exported models ship one adapter-free "

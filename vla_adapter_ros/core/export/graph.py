@@ -325,6 +325,7 @@ def write_adapter_file(path: Path, tensors: dict[str, np.ndarray]) -> None:
     """onnxruntime adapter file; read back and compared (OrtValue.ortvalue_from_numpy does not copy)."""
     import onnxruntime as ort
 
+    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {ADAPTER_INPUT_PREFIX + k: np.ascontiguousarray(v, np.float32) for k, v in tensors.items()}
     values = {k: ort.OrtValue.ortvalue_from_numpy(v) for k, v in arrays.items()}  # views of `arrays`
     fmt = ort.AdapterFormat()

@@ -24,6 +24,7 @@ def profile_path() -> Path:
     if src.is_file():
         return src
     try:
+        # why here: ament_index_python exists only in a ROS install; the source tree needs no ROS
         from ament_index_python.packages import get_package_share_directory
 
         return Path(get_package_share_directory("vla_adapter_ros")) / "config" / PROFILE_NAME

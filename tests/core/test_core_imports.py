@@ -36,3 +36,10 @@ def test_config_does_not_import_torch():
     """Configs are read where torch is absent (the robot); the CLI imports a subcommand's module only when
     that command runs, so core.train and core.distributed import torch at their top like any module."""
     assert _loaded("vla_adapter_ros.core.config") == []
+
+
+def test_what_the_ros_side_uses_of_the_core_loads_no_torch():
+    """ros/sim_node uses core.sim and ros/demo evaluates ONNX models through core.evaluate (ros never loads torch)."""
+    loaded = _loaded("vla_adapter_ros.core.evaluate", "vla_adapter_ros.core.sim.metaworld_env",
+                     "vla_adapter_ros.core.sim.instructions")
+    assert "torch" not in loaded and "rclpy" not in loaded

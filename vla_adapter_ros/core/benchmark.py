@@ -18,13 +18,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import shutil
 import time
-from dataclasses import dataclass, field
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigBase, ModelConfig
+import torch
+
+from .benchmark_report import write_report
+from .config import AdapterConfig, ConfigBase, LoraConfig, ModelConfig, TrainConfig
+from .evaluate import EpisodeResult, TorchPolicySource, evaluate_task, summarize
+from .export import export_model
+from .record import record
+from .sim.instructions import training_instructions
+from .sim.metaworld_env import canonical_task
+from .train import train_from_config
 
 STAGES = ("record", "pretrain", "finetune", "eval", "export", "report")
 DONE = ".done"
@@ -132,8 +143,6 @@ def _stored_episodes(path: Path) -> int:
 
 def _eval_group_in_worker(cfg: dict[str, Any], group: list[EvalJob]) -> list[str]:
     """Process-pool entry: evaluate one group with one torch thread; returns its log lines."""
-    import torch
-
     torch.set_num_threads(1)
     lines: list[str] = []
     Benchmark(BenchmarkConfig.from_dict(cfg), progress=False, log=lines.append)._eval_group(group)
@@ -149,8 +158,6 @@ class Benchmark:
     """Paths and stages of one benchmark run under ``cfg.out_dir``."""
 
     def __init__(self, cfg: BenchmarkConfig, *, progress: bool = True, log=print) -> None:
-        from .sim.metaworld_env import canonical_task
-
         self.cfg, self.progress, self.log = cfg, progress, log
         self.out = Path(cfg.out_dir)
         self.base = [canonical_task(t) for t in cfg.base_tasks]
@@ -178,8 +185,6 @@ class Benchmark:
 
     # ------------------------------------------------------------------ stages
     def record(self) -> None:
-        from .record import record
-
         cfg = self.cfg
         for tasks, episodes in ((self.base, cfg.base_episodes), (self.heldout, cfg.heldout_episodes)):
             for task in tasks:
@@ -198,9 +203,6 @@ class Benchmark:
                 done.write_text(json.dumps({"episodes": episodes, "seed": cfg.record_seed}))
 
     def _train(self, regime: str, data: list[Path], out: Path, steps: int, **extra: Any) -> Path:
-        from .config import AdapterConfig, LoraConfig, TrainConfig
-        from .train import train_from_config
-
         cfg = TrainConfig.from_dict({
             "regime": regime, "data": [str(d) for d in data], "steps": steps, "batch_size": self.cfg.batch_size,
             "warmup_steps": max(1, min(100, steps // 10)), "out_dir": str(out), "resume": True,
@@ -290,9 +292,6 @@ class Benchmark:
             for group in groups.values():
                 self._eval_group(group)
             return
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
         self.log(f"[eval] {len(todo)} evaluations in {len(groups)} groups on {workers} processes")
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
             futures = [pool.submit(_eval_group_in_worker, self.cfg.to_dict(), group) for group in groups.values()]
@@ -301,8 +300,6 @@ class Benchmark:
                     self.log(line)
 
     def _eval_group(self, group: list[EvalJob]) -> None:
-        from .evaluate import TorchPolicySource
-
         source = None
         for job in group:
             if source is None:
@@ -317,10 +314,6 @@ class Benchmark:
         return str(art), None
 
     def _eval_one(self, job: EvalJob, source: Any, episodes: int, path: Path) -> None:
-        from dataclasses import asdict
-
-        from .evaluate import EpisodeResult, evaluate_task, summarize
-
         done: list[EpisodeResult] = []
         if path.is_file():  # extend: the first seeds are already evaluated
             done = [EpisodeResult(**r) for r in json.loads(path.read_text())["results"]][:episodes]
@@ -338,8 +331,6 @@ class Benchmark:
         self.log(f"[eval] {job.task}: {job.label}: {res.successes}/{res.episodes}")
 
     def export(self) -> None:
-        from .export import export_model
-
         out = Path(self.cfg.export_dir)
         if (out / "manifest.json").is_file():
             return
@@ -351,8 +342,6 @@ class Benchmark:
                      quantize_language=self.cfg.quantize_language, log=self.log)
 
     def report(self) -> Path:
-        from .benchmark_report import write_report
-
         return write_report(self)
 
     def run(self, stages: tuple[str, ...] = STAGES) -> None:
@@ -364,8 +353,6 @@ class Benchmark:
 
 
 def _train_instructions(task: str) -> tuple[str, ...]:
-    from .sim.instructions import training_instructions
-
     return tuple(training_instructions(task))
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+import yaml
+
 from ..names import validate_adapter_name
 
 T = TypeVar("T", bound="ConfigBase")
@@ -122,8 +124,6 @@ class ConfigBase:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix in (".yaml", ".yml"):
-            import yaml
-
             path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
         else:
             path.write_text(self.to_json() + "\n")
@@ -134,8 +134,6 @@ class ConfigBase:
         path = Path(path)
         text = path.read_text()
         if path.suffix in (".yaml", ".yml"):
-            import yaml
-
             data = yaml.safe_load(text)
         else:
             try:

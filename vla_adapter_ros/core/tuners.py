@@ -11,6 +11,7 @@ happen to be attached.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from typing import Any
 
@@ -71,8 +72,6 @@ class ModuleCopies(TunerLayer):
         return [self.copies]
 
     def add(self, name: str) -> None:
-        import copy
-
         # Copy the innermost module: the clone must not carry other adapters' wrappers.
         clone = copy.deepcopy(innermost(self.base_layer))
         for p in clone.parameters():

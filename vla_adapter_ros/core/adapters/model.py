@@ -20,12 +20,14 @@ from torch import nn
 
 from ...names import validate_adapter_name
 from ..config import AdapterConfig, LoraConfig
+from ..lora import add_lora
 from ..tuners import (
     POSITION_KIND,
     TunerError,
     attach_tuner,
     backbone_tensors,
     delete_adapter,
+    set_adapter,
     tuner_parameters,
     tuner_state_dict,
 )
@@ -49,8 +51,6 @@ def add_adapter(model: nn.Module, name: str, config: AdapterConfig | None = None
 
 def _add_tuner(model: nn.Module, name: str, config: AdapterConfig | LoraConfig) -> None:
     if isinstance(config, LoraConfig):
-        from ..lora import add_lora
-
         add_lora(model, name, config)
     else:
         add_adapter(model, name, config)
@@ -167,8 +167,6 @@ def load_adapter(
         delete_adapter(model, name)
         raise
     if activate:
-        from ..tuners import set_adapter
-
         set_adapter(model, name)
     return name
 

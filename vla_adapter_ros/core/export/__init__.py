@@ -43,6 +43,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from vla_adapter_ros.core.adapters import AdapterLoadError, SavedAdapter, load_adapter
+from vla_adapter_ros.core.checkpoint import CheckpointError, load_checkpoint
 from vla_adapter_ros.names import AdapterNameError, validate_adapter_name
 from vla_adapter_ros.runtime import manifest as mf
 
@@ -295,9 +297,6 @@ def _write_policy_graphs(
 
 
 def _load_policy(checkpoint: Path, adapter_dirs: list[Path]) -> tuple[Any, list[str]]:
-    from vla_adapter_ros.core.adapters import AdapterLoadError, SavedAdapter, load_adapter
-    from vla_adapter_ros.core.checkpoint import CheckpointError, load_checkpoint
-
     try:
         model = load_checkpoint(checkpoint, adapters=False)
     except CheckpointError as exc:

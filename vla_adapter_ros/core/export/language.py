@@ -8,8 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
+import torch
+from onnxruntime.quantization import QuantType, quantize_dynamic
 
+from vla_adapter_ros.core.language import LanguageEncoder
 from vla_adapter_ros.runtime import manifest as mf
+from vla_adapter_ros.runtime.language import LanguageEncoder as RtEncoder
 
 from .errors import ExportError
 from .graph import finish_io, quiet, save_proto, torch_export
@@ -19,8 +24,6 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 
 
 def load_encoder(path: str | Path | None) -> Any:
-    from vla_adapter_ros.core.language import LanguageEncoder
-
     try:
         return LanguageEncoder(path).eval()
     except (OSError, ValueError) as exc:
@@ -29,8 +32,6 @@ def load_encoder(path: str | Path | None) -> Any:
 
 def export_encoder(encoder: Any, root: Path, opset: int) -> mf.LanguageSpec:
     """The encoder as ONNX plus its tokenizer files, into the model directory ``root``."""
-    import torch
-
     out_dir = root / mf.LANGUAGE_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     tokens = encoder.tokenize(["open the drawer", "pick up the puck and place it at the goal"])
@@ -64,11 +65,6 @@ def export_encoder(encoder: Any, root: Path, opset: int) -> mf.LanguageSpec:
 
 def quantize_encoder(tmp: Path, encoder: Any, min_cosine: float) -> dict[str, Any]:
     """int8 dynamic quantisation of the encoder; cosine similarity to the fp32 PyTorch embeddings, measured."""
-    import onnxruntime as ort
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from vla_adapter_ros.runtime.language import LanguageEncoder as RtEncoder
-
     fp32 = tmp / mf.LANGUAGE_FILE
     int8 = fp32.with_suffix(".int8.onnx")
     fp32_bytes = fp32.stat().st_size

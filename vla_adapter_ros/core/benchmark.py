@@ -21,10 +21,11 @@ import json
 import multiprocessing as mp
 import shutil
 import time
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -38,27 +39,55 @@ from .sim.metaworld_env import canonical_task
 from .train import train_from_config
 
 STAGES = ("record", "pretrain", "finetune", "eval", "export", "report")
+FINETUNE_REGIMES = ("adapter", "lora", "head_only", "full")
 DONE = ".done"
 
 
 @dataclass
 class MethodSpec(ConfigBase):
-    """One way of specialising the backbone to a task."""
+    """One way of specialising the backbone to a task: a fine-tuning regime and, for ``adapter`` /
+    ``lora``, the AdapterConfig / LoraConfig fields it trains with (``task`` and
+    ``instruction_examples`` are filled in per task). Unset fields take the config class's defaults.
+    """
 
     name: str = "adapter_r16"
     regime: str = "adapter"  # adapter | lora | head_only | full
-    rank: int = 16
-    positions: tuple[str, ...] = ("attn", "ffn")  # adapters only
-    lora_targets: tuple[str, ...] = ("attn_out", "ffn_out")  # LoRA only
-    train_modules: tuple[str, ...] = ()  # adapters / LoRA: own copies (AdapterConfig.train_modules)
+    adapter: dict[str, Any] = field(default_factory=dict)  # AdapterConfig fields (regime adapter)
+    lora: dict[str, Any] = field(default_factory=dict)  # LoraConfig fields (regime lora)
+
+    _MOVED: ClassVar[tuple[str, ...]] = ("rank", "positions", "lora_targets", "train_modules")
+    _PER_TASK: ClassVar[tuple[str, ...]] = ("task", "instruction_examples")
 
     def __post_init__(self) -> None:
-        if self.regime not in ("adapter", "lora", "head_only", "full"):
-            raise ValueError(f"method {self.name!r}: regime must be adapter|lora|head_only|full, got {self.regime!r}")
-        self.positions, self.lora_targets = tuple(self.positions), tuple(self.lora_targets)
-        self.train_modules = tuple(self.train_modules)
-        if self.train_modules and self.regime not in ("adapter", "lora"):
-            raise ValueError(f"method {self.name!r}: train_modules is for adapter / lora methods")
+        if self.regime not in FINETUNE_REGIMES:
+            raise ValueError(f"method {self.name!r}: regime must be {'|'.join(FINETUNE_REGIMES)}, got {self.regime!r}")
+        for section, cls in (("adapter", AdapterConfig), ("lora", LoraConfig)):
+            fields = getattr(self, section)
+            if fields and self.regime != section:
+                raise ValueError(f"method {self.name!r}: an {section!r} section is for regime {section}, "
+                                 f"this method's regime is {self.regime!r}")
+            per_task = sorted(set(fields) & set(self._PER_TASK))
+            if per_task:
+                raise ValueError(f"method {self.name!r}: {section}.{per_task[0]} is set per task by the benchmark")
+            try:
+                cls.from_dict(fields)
+            except ValueError as exc:
+                raise ValueError(f"method {self.name!r}: {section}: {exc}") from exc
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> MethodSpec:
+        moved = [k for k in cls._MOVED if k in d]
+        if moved:
+            raise ValueError(f"method {d.get('name')!r}: {moved} are AdapterConfig / LoraConfig fields; put them in "
+                             "the method's 'adapter' or 'lora' section, e.g. {regime: lora, lora: {rank: 8, alpha: 16}}")
+        return super().from_dict(d)
+
+    def tuner_fields(self, task: str, instructions: tuple[str, ...]) -> dict[str, Any]:
+        """The TrainConfig fragment for ``task``: ``{"adapter": {...}}`` / ``{"lora": {...}}``, or {}."""
+        if self.regime not in ("adapter", "lora"):
+            return {}
+        fields = getattr(self, self.regime)
+        return {self.regime: {**fields, "task": f"metaworld/{task}", "instruction_examples": list(instructions)}}
 
 
 @dataclass
@@ -79,12 +108,18 @@ class BenchmarkConfig(ConfigBase):
     finetune_steps: int = 600
     batch_size: int = 32
     augment: bool = True
+    # every run (pre-training and fine-tuning) warms up linearly over a share of its steps, and writes
+    # resume checkpoints (TrainConfig.warmup_steps / save_every, see schedule())
+    warmup_fraction: float = 0.1  # warm-up over this share of a run's steps (at least one step) ...
+    max_warmup_steps: int = 100  # ... and at most this many
+    save_fraction: float = 0.1  # a resume checkpoint every this share of a run's steps ...
+    min_save_every: int = 50  # ... and at least this many steps apart
     methods: tuple[dict[str, Any], ...] = (
-        {"name": "adapter_r8", "regime": "adapter", "rank": 8},
-        {"name": "adapter_r16", "regime": "adapter", "rank": 16},
-        {"name": "adapter_r32", "regime": "adapter", "rank": 32},
-        {"name": "adapter_r16_ffn", "regime": "adapter", "rank": 16, "positions": ["ffn"]},
-        {"name": "lora_r8", "regime": "lora", "rank": 8},
+        {"name": "adapter_r8", "regime": "adapter", "adapter": {"rank": 8}},
+        {"name": "adapter_r16", "regime": "adapter", "adapter": {"rank": 16}},
+        {"name": "adapter_r32", "regime": "adapter", "adapter": {"rank": 32}},
+        {"name": "adapter_r16_ffn", "regime": "adapter", "adapter": {"rank": 16, "positions": ["ffn"]}},
+        {"name": "lora_r8", "regime": "lora", "lora": {"rank": 8, "alpha": 16.0, "targets": ["attn_out", "ffn_out"]}},
         {"name": "head_only", "regime": "head_only"},
         {"name": "full", "regime": "full"},
     )
@@ -109,10 +144,20 @@ class BenchmarkConfig(ConfigBase):
         if set(self.base_tasks) & set(self.heldout_tasks):
             raise ValueError(f"tasks both base and held-out: {sorted(set(self.base_tasks) & set(self.heldout_tasks))}")
         for n in ("base_episodes", "heldout_episodes", "pretrain_steps", "finetune_steps", "eval_episodes",
-                  "eval_workers"):
+                  "eval_workers", "max_warmup_steps", "min_save_every"):
             if getattr(self, n) <= 0:
                 raise ValueError(f"{n} must be positive, got {getattr(self, n)}")
+        for n in ("warmup_fraction", "save_fraction"):
+            if not 0.0 <= getattr(self, n) <= 1.0:
+                raise ValueError(f"{n} must be in [0, 1], got {getattr(self, n)}")
         ModelConfig.from_dict(self.model)  # validate overrides now, not after an hour of recording
+
+    def schedule(self, steps: int) -> dict[str, int]:
+        """TrainConfig.warmup_steps and save_every of a run of ``steps`` steps."""
+        return {
+            "warmup_steps": max(1, min(self.max_warmup_steps, int(steps * self.warmup_fraction))),
+            "save_every": max(self.min_save_every, int(steps * self.save_fraction)),
+        }
 
     @property
     def method_specs(self) -> list[MethodSpec]:
@@ -205,13 +250,11 @@ class Benchmark:
     def _train(self, regime: str, data: list[Path], out: Path, steps: int, **extra: Any) -> Path:
         cfg = TrainConfig.from_dict({
             "regime": regime, "data": [str(d) for d in data], "steps": steps, "batch_size": self.cfg.batch_size,
-            "warmup_steps": max(1, min(100, steps // 10)), "out_dir": str(out), "resume": True,
-            "save_every": max(50, steps // 10), "progress": self.progress, "augment": self.cfg.augment,
-            "model": self.cfg.model_config.to_dict(),
+            **self.cfg.schedule(steps), "out_dir": str(out), "resume": True, "progress": self.progress,
+            "augment": self.cfg.augment, "model": self.cfg.model_config.to_dict(),
             "init_checkpoint": "" if regime == "pretrain" else str(self.backbone),
             **extra,
         })
-        assert isinstance(cfg.adapter, AdapterConfig) and isinstance(cfg.lora, LoraConfig)
         result = train_from_config(cfg)
         if result.artifact is None:
             raise RuntimeError(f"training in {out} stopped before it finished")
@@ -236,16 +279,9 @@ class Benchmark:
                 if self.artifact(task, spec).is_dir():
                     continue
                 self.log(f"[finetune] {task}: {spec.name}")
-                extra: dict[str, Any] = {"adapter_name": adapter_name(task)}
-                if spec.regime == "adapter":
-                    extra["adapter"] = {"rank": spec.rank, "positions": list(spec.positions), "task": f"metaworld/{task}",
-                                        "train_modules": list(spec.train_modules),
-                                        "instruction_examples": list(_train_instructions(task))}
-                elif spec.regime == "lora":
-                    extra["lora"] = {"rank": spec.rank, "alpha": 2.0 * spec.rank, "targets": list(spec.lora_targets),
-                                     "train_modules": list(spec.train_modules), "task": f"metaworld/{task}", "instruction_examples": list(_train_instructions(task))}
+                tuner = spec.tuner_fields(task, tuple(training_instructions(task)))
                 self._train(spec.regime, [self.demos(task)], self.run_dir(task, spec.name),
-                            self.cfg.finetune_steps, **extra)
+                            self.cfg.finetune_steps, adapter_name=adapter_name(task), **tuner)
 
     def method_specs(self) -> list[MethodSpec]:
         """Configured methods, the main one first."""
@@ -350,10 +386,6 @@ class Benchmark:
             {"record": self.record, "pretrain": self.pretrain, "finetune": self.finetune, "eval": self.evaluate,
              "export": self.export, "report": self.report}[stage]()
             self.log(f"[{stage}] done in {time.perf_counter() - start:.0f} s")
-
-
-def _train_instructions(task: str) -> tuple[str, ...]:
-    return tuple(training_instructions(task))
 
 
 # --- CLI ---------------------------------------------------------------------------------------------

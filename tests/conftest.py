@@ -4,7 +4,8 @@ The environment is pinned in pytest_configure, before any test imports rclpy, so
 nodes and every subprocess (which inherits os.environ) use ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST,
 the loopback Fast DDS profile and a ROS_DOMAIN_ID leased for this run
 (:func:`vla_adapter_ros.dds_env.lease_domain`: no other run on this machine, a second test suite
-or a demo included, can hold it at the same time).
+or a demo included, can hold it at the same time). MuJoCo renders headless (MUJOCO_GL=egl unless set)
+in this process and its subprocesses.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from vla_adapter_ros import dds_env
+from vla_adapter_ros.core.sim.metaworld_env import use_headless_gl
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -23,6 +25,7 @@ def pytest_configure(config: pytest.Config) -> None:
     lease = dds_env.lease_domain(salt)
     config.stash[_LEASE] = lease  # held (and the domain ours) until the session ends
     os.environ.update(dds_env.localhost_env(lease.domain_id))
+    use_headless_gl()  # before any test module imports MuJoCo or Meta-World
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -49,11 +49,39 @@ def test_runtime_and_serving_import_neither_torch_nor_rclpy():
     assert res["loaded"] == [], res
 
 
-def test_cli_parser_loads_no_heavy_modules():
-    code = (
-        "import sys, json; from vla_adapter_ros.cli import build_parser; build_parser(); "
-        "print(json.dumps(sorted(k for k in ('rclpy', 'torch', 'onnxruntime') if k in sys.modules)))"
-    )
+CLI_CHECK = r"""
+import io, json, sys
+from contextlib import redirect_stdout
+from vla_adapter_ros.cli import build_parser
+parser = build_parser()
+with redirect_stdout(io.StringIO()):
+    parser.print_help()
+help_only = sorted(m for m in sys.modules if m.startswith("vla_adapter_ros.") and m != "vla_adapter_ros.cli")
+args = parser.parse_args({argv!r})
+print(json.dumps({{"help_imports": help_only, "command": args._command,
+                  "heavy": sorted(k for k in ("rclpy", "torch", "onnxruntime") if k in sys.modules),
+                  "commands": sorted({{m for m in sys.modules if m in {modules!r}}})}}))
+"""
+
+
+def _cli_parse(argv: list[str]) -> dict:
+    from vla_adapter_ros.cli import SUBCOMMANDS
+
+    modules = sorted({m for m, _ in SUBCOMMANDS.values()})
+    code = CLI_CHECK.format(argv=argv, modules=modules)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_cli_help_imports_no_subcommand_module():
+    res = _cli_parse(["version"])
+    assert res["help_imports"] == [], "vla-adapter --help must list the commands without importing them"
+    assert res["command"] == "version" and res["commands"] == ["vla_adapter_ros.tools.version"]
+    assert res["heavy"] == []
+
+
+def test_cli_switch_loads_neither_torch_nor_onnxruntime():
+    res = _cli_parse(["switch", "faucet_open"])
+    assert res["command"] == "switch" and res["commands"] == ["vla_adapter_ros.ros.clients"]
+    assert "torch" not in res["heavy"] and "onnxruntime" not in res["heavy"], res

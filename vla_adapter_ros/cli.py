@@ -1,8 +1,11 @@
 """`vla-adapter`: one command line, many subcommands.
 
-Each subcommand lives in its own module that exposes ``add_arguments(parser)``
-and ``run(args) -> int``; it is imported only when selected, so
-``vla-adapter --help`` and ROS-free commands never load rclpy or torch.
+Subcommands are registered by name in :data:`SUBCOMMANDS` (module path + one-line help).
+Each module exposes ``add_<command>_arguments(parser)`` and ``run_<command>(args) -> int``
+(or plain ``add_arguments`` / ``run`` when it serves one command). Only the module of the
+command being parsed is imported: ``vla-adapter --help`` lists the table without importing
+anything, ``vla-adapter train --help`` imports ``core.train`` alone. So every subcommand
+module imports what it needs at its top, like any other module.
 """
 
 from __future__ import annotations
@@ -10,8 +13,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
 
-# name -> (module, one-line help). Modules are imported lazily.
+# name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "version": ("vla_adapter_ros.tools.version", "print the package version"),
     "doctor": ("vla_adapter_ros.tools.doctor", "report what this machine has and what is missing"),
@@ -30,33 +36,53 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def command_functions(command: str) -> tuple[Callable[[argparse.ArgumentParser], None], Callable[[Any], int]]:
+    """(add_arguments, run) of ``command``: imports its module (and nothing else)."""
+    module: ModuleType = importlib.import_module(SUBCOMMANDS[command][0])
+    suffix = command.replace("-", "_")
+    adder = getattr(module, f"add_{suffix}_arguments", None) or module.add_arguments
+    runner = getattr(module, f"run_{suffix}", None) or module.run
+    return adder, runner
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser; it gets its arguments from the command's module when it is used."""
+
+    def __init__(self, *args: Any, command: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.command = command
+        self._loaded = False
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        # argparse hands the chosen subcommand's arguments (and --help) to this method.
+        if not self._loaded:
+            self._loaded = True
+            add_arguments, _ = command_functions(self.command)
+            add_arguments(self)
+        return super().parse_known_args(args, namespace)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command line; building it imports no subcommand module."""
     parser = argparse.ArgumentParser(
         prog="vla-adapter",
         description="Adapter-tuned VLA policies on ROS 2: train, export, serve, replay.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module, help_text) in SUBCOMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(_module=module, _command=name)
-        _module_for(module, name).add_arguments(p)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
+    for name, (_module, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text, command=name)
+        p.set_defaults(_command=name)
     return parser
-
-
-def _module_for(module: str, command: str):
-    mod = importlib.import_module(module)
-    adder = getattr(mod, f"add_{command.replace('-', '_')}_arguments", None) or mod.add_arguments
-    runner = getattr(mod, f"run_{command.replace('-', '_')}", None) or mod.run
-    return type("Cmd", (), {"add_arguments": staticmethod(adder), "run": staticmethod(runner)})
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not getattr(args, "_module", None):
+    if not getattr(args, "_command", None):
         parser.print_help()
         return 2
-    return int(_module_for(args._module, args._command).run(args) or 0)
+    _, run = command_functions(args._command)
+    return int(run(args) or 0)
 
 
 if __name__ == "__main__":

@@ -1,21 +1,27 @@
-"""The adapter-name rule, in one place (the lowest layer: no dependencies).
+"""The adapter-name rule, for every layer (lowest layer: standard library only).
 
-Adapter names become ``nn.ModuleDict`` keys, directory and file names of exported models,
-manifest entries and ROS service payloads, so one rule serves all of them: an ASCII letter or
-digit, then up to 63 letters, digits, ``_`` or ``-``. Never a path.
+An adapter name becomes a directory name (``adapters/<name>/``), an ``nn.ModuleDict``
+key, part of a file name in an exported model (``adapters/<name>.onnx_adapter``) and
+the payload of the policy node's services, so one rule serves all of them:
+an ASCII letter or digit, then up to 63 letters, digits, ``_`` or ``-``
+(``ADAPTER_NAME_PATTERN``). No dots, slashes or spaces: a name can never be a path.
+
+    validate_adapter_name("faucet_open")   # -> "faucet_open"
+    validate_adapter_name("../x")          # AdapterNameError: ... looks like a path ...
 """
 
 from __future__ import annotations
 
 import re
 
-ADAPTER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+ADAPTER_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}"
 MAX_ADAPTER_NAME_CHARS = 64
+_NAME_RE = re.compile(ADAPTER_NAME_PATTERN)
 _QUOTE_CHARS = 40
 
 
 class AdapterNameError(ValueError):
-    """A string that cannot be an adapter name; the message quotes it (shortened) and says why."""
+    """A name breaks the adapter-name rule; the message quotes it (shortened when long)."""
 
 
 def quote_name(name: str) -> str:
@@ -25,24 +31,27 @@ def quote_name(name: str) -> str:
     return f"{name[:_QUOTE_CHARS]!r}... ({len(name)} characters)"
 
 
-def adapter_name_problem(name: object) -> str | None:
-    """Why ``name`` cannot be an adapter name, or None when it can."""
+def validate_adapter_name(name: object, what: str = "adapter name") -> str:
+    """``name`` if it follows the rule, else :class:`AdapterNameError` saying why.
+
+    ``what`` names the thing in the message (e.g. ``"model name"``, ``"TrainConfig.adapter_name"``).
+    """
     if not isinstance(name, str):
-        return f"an adapter name must be a string, got {type(name).__name__} {name!r}"
+        raise AdapterNameError(f"{what} must be a string, got {type(name).__name__} {name!r}")
     if not name:
-        return "the adapter name is empty"
+        raise AdapterNameError(f"{what} is empty")
     if len(name) > MAX_ADAPTER_NAME_CHARS:
-        return f"the adapter name is {len(name)} characters long (at most {MAX_ADAPTER_NAME_CHARS})"
-    if "/" in name or "\\" in name or ".." in name or name.startswith(("~", ".")) or "\x00" in name:
-        return f"{quote_name(name)} looks like a path; adapters are named in the model manifest, never given as paths"
-    if not ADAPTER_NAME_RE.match(name):
-        return f"{quote_name(name)} is not a valid adapter name (a letter or digit, then letters, digits, _ or -)"
-    return None
-
-
-def validate_adapter_name(name: object) -> str:
-    """``name`` when it is a valid adapter name, else AdapterNameError saying why."""
-    problem = adapter_name_problem(name)
-    if problem is not None:
-        raise AdapterNameError(problem)
-    return name  # type: ignore[return-value]
+        raise AdapterNameError(
+            f"{what} {quote_name(name)} is {len(name)} characters long (at most {MAX_ADAPTER_NAME_CHARS})"
+        )
+    if any(c in name for c in "/\\\x00") or ".." in name or name.startswith(("~", ".")):
+        raise AdapterNameError(
+            f"{what} {quote_name(name)} looks like a path; adapters are named in the model manifest, "
+            "never given as paths"
+        )
+    if not _NAME_RE.fullmatch(name):
+        raise AdapterNameError(
+            f"{what} {quote_name(name)} must be a letter or digit followed by letters, digits, '_' or '-' "
+            f"({ADAPTER_NAME_PATTERN})"
+        )
+    return name

@@ -96,6 +96,57 @@ def test_truncated_bag_is_a_corrupt_bag_error_naming_the_file(tmp_path, store, s
     assert str(tmp_path / "ep") in str(err.value) and "truncated" in str(err.value)
 
 
+# Damage inside the storage file that rosbags only notices while parsing a connection record on open.
+DAMAGE = {
+    "qos_profile": (b"lifespan", b"lifesp_n"),  # the recorded QoS profile lacks a field: rosbags raises KeyError
+    "topic_text": (b"/camera/image_raw", b"/camera/image_\xffaw"),  # not UTF-8: UnicodeDecodeError
+}
+
+
+@pytest.mark.parametrize(("storage", "filename"), [("mcap", "ep.mcap"), ("sqlite3", "ep.db3")])
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_damaged_connection_record_is_a_corrupt_bag_error_naming_the_file(tmp_path, store, storage, filename, damage):
+    _write(tmp_path / "ep", store, storage)
+    data = tmp_path / "ep" / filename
+    old, new = DAMAGE[damage]
+    raw = data.read_bytes()
+    assert old in raw
+    data.write_bytes(raw.replace(old, new))
+    with pytest.raises(CorruptBagError) as err:
+        read_episode(tmp_path / "ep", typestore=store)
+    assert str(tmp_path / "ep") in str(err.value) and "cannot open bag" in str(err.value)
+
+
+def test_damaged_message_is_a_corrupt_bag_error_naming_topic_and_type(tmp_path, store):
+    _write(tmp_path / "ep", store, "sqlite3")
+    data = tmp_path / "ep" / "ep.db3"
+    raw = data.read_bytes()
+    # the instruction's CDR (little-endian header, then the string's length: 16 = "open the drawer" + NUL),
+    # its length made absurd
+    header = b"\x00\x01\x00\x00"
+    payload = header + (16).to_bytes(4, "little") + b"open the drawer\x00"
+    assert raw.count(payload) == 1
+    data.write_bytes(raw.replace(payload, header + (1 << 30).to_bytes(4, "little") + payload[8:]))
+    with pytest.raises(CorruptBagError, match="cannot decode std_msgs/msg/String on '/vla/instruction'"):
+        read_episode(tmp_path / "ep", typestore=store)
+
+
+def test_an_error_that_is_not_damage_keeps_its_type(tmp_path, store):
+    """Only damage is a CorruptBagError: rosbags wraps every CDR decoding failure in SerdeError, so
+    anything else out of the decoder (here a KeyError from a broken typestore) is a bug and says so."""
+    _write(tmp_path / "ep", store)
+
+    class BrokenStore:
+        def __getattr__(self, name):
+            return getattr(store, name)
+
+        def deserialize_cdr(self, raw, typename):
+            raise KeyError(f"no decoder for {typename}")
+
+    with pytest.raises(KeyError, match="no decoder for"):
+        read_episode(tmp_path / "ep", typestore=BrokenStore())
+
+
 def test_unfinished_recording_is_reported(tmp_path, store):
     _write(tmp_path / "ep", store)
     (tmp_path / "ep" / "metadata.yaml").unlink()

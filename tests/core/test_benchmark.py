@@ -32,8 +32,34 @@ def test_config_validation_quotes_the_problem():
         BenchmarkConfig(base_tasks=("reach",), heldout_tasks=("reach",))
     with pytest.raises(ValueError, match="regime must be"):
         BenchmarkConfig(methods=({"name": "x", "regime": "magic"},), main_method="x")
-    with pytest.raises(ValueError, match="train_modules is for adapter / lora"):
-        BenchmarkConfig(methods=({"name": "x", "regime": "full", "train_modules": ["norms"]},), main_method="x")
+    with pytest.raises(ValueError, match="method 'x': an 'adapter' section is for regime adapter"):
+        BenchmarkConfig(methods=({"name": "x", "regime": "full", "adapter": {"train_modules": ["norms"]}},),
+                        main_method="x")
+    with pytest.raises(ValueError, match="method 'x': lora: rank must be a positive int, got 0"):
+        BenchmarkConfig(methods=({"name": "x", "regime": "lora", "lora": {"rank": 0}},), main_method="x")
+    with pytest.raises(ValueError, match=r"\['rank'\] are AdapterConfig / LoraConfig fields; put them in"):
+        BenchmarkConfig(methods=({"name": "x", "regime": "adapter", "rank": 8},), main_method="x")
+    with pytest.raises(ValueError, match="adapter.task is set per task"):
+        BenchmarkConfig(methods=({"name": "x", "regime": "adapter", "adapter": {"task": "t"}},), main_method="x")
+
+
+@pytest.mark.parametrize("name", ["metaworld", "metaworld_stem", "quick"])
+def test_bundled_benchmark_configs_load(name):
+    cfg = BenchmarkConfig.load(ROOT / "config" / "benchmark" / f"{name}.yaml")
+    assert cfg.main_method in {m.name for m in cfg.method_specs}
+
+
+def test_methods_give_their_tuner_config_and_the_schedule_scales_with_the_run():
+    cfg = BenchmarkConfig.load(ROOT / "config" / "benchmark" / "metaworld.yaml")
+    lora = next(m for m in cfg.method_specs if m.name == "lora_r16")
+    fragment = lora.tuner_fields("faucet-open-v3", ("open the faucet",))
+    assert fragment == {"lora": {"rank": 16, "alpha": 32.0, "targets": ["attn_out", "ffn_out"],
+                                 "task": "metaworld/faucet-open-v3", "instruction_examples": ["open the faucet"]}}
+    assert next(m for m in cfg.method_specs if m.name == "full").tuner_fields("faucet-open-v3", ()) == {}
+    # warm-up: a tenth of the run, 1..100 steps; resume checkpoints: every tenth, at least 50 steps apart
+    assert cfg.schedule(8000) == {"warmup_steps": 100, "save_every": 800}
+    assert cfg.schedule(1000) == {"warmup_steps": 100, "save_every": 100}
+    assert cfg.schedule(6) == {"warmup_steps": 1, "save_every": 50}
 
 
 def test_ratio_to_full_fine_tuning_interval_pairs_the_seeds():
@@ -54,7 +80,8 @@ def test_quick_benchmark_end_to_end_and_resume(tmp_path):
     cfg = BenchmarkConfig.load(ROOT / "config" / "benchmark" / "quick.yaml")
     data = cfg.to_dict()
     data.update(out_dir=str(tmp_path / "run"), export_dir=str(tmp_path / "model"),
-                methods=[{"name": "adapter_r8", "regime": "adapter", "rank": 8, "train_modules": ["patch_embed", "norms"]},
+                methods=[{"name": "adapter_r8", "regime": "adapter",
+                          "adapter": {"rank": 8, "train_modules": ["patch_embed", "norms"]}},
                          {"name": "full", "regime": "full"}],
                 heldout_tasks=["coffee-button"])
     bench = Benchmark(BenchmarkConfig.from_dict(data), progress=False, log=lambda _: None)

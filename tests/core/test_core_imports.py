@@ -1,4 +1,5 @@
-"""Layering: the core never loads rclpy; the train subcommand module loads no torch until run."""
+"""Layering: the core never loads rclpy, nor transformers until the language model is used;
+configs load no torch."""
 
 from __future__ import annotations
 
@@ -31,5 +32,14 @@ def test_core_imports_without_rclpy():
     assert "transformers" not in loaded  # the language model is loaded only when used
 
 
-def test_config_and_train_cli_module_do_not_import_torch():
-    assert _loaded("vla_adapter_ros.core.config", "vla_adapter_ros.core.train", "vla_adapter_ros.core.distributed") == []
+def test_config_does_not_import_torch():
+    """Configs are read where torch is absent (the robot); the CLI imports a subcommand's module only when
+    that command runs, so core.train and core.distributed import torch at their top like any module."""
+    assert _loaded("vla_adapter_ros.core.config") == []
+
+
+def test_what_the_ros_side_uses_of_the_core_loads_no_torch():
+    """ros/sim_node uses core.sim and ros/demo evaluates ONNX models through core.evaluate (ros never loads torch)."""
+    loaded = _loaded("vla_adapter_ros.core.evaluate", "vla_adapter_ros.core.sim.metaworld_env",
+                     "vla_adapter_ros.core.sim.instructions")
+    assert "torch" not in loaded and "rclpy" not in loaded

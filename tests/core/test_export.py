@@ -70,6 +70,7 @@ def test_cli_export_fp16_and_int8_language(sources, tmp_path, capsys):
     q = m.raw["language"]["quantization"]
     assert q["min_cosine"] >= 0.98 and q["int8_bytes"] < q["fp32_bytes"] / 2
     assert all(m.adapter(a).fp16_file for a in m.adapter_names)
+    assert not any("fp16_sha256" in a for a in m.raw["adapters"])  # the files table holds the fp16 checksums
     assert m.raw["shared"]["layout"]["rank"] == 8 and m.raw["shared"]["layout"]["components"] == ["vision", "fusion"]
     assert leftovers(out.parent) == []
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from runtime_helpers import replace_file
 
+from vla_adapter_ros.runtime import manifest as mf
 from vla_adapter_ros.runtime.errors import ChecksumError, ManifestError, PolicyRuntimeError
 from vla_adapter_ros.runtime.manifest import Manifest
 from vla_adapter_ros.runtime.policy import OnnxPolicy
@@ -118,3 +120,67 @@ def test_not_a_model_directory(tmp_path):
 
 def test_errors_share_one_base_class():
     assert issubclass(ChecksumError, ManifestError) and issubclass(ManifestError, PolicyRuntimeError)
+
+
+BUNDLED = Path(__file__).resolve().parents[2] / "models" / "default"
+
+
+@pytest.mark.parametrize("which", ["bundled", "exported"])
+def test_manifest_round_trips_through_the_typed_schema(model_dir, which):
+    """to_dict() writes back exactly what from_dict() read: one schema for the exporter and the runtime."""
+    root = BUNDLED if which == "bundled" else model_dir
+    on_disk = json.loads((root / "manifest.json").read_text())
+    m = Manifest.load(root)
+    assert m.to_dict() == on_disk
+    assert Manifest.from_dict(json.loads(json.dumps(m.to_dict())), root) == m
+
+
+def test_bundled_model_layout_matches_the_layout_functions():
+    m = Manifest.load(BUNDLED)
+    assert m.shared_file == mf.SHARED_FILE
+    assert (m.language.file, m.language.tokenizer) == (mf.LANGUAGE_FILE, mf.TOKENIZER_FILE)
+    for a in m.adapters:
+        assert (a.file, a.merged_file) == (mf.adapter_file(a.name), mf.merged_file(a.name))
+
+
+@pytest.mark.parametrize(
+    ("version", "message"),
+    [
+        (2, "format_version 2 is newer than this runtime reads \\(version 1\\); upgrade vla_adapter_ros"),
+        (0, "format_version 0 is older than this runtime reads \\(version 1\\); export the model again"),
+        ("1", "format_version is '1', not a whole number; this runtime reads version 1"),
+        (None, "format_version is None"),
+    ],
+)
+def test_unreadable_format_version_says_which_versions_are_read_and_what_to_do(clone, version, message):
+    edit_manifest(clone, lambda d: d.__setitem__("format_version", version))
+    with pytest.raises(ManifestError, match=message):
+        Manifest.load(clone)
+
+
+def test_foreign_format_is_refused(clone):
+    edit_manifest(clone, lambda d: d.__setitem__("format", "someone/else"))
+    with pytest.raises(ManifestError, match="manifest format is 'someone/else'; this runtime reads"):
+        Manifest.load(clone)
+
+
+def test_legacy_fp16_sha256_is_checked_against_the_files_table(clone):
+    """Exports before the files table became the only checksum source wrote fp16_sha256: it must agree."""
+    def fp16_entry(sha):
+        def change(d):
+            d["adapters"][0]["fp16_file"] = "merged/drawer.onnx"  # any listed file will do for the reader
+            d["adapters"][0]["fp16_sha256"] = sha
+        return change
+
+    listed = json.loads((clone / "manifest.json").read_text())["files"]["merged/drawer.onnx"]["sha256"]
+    edit_manifest(clone, fp16_entry(listed))
+    assert Manifest.load(clone).adapter("drawer").fp16_file == "merged/drawer.onnx"
+    edit_manifest(clone, fp16_entry("0" * 64))
+    with pytest.raises(ManifestError, match="fp16_file sha256 0{64} differs from the files table's"):
+        Manifest.load(clone)
+
+
+def test_output_that_is_not_normalised_is_refused(clone):
+    edit_manifest(clone, lambda d: d["actions"].__setitem__("normalized_output", False))
+    with pytest.raises(ManifestError, match="normalized_output is False"):
+        Manifest.load(clone)

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import glob
 import json
-import sqlite3
-import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ import apsw  # rosbags' sqlite3 storage reads through apsw (a rosbags dependency
 import numpy as np
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer, WriterError
+from rosbags.serde import SerdeError
 
 from vla_adapter_ros.bags import typestore as ts
 from vla_adapter_ros.bags.errors import (
@@ -39,19 +38,17 @@ from vla_adapter_ros.bags.errors import (
 )
 from vla_adapter_ros.processing import ENCODING_CHANNELS, ProcessingError, image_to_rgb
 
-try:  # the zstd module rosbags decompresses with
-    from compression.zstd import ZstdError  # Python >= 3.14
-except ImportError:
-    from backports.zstd import ZstdError
-
 DEFAULT_PROPRIO_NAMES = ("ee_x", "ee_y", "ee_z", "gripper")
 DEFAULT_ACTION_NAMES = ("dx", "dy", "dz", "gripper")
 METADATA_KEY = "vla_adapter_ros.episode"  # rosbag2 custom_data key holding a JSON object
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 ACTION_TYPES = (ts.ACTION_CHUNK, ts.FLOAT32_MULTI_ARRAY)
-# Errors a storage plugin or the CDR decoder raises on damaged data (lz4 raises RuntimeError).
-_DECODE_ERRORS = (ReaderError, OSError, sqlite3.DatabaseError, apsw.Error, ZstdError, RuntimeError,
-                  struct.error, EOFError, ValueError, KeyError, IndexError, AssertionError, UnicodeDecodeError)
+# What rosbags raises on a damaged bag, caught around its calls only (tests/bags: truncated and damaged
+# bags, both storages). Opening: ReaderError; apsw's errors (sqlite3 storage); KeyError and
+# UnicodeDecodeError while it parses a damaged connection record (QoS profile, topic or type text).
+_OPEN_ERRORS = (ReaderError, apsw.Error, KeyError, UnicodeDecodeError)
+# Reading messages: ReaderError (mcap), apsw's errors (sqlite3). Decoding one: SerdeError (wraps all).
+_READ_ERRORS = (ReaderError, apsw.Error)
 
 
 def _qos(reliable: bool, transient_local: bool, depth: int) -> Qos:
@@ -314,7 +311,7 @@ def _open_reader(path: Path) -> Reader:
     try:
         reader = Reader(path)
         reader.open()
-    except _DECODE_ERRORS as exc:
+    except _OPEN_ERRORS as exc:
         raise CorruptBagError(path, f"cannot open bag (truncated or damaged?): {exc}") from exc
     return reader
 
@@ -356,21 +353,30 @@ def _read_messages(path: Path, reader: Reader, conns: dict[str, list[Any]], type
     role_of = {c.id: role for role, cs in conns.items() for c in cs}
     by_role: dict[str, list[tuple[int, Any]]] = {role: [] for role in conns}
     wanted = [c for cs in conns.values() for c in cs]
-    try:
-        for conn, log_ns, raw in reader.messages(connections=wanted):
-            try:
-                msg = typestore.deserialize_cdr(raw, conn.msgtype)
-            except _DECODE_ERRORS as exc:
-                raise CorruptBagError(path, f"cannot decode {conn.msgtype} on {conn.topic!r} at {log_ns} ns: {exc}"
-                                      ) from exc
-            by_role[role_of[conn.id]].append((int(log_ns), msg))
-    except _DECODE_ERRORS as exc:
-        raise CorruptBagError(path, f"cannot read messages (truncated or damaged storage?): {exc}") from exc
+    for conn, log_ns, raw in _stored_messages(path, reader, wanted):
+        try:
+            msg = typestore.deserialize_cdr(raw, conn.msgtype)
+        except SerdeError as exc:
+            raise CorruptBagError(path, f"cannot decode {conn.msgtype} on {conn.topic!r} at {log_ns} ns: {exc}") from exc
+        by_role[role_of[conn.id]].append((int(log_ns), msg))
     for role, msgs in by_role.items():
         if not msgs and role != "episode":
             raise MissingTopicError(path, f"{role} topic {conns[role][0].topic!r} has no messages")
         msgs.sort(key=lambda m: m[0])
     return by_role
+
+
+def _stored_messages(path: Path, reader: Reader, connections: list[Any]) -> Iterator[tuple[Any, int, bytes]]:
+    """``reader.messages(connections)``; the storage's errors on damaged data become CorruptBagError."""
+    messages = reader.messages(connections=connections)
+    while True:
+        try:
+            item = next(messages)
+        except StopIteration:
+            return
+        except _READ_ERRORS as exc:
+            raise CorruptBagError(path, f"cannot read messages (truncated or damaged storage?): {exc}") from exc
+        yield item
 
 
 def _action_vector(path: Path, msgtype: str, msg: Any) -> np.ndarray:
@@ -414,42 +420,11 @@ def read_episode(path: str | Path, topics: EpisodeTopics = DEFAULT_TOPICS, *, ty
 
     dropped = {"duplicate_stamp": 0, "no_instruction": 0, "no_proprio": 0, "no_action": 0}
     stamps, images = _decode_images(path, msgs["image"], topics.image, dropped)
-    instr_t = np.asarray([t for t, _ in msgs["instruction"]], dtype=np.int64)
-    instr = [m.data for _, m in msgs["instruction"]]
-    proprio_t, proprio_rows, names = _proprio_series(path, msgs.get("proprio", []), proprio_names)
+    proprio = _proprio_series(path, msgs["proprio"], proprio_names) if "proprio" in msgs else None
     action_for, action_names = _action_matcher(path, conns["action"][0].msgtype, msgs["action"], stamps)
-
-    keep, f_instr, f_prop, f_act = [], [], [], []
-    for i, stamp in enumerate(stamps):
-        j = int(np.searchsorted(instr_t, stamp, side="right")) - 1  # latest instruction at or before
-        if j < 0:
-            dropped["no_instruction"] += 1
-            continue
-        prop = np.zeros(0, np.float64)
-        if "proprio" in msgs:
-            k = int(np.searchsorted(proprio_t, stamp))
-            best = min((c for c in (k - 1, k) if 0 <= c < len(proprio_t)),
-                       key=lambda c: abs(int(proprio_t[c]) - int(stamp)))  # nearest sample
-            if abs(int(proprio_t[best]) - int(stamp)) > proprio_tolerance_ns:
-                dropped["no_proprio"] += 1
-                continue
-            prop = proprio_rows[best]
-        act = action_for(i)
-        if act is None:
-            dropped["no_action"] += 1
-            continue
-        keep.append(i)
-        f_instr.append(instr[j])
-        f_prop.append(prop)
-        f_act.append(act)
-    if not keep:
-        raise AlignmentError(path, f"no frame of {len(stamps)} has an instruction, proprio and action; "
-                                   f"dropped {dropped}")
-
-    try:
-        info = json.loads(custom.get(METADATA_KEY, "{}"))
-    except json.JSONDecodeError as exc:
-        raise CorruptBagError(path, f"custom_data[{METADATA_KEY!r}] is not JSON: {exc}") from exc
+    keep, f_instr, f_prop, f_act = _align(path, stamps, msgs["instruction"], proprio, action_for,
+                                          proprio_tolerance_ns, dropped)
+    info = _custom_info(path, custom)
     status = msgs["episode"][-1][1] if msgs.get("episode") else None  # the last status is the final one
     metadata = {**info, "storage": _storage_of(path), "alignment": {"frames": len(keep), "dropped": dropped},
                 "finished": bool(status.done) if status is not None else None}
@@ -457,16 +432,61 @@ def read_episode(path: str | Path, topics: EpisodeTopics = DEFAULT_TOPICS, *, ty
         path=path,
         images=np.stack([images[i] for i in keep]),
         instructions=f_instr,
-        proprio=_vectors(path, "proprio", f_prop) if "proprio" in msgs else np.zeros((len(keep), 0), np.float32),
+        proprio=_vectors(path, "proprio", f_prop) if proprio is not None else np.zeros((len(keep), 0), np.float32),
         actions=_vectors(path, "action", f_act),
         stamps=stamps[keep],
         task=status.task if status is not None else str(info.get("task", "")),
         seed=int(status.seed) if status is not None else info.get("seed"),
         success=bool(status.success) if status is not None else info.get("success"),
         metadata=metadata,
-        proprio_names=names,
+        proprio_names=proprio[2] if proprio is not None else (),
         action_names=action_names or tuple(info.get("action_names", ())),
     )
+
+
+def _align(path: Path, stamps: np.ndarray, instructions: list[tuple[int, Any]],
+           proprio: tuple[np.ndarray, list[np.ndarray], tuple[str, ...]] | None, action_for: Any,
+           tolerance_ns: int, dropped: dict[str, int]) -> tuple[list[int], list[str], list[Any], list[Any]]:
+    """Frames with an instruction at or before them, the nearest proprio sample within ``tolerance_ns``
+    (when proprio is recorded) and an action: (frame indices, instructions, proprio rows, actions).
+    The other frames are counted in ``dropped``."""
+    instr_t = np.asarray([t for t, _ in instructions], dtype=np.int64)
+    keep, f_instr, f_prop, f_act = [], [], [], []
+    for i, stamp in enumerate(stamps):
+        j = int(np.searchsorted(instr_t, stamp, side="right")) - 1  # latest instruction at or before
+        if j < 0:
+            dropped["no_instruction"] += 1
+            continue
+        prop = np.zeros(0, np.float64)
+        if proprio is not None:
+            proprio_t, rows, _ = proprio
+            k = int(np.searchsorted(proprio_t, stamp))
+            best = min((c for c in (k - 1, k) if 0 <= c < len(proprio_t)),
+                       key=lambda c: abs(int(proprio_t[c]) - int(stamp)))  # nearest sample
+            if abs(int(proprio_t[best]) - int(stamp)) > tolerance_ns:
+                dropped["no_proprio"] += 1
+                continue
+            prop = rows[best]
+        act = action_for(i)
+        if act is None:
+            dropped["no_action"] += 1
+            continue
+        keep.append(i)
+        f_instr.append(instructions[j][1].data)
+        f_prop.append(prop)
+        f_act.append(act)
+    if not keep:
+        raise AlignmentError(path, f"no frame of {len(stamps)} has an instruction, proprio and action; "
+                                   f"dropped {dropped}")
+    return keep, f_instr, f_prop, f_act
+
+
+def _custom_info(path: Path, custom: Mapping[str, str]) -> dict[str, Any]:
+    """The recorder's JSON in the bag's custom_data (empty when absent)."""
+    try:
+        return json.loads(custom.get(METADATA_KEY, "{}"))
+    except json.JSONDecodeError as exc:
+        raise CorruptBagError(path, f"custom_data[{METADATA_KEY!r}] is not JSON: {exc}") from exc
 
 
 def _decode_images(path: Path, msgs: list[tuple[int, Any]], topic: str,

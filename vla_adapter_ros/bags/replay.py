@@ -167,13 +167,11 @@ def format_table(reports: Sequence[EpisodeReport]) -> str:
 
 def plot(reports: Sequence[EpisodeReport], series: Sequence[tuple[str, np.ndarray, np.ndarray]], out: Path) -> Path:
     """One panel per action dimension: recorded vs replayed first action, per episode (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # why here: matplotlib is not a runtime (robot) dependency
 
     dims = max((s[1].shape[1] for s in series), default=1)
-    fig, axes = plt.subplots(dims, 1, figsize=(7, 1.6 * dims + 0.6), sharex=True, squeeze=False)
+    fig = Figure(figsize=(7, 1.6 * dims + 0.6))
+    axes = fig.subplots(dims, 1, sharex=True, squeeze=False)
     for name, recorded, replayed in series:
         for d in range(dims):
             ax = axes[d, 0]
@@ -186,7 +184,6 @@ def plot(reports: Sequence[EpisodeReport], series: Sequence[tuple[str, np.ndarra
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
-    plt.close(fig)
     return out
 
 

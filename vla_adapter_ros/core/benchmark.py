@@ -18,36 +18,76 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import shutil
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from .config import ConfigBase, ModelConfig
+import torch
+
+from .benchmark_report import write_report
+from .config import AdapterConfig, ConfigBase, LoraConfig, ModelConfig, TrainConfig
+from .evaluate import EpisodeResult, TorchPolicySource, evaluate_task, summarize
+from .export import export_model
+from .record import record
+from .sim.instructions import training_instructions
+from .sim.metaworld_env import canonical_task
+from .train import train_from_config
 
 STAGES = ("record", "pretrain", "finetune", "eval", "export", "report")
+FINETUNE_REGIMES = ("adapter", "lora", "head_only", "full")
 DONE = ".done"
 
 
 @dataclass
 class MethodSpec(ConfigBase):
-    """One way of specialising the backbone to a task."""
+    """One way of specialising the backbone to a task: a fine-tuning regime and, for ``adapter`` /
+    ``lora``, the AdapterConfig / LoraConfig fields it trains with (``task`` and
+    ``instruction_examples`` are filled in per task). Unset fields take the config class's defaults.
+    """
 
     name: str = "adapter_r16"
     regime: str = "adapter"  # adapter | lora | head_only | full
-    rank: int = 16
-    positions: tuple[str, ...] = ("attn", "ffn")  # adapters only
-    lora_targets: tuple[str, ...] = ("attn_out", "ffn_out")  # LoRA only
-    train_modules: tuple[str, ...] = ()  # adapters / LoRA: own copies (AdapterConfig.train_modules)
+    adapter: dict[str, Any] = field(default_factory=dict)  # AdapterConfig fields (regime adapter)
+    lora: dict[str, Any] = field(default_factory=dict)  # LoraConfig fields (regime lora)
+
+    _MOVED: ClassVar[tuple[str, ...]] = ("rank", "positions", "lora_targets", "train_modules")
+    _PER_TASK: ClassVar[tuple[str, ...]] = ("task", "instruction_examples")
 
     def __post_init__(self) -> None:
-        if self.regime not in ("adapter", "lora", "head_only", "full"):
-            raise ValueError(f"method {self.name!r}: regime must be adapter|lora|head_only|full, got {self.regime!r}")
-        self.positions, self.lora_targets = tuple(self.positions), tuple(self.lora_targets)
-        self.train_modules = tuple(self.train_modules)
-        if self.train_modules and self.regime not in ("adapter", "lora"):
-            raise ValueError(f"method {self.name!r}: train_modules is for adapter / lora methods")
+        if self.regime not in FINETUNE_REGIMES:
+            raise ValueError(f"method {self.name!r}: regime must be {'|'.join(FINETUNE_REGIMES)}, got {self.regime!r}")
+        for section, cls in (("adapter", AdapterConfig), ("lora", LoraConfig)):
+            fields = getattr(self, section)
+            if fields and self.regime != section:
+                raise ValueError(f"method {self.name!r}: an {section!r} section is for regime {section}, "
+                                 f"this method's regime is {self.regime!r}")
+            per_task = sorted(set(fields) & set(self._PER_TASK))
+            if per_task:
+                raise ValueError(f"method {self.name!r}: {section}.{per_task[0]} is set per task by the benchmark")
+            try:
+                cls.from_dict(fields)
+            except ValueError as exc:
+                raise ValueError(f"method {self.name!r}: {section}: {exc}") from exc
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> MethodSpec:
+        moved = [k for k in cls._MOVED if k in d]
+        if moved:
+            raise ValueError(f"method {d.get('name')!r}: {moved} are AdapterConfig / LoraConfig fields; put them in "
+                             "the method's 'adapter' or 'lora' section, e.g. {regime: lora, lora: {rank: 8, alpha: 16}}")
+        return super().from_dict(d)
+
+    def tuner_fields(self, task: str, instructions: tuple[str, ...]) -> dict[str, Any]:
+        """The TrainConfig fragment for ``task``: ``{"adapter": {...}}`` / ``{"lora": {...}}``, or {}."""
+        if self.regime not in ("adapter", "lora"):
+            return {}
+        fields = getattr(self, self.regime)
+        return {self.regime: {**fields, "task": f"metaworld/{task}", "instruction_examples": list(instructions)}}
 
 
 @dataclass
@@ -68,12 +108,18 @@ class BenchmarkConfig(ConfigBase):
     finetune_steps: int = 600
     batch_size: int = 32
     augment: bool = True
+    # every run (pre-training and fine-tuning) warms up linearly over a share of its steps, and writes
+    # resume checkpoints (TrainConfig.warmup_steps / save_every, see schedule())
+    warmup_fraction: float = 0.1  # warm-up over this share of a run's steps (at least one step) ...
+    max_warmup_steps: int = 100  # ... and at most this many
+    save_fraction: float = 0.1  # a resume checkpoint every this share of a run's steps ...
+    min_save_every: int = 50  # ... and at least this many steps apart
     methods: tuple[dict[str, Any], ...] = (
-        {"name": "adapter_r8", "regime": "adapter", "rank": 8},
-        {"name": "adapter_r16", "regime": "adapter", "rank": 16},
-        {"name": "adapter_r32", "regime": "adapter", "rank": 32},
-        {"name": "adapter_r16_ffn", "regime": "adapter", "rank": 16, "positions": ["ffn"]},
-        {"name": "lora_r8", "regime": "lora", "rank": 8},
+        {"name": "adapter_r8", "regime": "adapter", "adapter": {"rank": 8}},
+        {"name": "adapter_r16", "regime": "adapter", "adapter": {"rank": 16}},
+        {"name": "adapter_r32", "regime": "adapter", "adapter": {"rank": 32}},
+        {"name": "adapter_r16_ffn", "regime": "adapter", "adapter": {"rank": 16, "positions": ["ffn"]}},
+        {"name": "lora_r8", "regime": "lora", "lora": {"rank": 8, "alpha": 16.0, "targets": ["attn_out", "ffn_out"]}},
         {"name": "head_only", "regime": "head_only"},
         {"name": "full", "regime": "full"},
     )
@@ -98,10 +144,20 @@ class BenchmarkConfig(ConfigBase):
         if set(self.base_tasks) & set(self.heldout_tasks):
             raise ValueError(f"tasks both base and held-out: {sorted(set(self.base_tasks) & set(self.heldout_tasks))}")
         for n in ("base_episodes", "heldout_episodes", "pretrain_steps", "finetune_steps", "eval_episodes",
-                  "eval_workers"):
+                  "eval_workers", "max_warmup_steps", "min_save_every"):
             if getattr(self, n) <= 0:
                 raise ValueError(f"{n} must be positive, got {getattr(self, n)}")
+        for n in ("warmup_fraction", "save_fraction"):
+            if not 0.0 <= getattr(self, n) <= 1.0:
+                raise ValueError(f"{n} must be in [0, 1], got {getattr(self, n)}")
         ModelConfig.from_dict(self.model)  # validate overrides now, not after an hour of recording
+
+    def schedule(self, steps: int) -> dict[str, int]:
+        """TrainConfig.warmup_steps and save_every of a run of ``steps`` steps."""
+        return {
+            "warmup_steps": max(1, min(self.max_warmup_steps, int(steps * self.warmup_fraction))),
+            "save_every": max(self.min_save_every, int(steps * self.save_fraction)),
+        }
 
     @property
     def method_specs(self) -> list[MethodSpec]:
@@ -132,8 +188,6 @@ def _stored_episodes(path: Path) -> int:
 
 def _eval_group_in_worker(cfg: dict[str, Any], group: list[EvalJob]) -> list[str]:
     """Process-pool entry: evaluate one group with one torch thread; returns its log lines."""
-    import torch
-
     torch.set_num_threads(1)
     lines: list[str] = []
     Benchmark(BenchmarkConfig.from_dict(cfg), progress=False, log=lines.append)._eval_group(group)
@@ -149,8 +203,6 @@ class Benchmark:
     """Paths and stages of one benchmark run under ``cfg.out_dir``."""
 
     def __init__(self, cfg: BenchmarkConfig, *, progress: bool = True, log=print) -> None:
-        from .sim.metaworld_env import canonical_task
-
         self.cfg, self.progress, self.log = cfg, progress, log
         self.out = Path(cfg.out_dir)
         self.base = [canonical_task(t) for t in cfg.base_tasks]
@@ -178,8 +230,6 @@ class Benchmark:
 
     # ------------------------------------------------------------------ stages
     def record(self) -> None:
-        from .record import record
-
         cfg = self.cfg
         for tasks, episodes in ((self.base, cfg.base_episodes), (self.heldout, cfg.heldout_episodes)):
             for task in tasks:
@@ -198,18 +248,13 @@ class Benchmark:
                 done.write_text(json.dumps({"episodes": episodes, "seed": cfg.record_seed}))
 
     def _train(self, regime: str, data: list[Path], out: Path, steps: int, **extra: Any) -> Path:
-        from .config import AdapterConfig, LoraConfig, TrainConfig
-        from .train import train_from_config
-
         cfg = TrainConfig.from_dict({
             "regime": regime, "data": [str(d) for d in data], "steps": steps, "batch_size": self.cfg.batch_size,
-            "warmup_steps": max(1, min(100, steps // 10)), "out_dir": str(out), "resume": True,
-            "save_every": max(50, steps // 10), "progress": self.progress, "augment": self.cfg.augment,
-            "model": self.cfg.model_config.to_dict(),
+            **self.cfg.schedule(steps), "out_dir": str(out), "resume": True, "progress": self.progress,
+            "augment": self.cfg.augment, "model": self.cfg.model_config.to_dict(),
             "init_checkpoint": "" if regime == "pretrain" else str(self.backbone),
             **extra,
         })
-        assert isinstance(cfg.adapter, AdapterConfig) and isinstance(cfg.lora, LoraConfig)
         result = train_from_config(cfg)
         if result.artifact is None:
             raise RuntimeError(f"training in {out} stopped before it finished")
@@ -234,16 +279,9 @@ class Benchmark:
                 if self.artifact(task, spec).is_dir():
                     continue
                 self.log(f"[finetune] {task}: {spec.name}")
-                extra: dict[str, Any] = {"adapter_name": adapter_name(task)}
-                if spec.regime == "adapter":
-                    extra["adapter"] = {"rank": spec.rank, "positions": list(spec.positions), "task": f"metaworld/{task}",
-                                        "train_modules": list(spec.train_modules),
-                                        "instruction_examples": list(_train_instructions(task))}
-                elif spec.regime == "lora":
-                    extra["lora"] = {"rank": spec.rank, "alpha": 2.0 * spec.rank, "targets": list(spec.lora_targets),
-                                     "train_modules": list(spec.train_modules), "task": f"metaworld/{task}", "instruction_examples": list(_train_instructions(task))}
+                tuner = spec.tuner_fields(task, tuple(training_instructions(task)))
                 self._train(spec.regime, [self.demos(task)], self.run_dir(task, spec.name),
-                            self.cfg.finetune_steps, **extra)
+                            self.cfg.finetune_steps, adapter_name=adapter_name(task), **tuner)
 
     def method_specs(self) -> list[MethodSpec]:
         """Configured methods, the main one first."""
@@ -290,9 +328,6 @@ class Benchmark:
             for group in groups.values():
                 self._eval_group(group)
             return
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
         self.log(f"[eval] {len(todo)} evaluations in {len(groups)} groups on {workers} processes")
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
             futures = [pool.submit(_eval_group_in_worker, self.cfg.to_dict(), group) for group in groups.values()]
@@ -301,8 +336,6 @@ class Benchmark:
                     self.log(line)
 
     def _eval_group(self, group: list[EvalJob]) -> None:
-        from .evaluate import TorchPolicySource
-
         source = None
         for job in group:
             if source is None:
@@ -317,10 +350,6 @@ class Benchmark:
         return str(art), None
 
     def _eval_one(self, job: EvalJob, source: Any, episodes: int, path: Path) -> None:
-        from dataclasses import asdict
-
-        from .evaluate import EpisodeResult, evaluate_task, summarize
-
         done: list[EpisodeResult] = []
         if path.is_file():  # extend: the first seeds are already evaluated
             done = [EpisodeResult(**r) for r in json.loads(path.read_text())["results"]][:episodes]
@@ -338,8 +367,6 @@ class Benchmark:
         self.log(f"[eval] {job.task}: {job.label}: {res.successes}/{res.episodes}")
 
     def export(self) -> None:
-        from .export import export_model
-
         out = Path(self.cfg.export_dir)
         if (out / "manifest.json").is_file():
             return
@@ -351,8 +378,6 @@ class Benchmark:
                      quantize_language=self.cfg.quantize_language, log=self.log)
 
     def report(self) -> Path:
-        from .benchmark_report import write_report
-
         return write_report(self)
 
     def run(self, stages: tuple[str, ...] = STAGES) -> None:
@@ -361,12 +386,6 @@ class Benchmark:
             {"record": self.record, "pretrain": self.pretrain, "finetune": self.finetune, "eval": self.evaluate,
              "export": self.export, "report": self.report}[stage]()
             self.log(f"[{stage}] done in {time.perf_counter() - start:.0f} s")
-
-
-def _train_instructions(task: str) -> tuple[str, ...]:
-    from .sim.instructions import training_instructions
-
-    return tuple(training_instructions(task))
 
 
 # --- CLI ---------------------------------------------------------------------------------------------

@@ -7,6 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
+
+from .evaluate import wilson_interval
 
 
 def _load(path: Path) -> dict[str, Any] | None:
@@ -60,9 +63,6 @@ def _ratio_interval(a: dict[str, dict[str, Any] | None], b: dict[str, dict[str, 
 
 def collect(bench: Any) -> dict[str, Any]:
     """Everything the report shows, as plain data (also written to results.json)."""
-    from .evaluate import wilson_interval
-    from .language import EMBEDDING_DIM  # noqa: F401  (import check: report runs where training ran)
-
     methods = ["backbone"] + [s.name for s in bench.method_specs()]
     rows: dict[str, dict[str, Any]] = {}
     language_params = 22_713_216  # all-MiniLM-L6-v2, frozen, shipped once (counted in the whole model)
@@ -113,35 +113,29 @@ def collect(bench: Any) -> dict[str, Any]:
 
 
 def write_report(bench: Any) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """``<out>/report/``: results.json, RESULTS.md and the PNG plots; returns the RESULTS.md path."""
     data = collect(bench)
     out = bench.out / "report"
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(data, indent=1, default=str))
+    (out / "RESULTS.md").write_text(markdown(data))
+    names = [n for n, r in data["methods"].items() if any(v is not None for v in r["per_task"].values())]
+    if names:
+        _plot_success_per_task(data, names, out / "success_per_task.png")
+        _plot_params_vs_success(data, names, out / "params_vs_success.png")
+    _plot_learning_curves(bench, data["heldout"][0], out / "learning_curves.png")
+    return out / "RESULTS.md"
+
+
+def markdown(data: dict[str, Any]) -> str:
+    """RESULTS.md: success per method and task, paraphrased instructions, forgetting."""
     tasks = data["heldout"]
     short = [t.removesuffix("-v3") for t in tasks]
     lines = ["## Held-out tasks: success per method", "",
              "| method | trainable params | % of policy backbone | % of whole model | bytes / task | ms / step | "
              + " | ".join(short) + " | mean [95% CI] | vs full [95% CI] |",
              "|---|---|---|---|---|---|" + "---|" * len(tasks) + "---|---|"]
-    for name, row in data["methods"].items():
-        cells = [_fmt_rate(row["per_task"][t]) for t in tasks]
-        mean = "—" if row["mean_success"] is None else f"{row['mean_success']:.2f}"
-        if row.get("pooled_ci95"):
-            mean += " [{:.2f}, {:.2f}]".format(*row["pooled_ci95"])
-        ratio = "—" if row.get("vs_full") is None else f"{100 * row['vs_full']:.0f}%"
-        if row.get("vs_full_ci95"):
-            ratio += " [{:.0f}, {:.0f}]%".format(*(100 * x for x in row["vs_full_ci95"]))
-        mean += f" | {ratio}"
-        if "trainable_params" in row:
-            lines.append(f"| {name} | {row['trainable_params']:,} | {row['pct_backbone']:.2f}% | {row['pct_whole']:.2f}% | "
-                         f"{row['bytes_per_task']:,} | {row['ms_per_step']:.0f} | " + " | ".join(cells) + f" | {mean} |")
-        else:
-            lines.append(f"| {name} | 0 | 0 | 0 | 0 | — | " + " | ".join(cells) + f" | {mean} |")
+    lines += [_method_line(name, row, tasks) for name, row in data["methods"].items()]
     lines += ["", "Cells: successes/episodes (seeds from eval_seed_start on). Mean: average of the per-task rates, "
               "with a Wilson interval on the pooled episodes. vs full: mean / full fine-tuning's mean, with a "
               "paired bootstrap interval (same seeds per task).",
@@ -154,54 +148,73 @@ def write_report(bench: Any) -> Path:
               "| base task | backbone (= any adapter deactivated) | fully fine-tuned on " + short[0] + " |", "|---|---|---|"]
     for t, r in data["forgetting"].items():
         lines.append(f"| {t.removesuffix('-v3')} | {_fmt_rate(r['backbone'])} | {_fmt_rate(r['full'])} |")
-    (out / "RESULTS.md").write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
-    # success per task per method
-    names = [n for n, r in data["methods"].items() if any(v is not None for v in r["per_task"].values())]
-    if names:
-        fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(tasks) * len(names) / 4 + 3), 3.6))
-        width = 0.8 / len(names)
-        for i, n in enumerate(names):
-            res = [data["methods"][n]["per_task"][t] for t in tasks]
-            vals = np.array([r["success_rate"] if r else np.nan for r in res])
-            lo = np.array([r["ci95"][0] if r else np.nan for r in res])
-            hi = np.array([r["ci95"][1] if r else np.nan for r in res])
-            ax.bar(np.arange(len(tasks)) + i * width, vals, width, label=n,
-                   yerr=np.nan_to_num(np.stack([vals - lo, hi - vals])), capsize=1.5, error_kw={"lw": 0.6})
-        ax.set_xticks(np.arange(len(tasks)) + 0.4 - width / 2, short, rotation=20)
-        ax.set_ylim(0, 1.05)
-        ax.set_ylabel("success rate")
-        ax.legend(fontsize=7, ncol=2)
-        fig.tight_layout()
-        fig.savefig(out / "success_per_task.png", dpi=120)
-        plt.close(fig)
-        # params vs mean success
-        fig, ax = plt.subplots(figsize=(5, 3.6))
-        for n in names:
-            r = data["methods"][n]
-            if r.get("trainable_params") and r["mean_success"] is not None:
-                ax.scatter(r["trainable_params"], r["mean_success"])
-                ax.annotate(n, (r["trainable_params"], r["mean_success"]), fontsize=7)
-        ax.set_xscale("log")
-        ax.set_xlabel("trainable parameters per task")
-        ax.set_ylabel("mean held-out success")
-        fig.tight_layout()
-        fig.savefig(out / "params_vs_success.png", dpi=120)
-        plt.close(fig)
-    # learning curves (first held-out task, every method) + pre-training
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+
+def _method_line(name: str, row: dict[str, Any], tasks: list[str]) -> str:
+    cells = [_fmt_rate(row["per_task"][t]) for t in tasks]
+    mean = "—" if row["mean_success"] is None else f"{row['mean_success']:.2f}"
+    if row.get("pooled_ci95"):
+        mean += " [{:.2f}, {:.2f}]".format(*row["pooled_ci95"])
+    ratio = "—" if row.get("vs_full") is None else f"{100 * row['vs_full']:.0f}%"
+    if row.get("vs_full_ci95"):
+        ratio += " [{:.0f}, {:.0f}]%".format(*(100 * x for x in row["vs_full_ci95"]))
+    mean += f" | {ratio}"
+    if "trainable_params" in row:
+        return (f"| {name} | {row['trainable_params']:,} | {row['pct_backbone']:.2f}% | {row['pct_whole']:.2f}% | "
+                f"{row['bytes_per_task']:,} | {row['ms_per_step']:.0f} | " + " | ".join(cells) + f" | {mean} |")
+    return f"| {name} | 0 | 0 | 0 | 0 | — | " + " | ".join(cells) + f" | {mean} |"
+
+
+def _plot_success_per_task(data: dict[str, Any], names: list[str], path: Path) -> None:
+    tasks = data["heldout"]
+    fig = Figure(figsize=(max(6, 1.2 * len(tasks) * len(names) / 4 + 3), 3.6))
+    ax = fig.subplots()
+    width = 0.8 / len(names)
+    for i, n in enumerate(names):
+        res = [data["methods"][n]["per_task"][t] for t in tasks]
+        vals = np.array([r["success_rate"] if r else np.nan for r in res])
+        lo = np.array([r["ci95"][0] if r else np.nan for r in res])
+        hi = np.array([r["ci95"][1] if r else np.nan for r in res])
+        ax.bar(np.arange(len(tasks)) + i * width, vals, width, label=n,
+               yerr=np.nan_to_num(np.stack([vals - lo, hi - vals])), capsize=1.5, error_kw={"lw": 0.6})
+    ax.set_xticks(np.arange(len(tasks)) + 0.4 - width / 2, [t.removesuffix("-v3") for t in tasks], rotation=20)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("success rate")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def _plot_params_vs_success(data: dict[str, Any], names: list[str], path: Path) -> None:
+    fig = Figure(figsize=(5, 3.6))
+    ax = fig.subplots()
+    for n in names:
+        r = data["methods"][n]
+        if r.get("trainable_params") and r["mean_success"] is not None:
+            ax.scatter(r["trainable_params"], r["mean_success"])
+            ax.annotate(n, (r["trainable_params"], r["mean_success"]), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable parameters per task")
+    ax.set_ylabel("mean held-out success")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def _plot_learning_curves(bench: Any, task: str, path: Path) -> None:
+    """Training loss of every method on ``task`` (the first held-out one) and of pre-training."""
+    fig = Figure(figsize=(6, 3.6))
+    ax = fig.subplots()
     pre = _log(bench.out / "pretrain")
     if pre:
         ax.plot([r["step"] for r in pre if "loss" in r], [r["loss"] for r in pre if "loss" in r], label="pretrain", color="k")
     for spec in bench.method_specs():
-        log = _log(bench.run_dir(tasks[0], spec.name))
+        log = _log(bench.run_dir(task, spec.name))
         ax.plot([r["step"] for r in log if "loss" in r], [r["loss"] for r in log if "loss" in r], label=spec.name)
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("training loss (normalised L1)")
-    ax.set_title(f"learning curves ({short[0]} for fine-tuning)")
+    ax.set_title(f"learning curves ({task.removesuffix('-v3')} for fine-tuning)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "learning_curves.png", dpi=120)
-    plt.close(fig)
-    return out / "RESULTS.md"
+    fig.savefig(path, dpi=120)

@@ -86,7 +86,7 @@ def init_weights(module: nn.Module) -> None:
 
 def _bert_linears() -> dict[type, dict[str, tuple[str, ...]]]:
     """The same four kinds of linear inside a BERT layer (the MiniLM language encoder)."""
-    try:
+    try:  # why here: transformers takes ~1 s to import and only models with a language encoder need it
         from transformers.models.bert import modeling_bert as mb
     except ImportError:  # transformers is optional until the language encoder is used
         return {}

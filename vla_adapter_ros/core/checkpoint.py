@@ -17,6 +17,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .. import __version__
+from .adapters import load_adapter, save_adapter
 from .config import ModelConfig
 from .model import VLAPolicy, stats_from_json, stats_to_json
 
@@ -44,8 +45,6 @@ def save_checkpoint(model: VLAPolicy, directory: str | Path, *, adapters: bool =
     model.config.save(directory / CONFIG_NAME)
     (directory / STATS_NAME).write_text(json.dumps(stats_to_json(model.stats), indent=2) + "\n")
     if adapters and model.tuner_configs:
-        from .adapters import save_adapter
-
         for name in model.tuner_configs:
             save_adapter(model, name, directory / ADAPTERS_DIR / name)
     return directory
@@ -107,8 +106,6 @@ def load_checkpoint(
     model.to(map_location)
     adapters_dir = directory / ADAPTERS_DIR
     if adapters and adapters_dir.is_dir():
-        from .adapters import load_adapter
-
         for sub in sorted(p for p in adapters_dir.iterdir() if p.is_dir()):
             load_adapter(model, sub)
     return model

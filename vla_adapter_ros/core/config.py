@@ -19,6 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+import yaml
+
+from ..names import validate_adapter_name
+
 T = TypeVar("T", bound="ConfigBase")
 
 COMPONENTS = ("vision", "language", "fusion")  # where adapters / LoRA can live
@@ -47,16 +51,6 @@ DEFAULT_LR = {
     "head_only": 1e-3,
     "full": 1e-4,
 }
-
-_NAME_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
-
-
-def check_name(name: str, what: str = "adapter name") -> str:
-    """Adapter names become nn.ModuleDict keys and directory names: [A-Za-z0-9_-]+ only."""
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise ValueError(f"{what} must match [A-Za-z0-9_-]+, got {name!r}")
-    return name
-
 
 def _subset(value: Any, allowed: tuple[str, ...], what: str, allow_empty: bool = False) -> tuple[str, ...]:
     if isinstance(value, str):
@@ -130,8 +124,6 @@ class ConfigBase:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix in (".yaml", ".yml"):
-            import yaml
-
             path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
         else:
             path.write_text(self.to_json() + "\n")
@@ -142,8 +134,6 @@ class ConfigBase:
         path = Path(path)
         text = path.read_text()
         if path.suffix in (".yaml", ".yml"):
-            import yaml
-
             data = yaml.safe_load(text)
         else:
             try:
@@ -383,7 +373,7 @@ class TrainConfig(ConfigBase):
             raise ValueError(f"regime must be one of {REGIMES}, got {self.regime!r}")
         if self.regime != "pretrain" and not self.init_checkpoint:
             raise ValueError(f"regime {self.regime!r} needs init_checkpoint (a pretrained backbone dir), got {self.init_checkpoint!r}")
-        check_name(self.adapter_name)
+        validate_adapter_name(self.adapter_name, "adapter_name")
         for name, cls in (("model", ModelConfig), ("adapter", AdapterConfig), ("lora", LoraConfig)):
             v = getattr(self, name)
             if isinstance(v, Mapping):

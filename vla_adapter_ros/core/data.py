@@ -131,10 +131,6 @@ class EpisodeDataset(Dataset):
         return len(self._index)
 
     @property
-    def num_frames(self) -> int:
-        return len(self._index)
-
-    @property
     def instructions(self) -> list[str]:
         """Distinct instructions, in order of first appearance."""
         return list(dict.fromkeys(s for ep in self.episodes for s in ep.instructions))

@@ -11,6 +11,10 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import torch
+import torch.distributed as dist
+
 
 @dataclass
 class Dist:
@@ -30,9 +34,6 @@ class Dist:
 
 def setup_distributed(device: str = "auto") -> Dist:
     """Read torchrun's environment; start the process group (NCCL on GPU, gloo on CPU)."""
-    import torch
-    import torch.distributed as dist
-
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -50,26 +51,18 @@ def setup_distributed(device: str = "auto") -> Dist:
 
 def barrier(d: Dist) -> None:
     if d.enabled:
-        import torch.distributed as dist
-
         dist.barrier()
 
 
 def mean_across(d: Dist, values: list[float]) -> list[float]:
     if not d.enabled:
         return values
-    import torch
-    import torch.distributed as dist
-
     t = torch.tensor(values, dtype=torch.float64, device=d.device)
     dist.all_reduce(t)
     return (t / d.world_size).tolist()
 
 
 def seed_everything(seed: int, deterministic: bool = True, cuda: bool = False) -> None:
-    import numpy as np
-    import torch
-
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

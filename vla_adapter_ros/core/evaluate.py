@@ -25,8 +25,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from matplotlib.figure import Figure
+from tqdm import tqdm
 
 from vla_adapter_ros import processing as P
+from vla_adapter_ros.core.sim.instructions import sample_instruction
+from vla_adapter_ros.core.sim.metaworld_env import MetaWorldEnv
+from vla_adapter_ros.runtime.policy import OnnxPolicy
 
 EVAL_SEED_START = 100_000
 
@@ -44,6 +49,7 @@ class TorchPolicySource:
 
     def __init__(self, checkpoint: str | Path, adapter: str | Path | None = None, *, device: str = "cpu",
                  name: str | None = None) -> None:
+        # why here: the ROS demo evaluates ONNX models through this module and must not load torch.
         import torch
 
         from vla_adapter_ros.core.adapters import load_adapter
@@ -74,8 +80,6 @@ class OnnxPolicySource:
 
     def __init__(self, model_dir: str | Path, adapter: str | None = None, *, providers: list[str] | None = None,
                  mode: str = "shared") -> None:
-        from vla_adapter_ros.runtime.policy import OnnxPolicy
-
         self.policy = OnnxPolicy.from_dir(model_dir, providers=providers, mode=mode, adapter=adapter)
         self.name = f"onnx:{Path(model_dir).name}+{self.policy.active_adapter}"
 
@@ -146,11 +150,6 @@ def evaluate_task(task: str, source: PolicySource, *, episodes: int = 10, seed_s
                   instruction_split: str = "train", n_action_steps: int = 0, image_size: int = 96,
                   max_steps: int | None = None, progress: bool = True) -> TaskResult:
     """Success rate of ``source`` on ``episodes`` seeds of ``task``, with a 95% interval."""
-    from tqdm import tqdm
-
-    from vla_adapter_ros.core.sim.instructions import sample_instruction
-    from vla_adapter_ros.core.sim.metaworld_env import MetaWorldEnv
-
     results: list[EpisodeResult] = []
     with MetaWorldEnv(task, image_size=image_size, max_steps=max_steps) as env:
         k = n_action_steps or 1
@@ -190,15 +189,11 @@ def format_table(rows: list[TaskResult]) -> str:
 
 def save_results(rows: list[TaskResult], out: str | Path) -> Path:
     """results.json and success.png (per task, with 95% intervals) in ``out``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps([asdict(r) for r in rows], indent=1))
-    fig, ax = plt.subplots(figsize=(max(4, 0.8 * len(rows) + 2), 3.2))
+    fig = Figure(figsize=(max(4, 0.8 * len(rows) + 2), 3.2))
+    ax = fig.subplots()
     x = np.arange(len(rows))
     rates = np.array([r.success_rate for r in rows])
     err = np.array([[r.success_rate - r.ci95[0], r.ci95[1] - r.success_rate] for r in rows]).T.reshape(2, -1)
@@ -209,7 +204,6 @@ def save_results(rows: list[TaskResult], out: str | Path) -> Path:
     ax.set_title(rows[0].policy if rows else "")
     fig.tight_layout()
     fig.savefig(out / "success.png", dpi=120)
-    plt.close(fig)
     return out
 
 

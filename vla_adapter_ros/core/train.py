@@ -28,15 +28,42 @@ import glob
 import json
 import math
 import os
+import shutil
+import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader, DistributedSampler, default_collate
+from tqdm import tqdm
+
 from .. import processing as P
-from .config import TrainConfig
+from ..bags.episodes import EpisodeTopics
+from .adapters import add_adapter, parameter_report, save_adapter
+from .checkpoint import CONFIG_NAME, load_checkpoint, save_checkpoint
+from .config import ModelConfig, TrainConfig
+from .data import EpisodeDataset
 from .distributed import Dist, barrier, mean_across, seed_everything, setup_distributed
+from .language import LanguageEncoder
+from .lora import add_lora
+from .model import VLAPolicy
+from .train_state import (
+    CURVES_PNG,
+    RESUME_DIR,
+    RunLog,
+    commit_resume,
+    load_resume,
+    read_trainer_json,
+    save_resume_rng,
+    save_resume_shared,
+)
+from .tuners import backbone_tensors, mark_only_adapter_trainable, set_adapter
 
 
 @dataclass
@@ -67,20 +94,13 @@ def build_model(cfg: TrainConfig, stats: Mapping[str, P.Normalizer] | None, lang
     ``language``: encoder to attach when the tuner has a "language" component (loaded if None).
     Returns (model, trainable parameter list).
     """
-    from .checkpoint import load_checkpoint
-    from .model import VLAPolicy
-
     if cfg.regime == "pretrain":
         model = VLAPolicy(cfg.model, stats=stats)
     else:
         model = load_checkpoint(cfg.init_checkpoint, adapters=False)
     tuner = cfg.adapter if cfg.regime == "adapter" else cfg.lora if cfg.regime == "lora" else None
     if tuner is not None and "language" in tuner.components:
-        if language is None:
-            from .language import LanguageEncoder
-
-            language = LanguageEncoder()
-        model.attach_language(language)
+        model.attach_language(language if language is not None else LanguageEncoder())
     for p in model.parameters():  # explicit: start from everything frozen
         p.requires_grad_(False)
     if cfg.regime in ("pretrain", "full"):
@@ -88,16 +108,7 @@ def build_model(cfg: TrainConfig, stats: Mapping[str, P.Normalizer] | None, lang
     elif cfg.regime == "head_only":
         params = list(model.head.parameters())
     else:
-        from .tuners import mark_only_adapter_trainable, set_adapter
-
-        if cfg.regime == "adapter":
-            from .adapters import add_adapter
-
-            add_adapter(model, cfg.adapter_name, cfg.adapter)
-        else:
-            from .lora import add_lora
-
-            add_lora(model, cfg.adapter_name, cfg.lora)
+        (add_adapter if cfg.regime == "adapter" else add_lora)(model, cfg.adapter_name, tuner)
         set_adapter(model, cfg.adapter_name)
         params = mark_only_adapter_trainable(model, cfg.adapter_name)
     for p in params:
@@ -107,18 +118,12 @@ def build_model(cfg: TrainConfig, stats: Mapping[str, P.Normalizer] | None, lang
 
 def _backbone_params(model) -> list:
     """Backbone parameters found structurally (tuner weights and language encoder excluded)."""
-    from torch import nn
-
-    from .tuners import backbone_tensors
-
     skip = (model.language,) if model.language is not None else ()
     return [v for v in backbone_tensors(model, "", skip).values() if isinstance(v, nn.Parameter)]
 
 
 def make_optimizer(params: list, cfg: TrainConfig):
     """AdamW; weight decay on matrices only (nanoGPT): biases, norms and embeddings-as-vectors excluded."""
-    import torch
-
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     groups = [
@@ -156,13 +161,7 @@ def build_dataset(
     otherwise the dataset fits its own. The episodes' proprio / action dimensions must
     match the model's.
     """
-    from .data import EpisodeDataset  # lazy: heavy imports (rosbags)
-
-    kwargs: dict[str, Any] = {}
-    if topics:
-        from ..bags.episodes import EpisodeTopics
-
-        kwargs["topics"] = EpisodeTopics(**topics)
+    kwargs: dict[str, Any] = {"topics": EpisodeTopics(**topics)} if topics else {}
     ds = EpisodeDataset(paths, image_size=model_config.image_size, chunk_length=model_config.chunk_length,
                         stats=stats, proprio_names=model_config.proprio_names, augment=augment, **kwargs)
     for what, ours in (("proprio_dim", model_config.proprio_dim), ("action_dim", model_config.action_dim)):
@@ -172,15 +171,7 @@ def build_dataset(
     return ds
 
 
-def _collate(samples: list[Mapping[str, Any]]) -> dict[str, Any]:
-    from torch.utils.data import default_collate
-
-    return default_collate(samples)
-
-
 def _to_device(batch: Mapping[str, Any], device) -> dict[str, Any]:
-    import torch
-
     return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
 
 
@@ -204,199 +195,233 @@ def train(
     ``stop_after``: stop after this many steps in this call (the schedule still spans
     ``cfg.steps``); with ``save_every`` and ``resume`` this splits a run.
     """
-    import torch
-
     d = setup_distributed(cfg.device)
-    cuda = d.device.type == "cuda"
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     try:
-        seed_everything(cfg.seed, cfg.deterministic, cuda)  # same init on every rank
-        return _train(cfg, d, dataset, val_dataset, stats, language, stop_after)
+        seed_everything(cfg.seed, cfg.deterministic, d.device.type == "cuda")  # same init on every rank
+        return Trainer(cfg, d, dataset, val_dataset, stats=stats, language=language).run(stop_after)
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
 
 
-def _train(cfg: TrainConfig, d: Dist, dataset, val_dataset, stats, language, stop_after) -> TrainResult:
-    import torch
-    from torch.nn.parallel import DistributedDataParallel as DDP
-    from torch.utils.data import DataLoader, DistributedSampler
-    from tqdm import tqdm
+class Trainer:
+    """One run of ``cfg.regime``: set up in ``__init__`` (model, optimizer, schedule, resume state,
+    DDP, sampler, logs), then :meth:`run` calls :meth:`step` per batch, :meth:`validate` and
+    :meth:`save_resume` when due, and :meth:`finish`. Use it through :func:`train`, which seeds
+    every rank alike and starts the process group first.
+    """
 
-    from .adapters import parameter_report, save_adapter
-    from .checkpoint import save_checkpoint
-    from .train_state import (
-        CURVES_PNG,
-        RESUME_DIR,
-        RunLog,
-        commit_resume,
-        load_resume,
-        read_trainer_json,
-        save_resume_rng,
-        save_resume_shared,
-    )
+    def __init__(self, cfg: TrainConfig, d: Dist, dataset, val_dataset=None, *,
+                 stats: Mapping[str, P.Normalizer] | None = None, language=None) -> None:
+        self.cfg, self.d = cfg, d
+        self.dataset, self.val_dataset, self.language = dataset, val_dataset, language
+        self.out = Path(cfg.out_dir)
+        self.resume_dir = self.out / RESUME_DIR
+        if stats is None and cfg.regime == "pretrain":
+            stats = getattr(dataset, "stats", None)
+        self.model, self.params = build_model(cfg, stats, language)
+        self.model.to(d.device)
+        if not self.params:
+            raise ValueError(f"regime {cfg.regime!r} left no trainable parameters")
+        self.opt = make_optimizer(self.params, cfg)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda s: lr_factor(s, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
+        )
+        self.global_step = self._restore()
+        cuda = d.device.type == "cuda"
+        self.ddp = DDP(self.model, device_ids=[d.device.index] if cuda else None) if d.enabled else self.model
+        self.sampler = DistributedSampler(dataset, num_replicas=d.world_size, rank=d.rank, shuffle=True,
+                                          seed=cfg.seed, drop_last=True)
+        self.steps_per_epoch = len(self.sampler) // cfg.batch_size
+        if self.steps_per_epoch == 0:
+            raise ValueError(
+                f"dataset of {len(dataset)} samples is smaller than batch_size {cfg.batch_size} x {d.world_size} processes"
+            )
+        self.log = self._start_log()
+        self.window: list[tuple[float, float, float]] = []  # (loss, l1, mse) since the last log record
+        self.last_loss = float("nan")
+        self._t0 = self._t_log = time.perf_counter()
 
-    cuda = d.device.type == "cuda"
-    out = Path(cfg.out_dir)
-    resume_dir = out / RESUME_DIR
-    if stats is None and cfg.regime == "pretrain":
-        stats = getattr(dataset, "stats", None)
-    model, params = build_model(cfg, stats, language)
-    model.to(d.device)
-    if not params:
-        raise ValueError(f"regime {cfg.regime!r} left no trainable parameters")
-    opt = make_optimizer(params, cfg)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_factor(s, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
-    )
-    step = 0
-    if cfg.resume and (resume_dir / "trainer.json").is_file():
-        saved = read_trainer_json(resume_dir)
+    def _restore(self) -> int:
+        """The step to start from: the resume state's with ``cfg.resume``, else 0 (and per-rank seeding)."""
+        cfg, d = self.cfg, self.d
+        if not (cfg.resume and (self.resume_dir / "trainer.json").is_file()):
+            torch.manual_seed(cfg.seed + d.rank)  # per-rank dropout streams from here on
+            return 0
+        saved = read_trainer_json(self.resume_dir)
         for key, ours in (("regime", cfg.regime), ("world_size", d.world_size), ("steps", cfg.steps)):
             if saved.get(key) != ours:
-                raise ValueError(f"cannot resume {resume_dir}: it was written with {key}={saved.get(key)!r}, this run has {ours!r}")
-        trainer = load_resume(resume_dir, model, opt, d.rank)
-        sched.load_state_dict(trainer["scheduler"])
-        step = int(trainer["step"])
-    else:
-        torch.manual_seed(cfg.seed + d.rank)  # per-rank dropout streams from here on
-    ddp = DDP(model, device_ids=[d.device.index] if cuda else None) if d.enabled else model
+                raise ValueError(f"cannot resume {self.resume_dir}: it was written with {key}={saved.get(key)!r}, "
+                                 f"this run has {ours!r}")
+        trainer = load_resume(self.resume_dir, self.model, self.opt, d.rank)
+        self.sched.load_state_dict(trainer["scheduler"])
+        return int(trainer["step"])
 
-    language_in_model = model.language is not None
-    sampler = DistributedSampler(dataset, num_replicas=d.world_size, rank=d.rank, shuffle=True, seed=cfg.seed, drop_last=True)
-    steps_per_epoch = len(sampler) // cfg.batch_size
-    if steps_per_epoch == 0:
-        raise ValueError(
-            f"dataset of {len(dataset)} samples is smaller than batch_size {cfg.batch_size} x {d.world_size} processes"
-        )
+    def _start_log(self) -> RunLog | None:
+        """Rank 0: the run directory with its config, parameter report and log (None on other ranks)."""
+        if not self.d.is_main:
+            return None
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.cfg.save(self.out / "train_config.json")
+        log = RunLog(self.out, resume_step=self.global_step if self.global_step > 0 else None)
+        report = parameter_report(self.model)
+        (self.out / "parameter_report.txt").write_text(str(report) + "\n")
+        (self.out / "parameter_report.json").write_text(json.dumps(report.to_dict(), indent=1) + "\n")
+        if self.cfg.progress:
+            tqdm.write(str(report))
+        return log
 
-    def batches(from_step: int):
+    # ------------------------------------------------------------------ data
+    def batches(self, from_step: int) -> Iterator[dict[str, Any]]:
         """Batches from global step ``from_step`` on; epoch order depends only on (seed, epoch)."""
-        epoch, offset = divmod(from_step, steps_per_epoch)
+        cfg = self.cfg
+        epoch, offset = divmod(from_step, self.steps_per_epoch)
         while True:
-            sampler.set_epoch(epoch)
-            indices = list(iter(sampler))[offset * cfg.batch_size:]
+            self.sampler.set_epoch(epoch)
+            indices = list(iter(self.sampler))[offset * cfg.batch_size:]
             loader = DataLoader(
-                dataset, batch_size=cfg.batch_size, sampler=indices, drop_last=True, num_workers=cfg.num_workers,
-                collate_fn=_collate, generator=torch.Generator().manual_seed(cfg.seed + epoch),
-                pin_memory=cuda,
+                self.dataset, batch_size=cfg.batch_size, sampler=indices, drop_last=True, num_workers=cfg.num_workers,
+                collate_fn=default_collate, generator=torch.Generator().manual_seed(cfg.seed + epoch),
+                pin_memory=self.d.device.type == "cuda",
             )
             yield from loader
             epoch, offset = epoch + 1, 0
 
-    def with_embeddings(batch: dict[str, Any]) -> dict[str, Any]:
-        nonlocal language
-        if P.INSTRUCTION_EMBEDDING in batch or language_in_model:
+    def _prepare(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        """On the device, with instruction embeddings unless the model embeds instructions itself."""
+        batch = _to_device(batch, self.d.device)
+        if P.INSTRUCTION_EMBEDDING in batch or self.model.language is not None:
             return batch
-        if language is None:
-            from .language import LanguageEncoder
-
-            language = LanguageEncoder()
-        if language.device != d.device:
-            language.to(d.device)
-        batch[P.INSTRUCTION_EMBEDDING] = language.encode(batch[P.INSTRUCTION])
+        if self.language is None:
+            self.language = LanguageEncoder()
+        if self.language.device != self.d.device:
+            self.language.to(self.d.device)
+        batch[P.INSTRUCTION_EMBEDDING] = self.language.encode(batch[P.INSTRUCTION])
         return batch
 
+    # ------------------------------------------------------------------ steps
+    def step(self, batch: Mapping[str, Any]) -> tuple[float, float]:
+        """One optimisation step on ``batch``; returns (the learning rate it used, the gradient norm)."""
+        loss, info = self.ddp(self._prepare(batch))
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        clip = self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")
+        norm = torch.nn.utils.clip_grad_norm_(self.params, clip)
+        lr = self.opt.param_groups[0]["lr"]  # the rate this step used
+        self.opt.step()
+        self.sched.step()
+        self.global_step += 1
+        self.window.append((float(loss.detach()), info["l1"], info["mse"]))
+        return lr, float(norm)
+
+    def log_window(self, lr: float, grad_norm: float) -> dict[str, Any]:
+        """The record of the steps since the last one, averaged over ranks (every rank calls this)."""
+        d, step = self.d, self.global_step
+        loss_m, l1_m, mse_m = mean_across(d, [sum(v) / len(self.window) for v in zip(*self.window, strict=True)])
+        now = time.perf_counter()
+        rec = {
+            "step": step, "epoch": step // self.steps_per_epoch, "loss": loss_m, "l1": l1_m, "mse": mse_m,
+            "lr": lr, "grad_norm": grad_norm,
+            "samples_per_s": len(self.window) * self.cfg.batch_size * d.world_size / max(now - self._t_log, 1e-9),
+            "elapsed_s": now - self._t0,
+        }
+        self.last_loss, self.window, self._t_log = loss_m, [], now
+        if self.log is not None:
+            self.log.append(rec)
+        return rec
+
     @torch.no_grad()
-    def validate() -> float:
-        model.eval()
-        loader = DataLoader(val_dataset, batch_size=cfg.batch_size, shuffle=False, collate_fn=_collate)
+    def validate(self) -> float:
+        """Mean loss over the validation set (rank 0 only; logged)."""
+        self.model.eval()
+        loader = DataLoader(self.val_dataset, batch_size=self.cfg.batch_size, shuffle=False, collate_fn=default_collate)
         tot, n = 0.0, 0
         for b in loader:
-            loss, _ = model(with_embeddings(_to_device(b, d.device)))
+            loss, _ = self.model(self._prepare(b))
             bs = b[P.IMAGE].shape[0]
             tot, n = tot + float(loss) * bs, n + bs
-        model.train()
-        return tot / max(n, 1)
+        self.model.train()
+        val_loss = tot / max(n, 1)
+        if self.log is not None:
+            self.log.append({"step": self.global_step, "epoch": self.global_step // self.steps_per_epoch,
+                             "val_loss": val_loss})
+        return val_loss
 
-    def save_resume() -> None:
-        tmp = resume_dir.with_name(RESUME_DIR + ".tmp")
+    def save_resume(self) -> None:
+        """Model, optimizer, schedule and RNG state into ``<out_dir>/resume`` (every rank takes part)."""
+        d = self.d
+        tmp = self.resume_dir.with_name(RESUME_DIR + ".tmp")
         if d.is_main:
             if tmp.exists():
-                import shutil
-
                 shutil.rmtree(tmp)
             tmp.mkdir(parents=True)
         barrier(d)
         if d.is_main:
-            save_resume_shared(tmp, model, opt, {
-                "step": step, "regime": cfg.regime, "world_size": d.world_size, "steps": cfg.steps,
-                "scheduler": {k: v for k, v in sched.state_dict().items() if k != "lr_lambdas"} | {"lr_lambdas": [None]},
-                "config": cfg.to_dict(),
+            scheduler = {k: v for k, v in self.sched.state_dict().items() if k != "lr_lambdas"} | {"lr_lambdas": [None]}
+            save_resume_shared(tmp, self.model, self.opt, {
+                "step": self.global_step, "regime": self.cfg.regime, "world_size": d.world_size,
+                "steps": self.cfg.steps, "scheduler": scheduler, "config": self.cfg.to_dict(),
             })
         save_resume_rng(tmp, d.rank)
         barrier(d)
         if d.is_main:
-            commit_resume(tmp, resume_dir)
+            commit_resume(tmp, self.resume_dir)
         barrier(d)
 
-    log = None
-    if d.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        cfg.save(out / "train_config.json")
-        log = RunLog(out, resume_step=step if step > 0 else None)
-        report = parameter_report(model)
-        (out / "parameter_report.txt").write_text(str(report) + "\n")
-        (out / "parameter_report.json").write_text(json.dumps(report.to_dict(), indent=1) + "\n")
-        if cfg.progress:
-            tqdm.write(str(report))
-    bar = tqdm(total=cfg.steps, initial=step, disable=not (d.is_main and cfg.progress), dynamic_ncols=True,
-               desc=f"{cfg.regime}")
-    model.train()
-    it = batches(step)
-    window: list[tuple[float, float, float]] = []
-    last_loss = float("nan")
-    t0 = t_log = time.perf_counter()
-    end = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
-    while step < end:
-        batch = with_embeddings(_to_device(next(it), d.device))
-        loss, info = ddp(batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
-        lr = opt.param_groups[0]["lr"]  # the rate this step used
-        opt.step()
-        sched.step()
-        step += 1
-        window.append((float(loss.detach()), info["l1"], info["mse"]))
-        if cfg.log_every and (step % cfg.log_every == 0 or step == end):
-            loss_m, l1_m, mse_m = mean_across(d, [sum(v) / len(window) for v in zip(*window, strict=True)])
-            now = time.perf_counter()
-            rec = {
-                "step": step, "epoch": step // steps_per_epoch, "loss": loss_m, "l1": l1_m, "mse": mse_m,
-                "lr": lr, "grad_norm": float(norm),
-                "samples_per_s": len(window) * cfg.batch_size * d.world_size / max(now - t_log, 1e-9),
-                "elapsed_s": now - t0,
-            }
-            last_loss, window, t_log = loss_m, [], now
-            if log is not None:
-                log.append(rec)
-            bar.set_postfix(loss=f"{loss_m:.4f}", lr=f"{rec['lr']:.2e}")
-        if val_dataset is not None and cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps) and d.is_main:
-            val_loss = validate()
-            if log is not None:
-                log.append({"step": step, "epoch": step // steps_per_epoch, "val_loss": val_loss})
-            bar.set_postfix(loss=f"{last_loss:.4f}", val=f"{val_loss:.4f}")
-        bar.update(1)
-        if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
-            save_resume()
-    bar.close()
-    if window:
-        last_loss = mean_across(d, [sum(w[0] for w in window) / len(window)])[0]
-    artifact = None
-    if step >= cfg.steps:
-        save_resume()
-        if d.is_main:
-            if cfg.regime in ("adapter", "lora"):
-                artifact = save_adapter(model, cfg.adapter_name, out / "adapters" / cfg.adapter_name)
-            else:
-                artifact = save_checkpoint(model, out / "checkpoint", adapters=False)
-    elif cfg.save_every:
-        save_resume()
-    if log is not None and cfg.plot:
-        log.plot(out / CURVES_PNG, title=f"{cfg.regime} ({cfg.adapter_name})" if cfg.regime in ("adapter", "lora") else cfg.regime)
-    barrier(d)
-    total = sum(p.numel() for p in model.parameters())
-    return TrainResult(step, last_loss, out, artifact, sum(p.numel() for p in params), total, model)
+    # ------------------------------------------------------------------ the run
+    def run(self, stop_after: int | None = None) -> TrainResult:
+        """Train up to ``cfg.steps`` (or ``stop_after`` more steps), then :meth:`finish`."""
+        cfg, d = self.cfg, self.d
+        end = cfg.steps if stop_after is None else min(cfg.steps, self.global_step + stop_after)
+        bar = tqdm(total=cfg.steps, initial=self.global_step, disable=not (d.is_main and cfg.progress),
+                   dynamic_ncols=True, desc=f"{cfg.regime}")
+        self.model.train()
+        batches = self.batches(self.global_step)
+        self._t0 = self._t_log = time.perf_counter()
+        while self.global_step < end:
+            lr, norm = self.step(next(batches))
+            step = self.global_step
+            if cfg.log_every and (step % cfg.log_every == 0 or step == end):
+                rec = self.log_window(lr, norm)
+                bar.set_postfix(loss=f"{rec['loss']:.4f}", lr=f"{rec['lr']:.2e}")
+            if self._validation_due():
+                bar.set_postfix(loss=f"{self.last_loss:.4f}", val=f"{self.validate():.4f}")
+            bar.update(1)
+            if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
+                self.save_resume()
+        bar.close()
+        return self.finish()
+
+    def _validation_due(self) -> bool:
+        cfg, step = self.cfg, self.global_step
+        due = bool(cfg.eval_every) and (step % cfg.eval_every == 0 or step == cfg.steps)
+        return self.val_dataset is not None and due and self.d.is_main
+
+    def finish(self) -> TrainResult:
+        """Final loss; at the last step the resume state and the artifact (checkpoint or adapter); curves."""
+        cfg, d = self.cfg, self.d
+        if self.window:
+            self.last_loss = mean_across(d, [sum(w[0] for w in self.window) / len(self.window)])[0]
+        artifact = None
+        if self.global_step >= cfg.steps:
+            self.save_resume()
+            if d.is_main:
+                artifact = self._save_artifact()
+        elif cfg.save_every:
+            self.save_resume()
+        if self.log is not None and cfg.plot:
+            tuned = cfg.regime in ("adapter", "lora")
+            self.log.plot(self.out / CURVES_PNG, title=f"{cfg.regime} ({cfg.adapter_name})" if tuned else cfg.regime)
+        barrier(d)
+        total = sum(p.numel() for p in self.model.parameters())
+        trainable = sum(p.numel() for p in self.params)
+        return TrainResult(self.global_step, self.last_loss, self.out, artifact, trainable, total, self.model)
+
+    def _save_artifact(self) -> Path:
+        if self.cfg.regime in ("adapter", "lora"):
+            name = self.cfg.adapter_name
+            return save_adapter(self.model, name, self.out / "adapters" / name)
+        return save_checkpoint(self.model, self.out / "checkpoint", adapters=False)
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -444,15 +469,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def train_from_config(cfg: TrainConfig, *, stop_after: int | None = None, language=None) -> TrainResult:
     """Build the datasets ``cfg`` names and train. Fine-tuning regimes normalise the data
     with the statistics stored in ``cfg.init_checkpoint`` (the backbone's), never their own."""
-    from .config import ModelConfig
-
     if not cfg.data:
         raise ValueError("TrainConfig.data lists no episode directories")
     if cfg.regime == "pretrain":
         model_config, stats = cfg.model, None
     else:
-        from .checkpoint import CONFIG_NAME, load_checkpoint
-
         model_config = ModelConfig.load(Path(cfg.init_checkpoint) / CONFIG_NAME)
         stats = load_checkpoint(cfg.init_checkpoint, adapters=False).stats
     dataset = build_dataset(expand_paths(cfg.data), model_config, stats, topics=cfg.topics, augment=cfg.augment)
@@ -465,8 +486,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
     except (FileNotFoundError, ValueError) as exc:  # config / data problems: say what, exit non-zero
-        import sys
-
         print(f"vla-adapter train: error: {exc}", file=sys.stderr)
         return 2
 
@@ -483,8 +502,6 @@ def _run(args: argparse.Namespace) -> int:
     try:
         result = train_from_config(cfg, stop_after=args.stop_after)
     finally:
-        import torch.distributed as dist
-
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
     if int(os.environ.get("RANK", "0")) == 0:

@@ -24,8 +24,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from safetensors.torch import load_file, save_file
 
+from .adapters import load_adapter_state_dict
 from .model import VLAPolicy
 from .tuners import tuner_state_dict
 
@@ -51,8 +53,6 @@ def model_tensors(model: VLAPolicy) -> dict[str, torch.Tensor]:
 def load_model_tensors(model: VLAPolicy, state: Mapping[str, torch.Tensor]) -> None:
     backbone = {k[len("backbone/"):]: v for k, v in state.items() if k.startswith("backbone/")}
     model.load_backbone_state_dict(backbone)
-    from .adapters import load_adapter_state_dict
-
     for name in model.tuner_configs:
         prefix = f"tuner/{name}/"
         load_adapter_state_dict(model, name, {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
@@ -205,12 +205,8 @@ class RunLog:
         val = [r for r in self.records if "val_loss" in r]
         if not train:
             return None
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, height_ratios=(3, 1))
+        fig = Figure(figsize=(7, 6))
+        ax1, ax2 = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
         ax1.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss")
         if val:
             ax1.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="val loss")
@@ -225,5 +221,4 @@ class RunLog:
         ax2.grid(True, alpha=0.3)
         fig.tight_layout()
         fig.savefig(path, dpi=100)
-        plt.close(fig)
         return path

@@ -11,12 +11,14 @@ happen to be attached.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..names import validate_adapter_name
 from .blocks import SUBLAYER_LINEARS, sublayer_linears
 
 POSITION_KIND = {"attn": "attn_out", "ffn": "ffn_out"}  # adapter position -> linear kind
@@ -70,8 +72,6 @@ class ModuleCopies(TunerLayer):
         return [self.copies]
 
     def add(self, name: str) -> None:
-        import copy
-
         # Copy the innermost module: the clone must not carry other adapters' wrappers.
         clone = copy.deepcopy(innermost(self.base_layer))
         for p in clone.parameters():
@@ -193,9 +193,7 @@ def attach_tuner(model: nn.Module, name: str, config: Any, kinds: tuple[str, ...
     when ``config.train_head`` and module copies for ``config.train_modules``. Returns the
     wrapped module paths.
     """
-    from .config import check_name
-
-    check_name(name)
+    validate_adapter_name(name)
     if name in model.tuner_configs:
         raise TunerError(f"adapter {name!r} already exists; attached: {sorted(model.tuner_configs)}")
     paths = []

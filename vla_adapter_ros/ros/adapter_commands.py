@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# quote_name is re-exported: ros/policy_node.py quotes refused instructions with it.
+from vla_adapter_ros.names import AdapterNameError, quote_name, validate_adapter_name
 from vla_adapter_ros.runtime.errors import PolicyRuntimeError, UnknownAdapterError
-from vla_adapter_ros.runtime.manifest import ADAPTER_NAME_RE, AdapterSpec
+from vla_adapter_ros.runtime.manifest import AdapterSpec
 from vla_adapter_ros.runtime.policy import OnnxPolicy
 
-MAX_NAME_CHARS = 64  # the manifest's adapter-name rule (ADAPTER_NAME_RE) allows 64
-_QUOTE_CHARS = 40
+__all__ = ["AdapterCommands", "AdapterReply", "adapter_name_problem", "quote_name"]
 
 
 @dataclass(frozen=True)
@@ -26,23 +27,12 @@ class AdapterReply:
     previous_adapter: str = ""
 
 
-def quote_name(name: str) -> str:
-    """repr() of a name, shortened so a 10 kB request never ends up in a reply or a log whole."""
-    if len(name) <= _QUOTE_CHARS:
-        return repr(name)
-    return f"{name[:_QUOTE_CHARS]!r}... ({len(name)} characters)"
-
-
 def adapter_name_problem(name: str) -> str | None:
-    """Why ``name`` cannot be an adapter name (None when it can)."""
-    if not name:
-        return "the adapter name is empty"
-    if len(name) > MAX_NAME_CHARS:
-        return f"the adapter name is {len(name)} characters long (at most {MAX_NAME_CHARS})"
-    if "/" in name or "\\" in name or ".." in name or name.startswith(("~", ".")) or "\x00" in name:
-        return f"{quote_name(name)} looks like a path; adapters are named in the model manifest, never given as paths"
-    if not ADAPTER_NAME_RE.match(name):
-        return f"{quote_name(name)} is not a valid adapter name ({ADAPTER_NAME_RE.pattern})"
+    """Why ``name`` cannot be an adapter name (None when it can): the rule of :mod:`vla_adapter_ros.names`."""
+    try:
+        validate_adapter_name(name)
+    except AdapterNameError as exc:
+        return str(exc)
     return None
 
 

@@ -6,42 +6,79 @@ before the file is used. A file in the directory that the table does not list is
 and so is a manifest whose parts disagree (a shape that does not match the action names,
 an adapter file that is not in the table, ...). Messages name both sides.
 
-Layout written by ``vla-adapter export`` (paths are relative to the model directory)::
+:class:`Manifest` (and its sections in :mod:`.manifest_sections`) is the one schema: the
+exporter builds one and writes ``to_dict()``, the runtime reads ``from_dict()``. The layout
+of the directory is defined here too (paths are relative to the model directory)::
 
     manifest.json
-    shared/backbone.onnx              adapter weights are graph inputs with identity defaults
-    adapters/<name>.onnx_adapter      onnxruntime adapter file (AdapterFormat), one per task
-    merged/<name>.onnx                backbone + that adapter baked in (self-contained)
-    merged_fp16/<name>.onnx           optional, --fp16 (fp32 inputs/outputs, fp16 inside)
-    language/encoder.onnx             all-MiniLM-L6-v2, mean pooling + L2 norm inside
-    language/tokenizer.json (+ tokenizer_config.json, vocab.txt, special_tokens_map.json)
+    shared/backbone.onnx              SHARED_FILE: adapter weights are graph inputs with identity defaults
+    adapters/<name>.onnx_adapter      adapter_file(name): onnxruntime adapter file (AdapterFormat), one per task
+    merged/<name>.onnx                merged_file(name): backbone + that adapter baked in (self-contained)
+    merged_fp16/<name>.onnx           merged_fp16_file(name): optional, --fp16 (fp32 inputs/outputs, fp16 inside)
+    language/encoder.onnx             LANGUAGE_FILE: all-MiniLM-L6-v2, mean pooling + L2 norm inside
+    language/tokenizer.json           TOKENIZER_FILE (+ tokenizer_config.json, vocab.txt, special_tokens_map.json)
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from vla_adapter_ros import processing
 from vla_adapter_ros.runtime.errors import ChecksumError, ManifestError
+from vla_adapter_ros.runtime.manifest_sections import (
+    LANGUAGE_INPUTS,
+    LANGUAGE_OUTPUTS,
+    POLICY_INPUTS,
+    POLICY_OUTPUTS,
+    ActionSpec,
+    AdapterSpec,
+    ImageSpec,
+    LanguageSpec,
+    ProprioSpec,
+    SharedSpec,
+    TensorSpec,
+    get,
+    mapping,
+)
+
+__all__ = [
+    "FORMAT", "FORMAT_VERSION", "LANGUAGE_DIR", "LANGUAGE_FILE", "LANGUAGE_INPUTS", "LANGUAGE_OUTPUTS",
+    "MANIFEST_NAME", "POLICY_INPUTS", "POLICY_OUTPUTS", "READABLE_VERSIONS", "SHARED_FILE", "TOKENIZER_FILE",
+    "ActionSpec", "AdapterSpec", "ChecksumError", "ImageSpec", "LanguageSpec", "Manifest", "ManifestError",
+    "ProprioSpec", "SharedSpec", "TensorSpec", "adapter_file", "hash_directory", "merged_file", "merged_fp16_file",
+    "sha256_file",
+]
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "vla_adapter_ros/model"
-FORMAT_VERSION = 1
-# Graph names: the contract between export and runtime (docs/DESIGN.md, "Exported graph").
-POLICY_INPUTS = (processing.IMAGE, processing.INSTRUCTION_EMBEDDING, processing.PROPRIO)
-POLICY_OUTPUTS = (processing.ACTIONS,)
-LANGUAGE_INPUTS = ("input_ids", "attention_mask")
-LANGUAGE_OUTPUTS = ("embedding",)
-ADAPTER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+FORMAT_VERSION = 1  # what the exporter writes
+READABLE_VERSIONS = (1,)  # what this runtime reads
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
+
+# ----------------------------------------------------------------------------- directory layout
+SHARED_FILE = "shared/backbone.onnx"
+LANGUAGE_DIR = "language"
+LANGUAGE_FILE = f"{LANGUAGE_DIR}/encoder.onnx"
+TOKENIZER_FILE = f"{LANGUAGE_DIR}/tokenizer.json"
+
+
+def adapter_file(name: str) -> str:
+    return f"adapters/{name}.onnx_adapter"
+
+
+def merged_file(name: str) -> str:
+    return f"merged/{name}.onnx"
+
+
+def merged_fp16_file(name: str) -> str:
+    return f"merged_fp16/{name}.onnx"
 
 
 def sha256_file(path: Path) -> str:
@@ -52,111 +89,37 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-@dataclass(frozen=True)
-class TensorSpec:
-    """One graph input/output: a name, a shape (ints, or a string for a dynamic axis) and a dtype."""
-
-    name: str
-    shape: tuple[int | str, ...]
-    dtype: str
-
-    @classmethod
-    def from_dict(cls, d: Any, where: str) -> TensorSpec:
-        d = _mapping(d, where)
-        shape = _get(d, "shape", list, where)
-        for dim in shape:
-            if not (isinstance(dim, str) or (isinstance(dim, int) and dim >= 0)):
-                raise ManifestError(f"{where}.shape has a bad dimension {dim!r} (int >= 0 or axis name)")
-        return cls(_get(d, "name", str, where), tuple(shape), _get(d, "dtype", str, where))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+def hash_directory(root: Path) -> dict[str, tuple[str, int]]:
+    """The files table of a model directory: every file but the manifest -> (sha256, size)."""
+    paths = sorted(p for p in Path(root).rglob("*") if p.is_file() and p.name != MANIFEST_NAME)
+    return {p.relative_to(root).as_posix(): (sha256_file(p), p.stat().st_size) for p in paths}
 
 
-@dataclass(frozen=True)
-class AdapterSpec:
-    """One task adapter as listed in the manifest (mirrors vla_adapter_interfaces/AdapterInfo)."""
-
-    name: str
-    task: str
-    description: str
-    instruction_examples: tuple[str, ...]
-    rank: int
-    num_parameters: int
-    file: str  # onnxruntime adapter file for the shared backbone
-    sha256: str
-    merged_file: str  # self-contained ONNX: backbone + this adapter
-    merged_sha256: str
-    fp16_file: str | None = None
-
-    @classmethod
-    def from_dict(cls, d: Any, where: str) -> AdapterSpec:
-        d = _mapping(d, where)
-        name = _get(d, "name", str, where)
-        if not ADAPTER_NAME_RE.match(name):
-            raise ManifestError(f"{where}.name {name!r} is not a valid adapter name ({ADAPTER_NAME_RE.pattern})")
-        examples = _get(d, "instruction_examples", list, where)
-        if not all(isinstance(e, str) for e in examples):
-            raise ManifestError(f"{where}.instruction_examples must be strings, got {examples!r}")
-        fp16 = d.get("fp16_file")
-        if fp16 is not None and not isinstance(fp16, str):
-            raise ManifestError(f"{where}.fp16_file must be a path or null, got {fp16!r}")
-        return cls(
-            name=name,
-            task=_get(d, "task", str, where),
-            description=_get(d, "description", str, where),
-            instruction_examples=tuple(examples),
-            rank=_get(d, "rank", int, where),
-            num_parameters=_get(d, "num_parameters", int, where),
-            file=_get(d, "file", str, where),
-            sha256=_get(d, "sha256", str, where),
-            merged_file=_get(d, "merged_file", str, where),
-            merged_sha256=_get(d, "merged_sha256", str, where),
-            fp16_file=fp16,
-        )
-
-
-@dataclass(frozen=True)
-class ActionSpec:
-    names: tuple[str, ...]
-    low: tuple[float, ...]
-    high: tuple[float, ...]
-    chunk_length: int
-    dt: float
-    normalizer: processing.Normalizer = field(compare=False)
-
-
-@dataclass(frozen=True)
-class LanguageSpec:
-    file: str
-    tokenizer: str
-    extra_files: tuple[str, ...]
-    embedding_dim: int
-    max_length: int
-    quantized: bool
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Manifest:
-    """A validated manifest bound to its model directory."""
+    """A validated manifest bound to its model directory (``root``)."""
 
     root: Path
-    raw: Mapping[str, Any] = field(repr=False)
     name: str
-    image_size: tuple[int, int]  # (height, width)
-    proprio_names: tuple[str, ...]
-    proprio_normalizer: processing.Normalizer = field(repr=False)
+    image: ImageSpec
+    proprio: ProprioSpec = field(repr=False)
     actions: ActionSpec = field(repr=False)
     language: LanguageSpec = field(repr=False)
     inputs: tuple[TensorSpec, ...] = field(repr=False)
     outputs: tuple[TensorSpec, ...] = field(repr=False)
-    shared_file: str = ""
-    adapter_inputs: tuple[TensorSpec, ...] = field(default=(), repr=False)
+    shared: SharedSpec = field(repr=False)
     adapters: tuple[AdapterSpec, ...] = ()
     default_adapter: str = ""
-    files: Mapping[str, tuple[str, int]] = field(default_factory=dict, repr=False)
+    files: Mapping[str, tuple[str, int]] = field(default_factory=dict, repr=False, compare=False)  # path -> (sha256, size)
+    # Provenance, written by the exporter and carried as is (the runtime does not interpret it).
+    created_utc: str = ""
+    versions: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    model_config: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    backbone: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    parity: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)  # the dict it was read from
 
-    # ------------------------------------------------------------------ loading
+    # ------------------------------------------------------------------ reading
     @classmethod
     def load(cls, model_dir: str | Path) -> Manifest:
         root = Path(model_dir)
@@ -175,95 +138,105 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, raw: Any, root: str | Path) -> Manifest:
-        """Validate a manifest dict (the exporter runs this before it publishes a directory)."""
-        d = _mapping(raw, "manifest")
-        if d.get("format") != FORMAT or d.get("format_version") != FORMAT_VERSION:
-            raise ManifestError(
-                f"manifest format is {d.get('format')!r} v{d.get('format_version')!r}; "
-                f"this runtime reads {FORMAT!r} v{FORMAT_VERSION}"
-            )
-        files = _files_table(_get(d, "files", dict, "manifest"))
-
-        image = _get(d, "image", dict, "manifest")
-        height, width = _get(image, "height", int, "image"), _get(image, "width", int, "image")
-        if height <= 0 or width <= 0:
-            raise ManifestError(f"image size must be positive, got {height}x{width}")
-        if image.get("color_order") != "RGB" or image.get("layout") != "CHW":
-            raise ManifestError(
-                f"image colour order/layout {image.get('color_order')!r}/{image.get('layout')!r}; "
-                "the runtime feeds RGB CHW (processing.preprocess_image)"
-            )
-        mean, scale = image.get("pixel_mean"), image.get("pixel_scale")
-        if not (_close(mean, processing.PIXEL_MEAN) and _close(scale, processing.PIXEL_SCALE)):
-            raise ManifestError(
-                f"image pixel_mean/pixel_scale {mean!r}/{scale!r} differ from processing's "
-                f"{processing.PIXEL_MEAN}/{processing.PIXEL_SCALE}; the model was trained with other pixels"
-            )
-
-        proprio = _get(d, "proprio", dict, "manifest")
-        proprio_names = tuple(_get(proprio, "names", list, "proprio"))
-        proprio_norm = _normalizer(proprio, "proprio")
-        if proprio_norm.dim != len(proprio_names):
-            raise ManifestError(
-                f"proprio has {len(proprio_names)} names {list(proprio_names)} but "
-                f"{proprio_norm.dim}-dim normalisation statistics"
-            )
-        actions = _action_spec(_get(d, "actions", dict, "manifest"))
-        language = _language_spec(_get(d, "language", dict, "manifest"), files)
-
-        inputs = tuple(TensorSpec.from_dict(x, f"inputs[{i}]") for i, x in enumerate(_get(d, "inputs", list, "manifest")))
-        outputs = tuple(
-            TensorSpec.from_dict(x, f"outputs[{i}]") for i, x in enumerate(_get(d, "outputs", list, "manifest"))
+        """Validate a manifest dict (the exporter runs this on what it writes, before it publishes)."""
+        d = mapping(raw, "manifest")
+        _check_format(d)
+        adapter_entries = get(d, "adapters", list, "manifest")
+        adapters = tuple(AdapterSpec.from_dict(a, f"adapters[{i}]") for i, a in enumerate(adapter_entries))
+        manifest = cls(
+            root=Path(root),
+            name=get(d, "name", str, "manifest"),
+            image=ImageSpec.from_dict(get(d, "image", dict, "manifest")),
+            proprio=ProprioSpec.from_dict(get(d, "proprio", dict, "manifest")),
+            actions=ActionSpec.from_dict(get(d, "actions", dict, "manifest")),
+            language=LanguageSpec.from_dict(get(d, "language", dict, "manifest")),
+            inputs=TensorSpec.list_from(d, "inputs", "manifest"),
+            outputs=TensorSpec.list_from(d, "outputs", "manifest"),
+            shared=SharedSpec.from_dict(get(d, "shared", dict, "manifest")),
+            adapters=adapters,
+            default_adapter=d.get("default_adapter", adapters[0].name if adapters else ""),
+            files=_files_table(get(d, "files", dict, "manifest")),
+            created_utc=str(d.get("created_utc", "")),
+            versions=mapping(d.get("versions", {}), "versions"),
+            model_config=mapping(d.get("model_config", {}), "model_config"),
+            backbone=mapping(d.get("backbone", {}), "backbone"),
+            parity=None if d.get("parity") is None else mapping(d["parity"], "parity"),
+            raw=d,
         )
-        _check_io(inputs, outputs, (height, width), language.embedding_dim, len(proprio_names), actions)
+        manifest._check_io()
+        manifest._check_references(adapter_entries)
+        return manifest
 
-        shared = _get(d, "shared", dict, "manifest")
-        shared_file = _get(shared, "file", str, "shared")
-        _require_listed(files, shared_file, "shared.file")
-        adapter_inputs = tuple(
-            TensorSpec.from_dict(x, f"shared.adapter_inputs[{i}]")
-            for i, x in enumerate(_get(shared, "adapter_inputs", list, "shared"))
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (what ``vla-adapter export`` writes; ``from_dict`` reads it back)."""
+        out = {
+            "format": FORMAT, "format_version": FORMAT_VERSION, "name": self.name, "created_utc": self.created_utc,
+            "versions": dict(self.versions), "model_config": dict(self.model_config), "backbone": dict(self.backbone),
+            "inputs": [t.to_dict() for t in self.inputs], "outputs": [t.to_dict() for t in self.outputs],
+            "image": self.image.to_dict(), "proprio": self.proprio.to_dict(), "actions": self.actions.to_dict(),
+            "language": self.language.to_dict(), "shared": self.shared.to_dict(),
+            "adapters": [a.to_dict() for a in self.adapters], "default_adapter": self.default_adapter,
+            "files": {rel: {"sha256": sha, "size": size} for rel, (sha, size) in self.files.items()},
+        }
+        if self.parity is not None:
+            out["parity"] = dict(self.parity)
+        return out
+
+    def with_files(self, files: Mapping[str, tuple[str, int]]) -> Manifest:
+        """This manifest with ``files`` as its table and each adapter's sha256 copies taken from it."""
+        adapters = tuple(
+            replace(a, sha256=files[a.file][0], merged_sha256=files[a.merged_file][0]) for a in self.adapters
         )
-        clash = {t.name for t in adapter_inputs} & set(POLICY_INPUTS)
-        if clash:
-            raise ManifestError(f"shared.adapter_inputs reuse policy input names {sorted(clash)}")
+        return replace(self, files=dict(files), adapters=adapters)
 
-        adapters = tuple(AdapterSpec.from_dict(a, f"adapters[{i}]") for i, a in enumerate(_get(d, "adapters", list, "manifest")))
-        if not adapters:
+    # ------------------------------------------------------------------ consistency between sections
+    def _check_io(self) -> None:
+        """The policy graph's inputs/outputs must be the contract's names with the shapes the other sections imply."""
+        inputs, outputs = self.inputs, self.outputs
+        if tuple(t.name for t in inputs) != POLICY_INPUTS or tuple(t.name for t in outputs) != POLICY_OUTPUTS:
+            raise ManifestError(
+                f"policy graph is {[t.name for t in inputs]} -> {[t.name for t in outputs]}; "
+                f"the runtime expects {list(POLICY_INPUTS)} -> {list(POLICY_OUTPUTS)}"
+            )
+        expected = {
+            processing.IMAGE: (3, self.image.height, self.image.width),
+            processing.INSTRUCTION_EMBEDDING: (self.language.embedding_dim,),
+            processing.PROPRIO: (len(self.proprio.names),),
+            processing.ACTIONS: (self.actions.chunk_length, len(self.actions.names)),
+        }
+        for t in (*inputs, *outputs):
+            if t.dtype != "float32":
+                raise ManifestError(f"{t.name} dtype is {t.dtype!r}; the graph contract is float32")
+            if len(t.shape) != 1 + len(expected[t.name]) or tuple(t.shape[1:]) != expected[t.name]:
+                raise ManifestError(
+                    f"{t.name} shape {list(t.shape)} does not match the manifest's other fields: "
+                    f"expected [batch, {', '.join(map(str, expected[t.name]))}]"
+                )
+
+    def _check_references(self, adapter_entries: Sequence[Any]) -> None:
+        """Every file a section names is in the files table, and every checksum copy agrees with it."""
+        _require_listed(self.files, self.shared.file, "shared.file")
+        for rel in self.language.files:
+            _require_listed(self.files, rel, "language file")
+        if not self.adapters:
             raise ManifestError("manifest lists no adapters")
-        names = [a.name for a in adapters]
+        names = self.adapter_names
         if len(set(names)) != len(names):
             raise ManifestError(f"adapter names are not unique: {names}")
-        for a in adapters:
-            for rel, sha, what in ((a.file, a.sha256, "file"), (a.merged_file, a.merged_sha256, "merged_file")):
-                _require_listed(files, rel, f"adapter {a.name!r} {what}")
-                if files[rel][0] != sha:
-                    raise ManifestError(
-                        f"adapter {a.name!r} {what} sha256 {sha} differs from the files table's {files[rel][0]}"
-                    )
+        for a, entry in zip(self.adapters, adapter_entries, strict=True):
+            checksums = dict(a.checksums)
             if a.fp16_file is not None:
-                _require_listed(files, a.fp16_file, f"adapter {a.name!r} fp16_file")
-        default = d.get("default_adapter", names[0])
-        if default not in names:
-            raise ManifestError(f"default_adapter {default!r} is not one of the adapters {names}")
-
-        return cls(
-            root=Path(root),
-            raw=d,
-            name=_get(d, "name", str, "manifest"),
-            image_size=(height, width),
-            proprio_names=proprio_names,
-            proprio_normalizer=proprio_norm,
-            actions=actions,
-            language=language,
-            inputs=inputs,
-            outputs=outputs,
-            shared_file=shared_file,
-            adapter_inputs=adapter_inputs,
-            adapters=adapters,
-            default_adapter=default,
-            files=files,
-        )
+                _require_listed(self.files, a.fp16_file, f"adapter {a.name!r} fp16_file")
+                if "fp16_sha256" in entry:  # written by exports before the files table became the only source
+                    checksums["fp16_file"] = (a.fp16_file, entry["fp16_sha256"])
+            for what, (rel, sha) in checksums.items():
+                _require_listed(self.files, rel, f"adapter {a.name!r} {what}")
+                if self.files[rel][0] != sha:
+                    raise ManifestError(
+                        f"adapter {a.name!r} {what} sha256 {sha} differs from the files table's {self.files[rel][0]}"
+                    )
+        if self.default_adapter not in names:
+            raise ManifestError(f"default_adapter {self.default_adapter!r} is not one of the adapters {names}")
 
     # ------------------------------------------------------------------ files
     def check_directory(self) -> None:
@@ -304,36 +277,55 @@ class Manifest:
     def verify(self, rel: str) -> Path:
         """Check size and sha256 of a listed file; return its path."""
         path = self.path(rel)
-        sha, size = self.files[rel]
         try:
             actual_size = path.stat().st_size
         except OSError as exc:
             raise ChecksumError(f"cannot read {rel!r} in {str(self.root)!r}: {exc}") from exc
         if path.is_symlink():
             raise ManifestError(f"{rel!r} is a symbolic link; the model directory must hold real files")
-        if actual_size != size:
-            raise ChecksumError(f"{rel!r} is {actual_size} bytes, the manifest says {size}")
-        actual = sha256_file(path)
-        if actual != sha:
-            raise ChecksumError(f"{rel!r} has sha256 {actual}, the manifest says {sha}")
+        self._check_file(rel, actual_size, lambda: sha256_file(path))
         return path
 
     def read_verified(self, rel: str) -> bytes:
         """The bytes of a listed file, checked against its sha256 (no re-read after the check)."""
         path = self.path(rel)
-        sha, size = self.files[rel]
         try:
             data = path.read_bytes()
         except OSError as exc:
             raise ChecksumError(f"cannot read {rel!r} in {str(self.root)!r}: {exc}") from exc
-        if len(data) != size:
-            raise ChecksumError(f"{rel!r} is {len(data)} bytes, the manifest says {size}")
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != sha:
-            raise ChecksumError(f"{rel!r} has sha256 {actual}, the manifest says {sha}")
+        self._check_file(rel, len(data), lambda: hashlib.sha256(data).hexdigest())
         return data
 
+    def _check_file(self, rel: str, size: int, sha256: Any) -> None:
+        want_sha, want_size = self.files[rel]
+        if size != want_size:
+            raise ChecksumError(f"{rel!r} is {size} bytes, the manifest says {want_size}")
+        actual = sha256()
+        if actual != want_sha:
+            raise ChecksumError(f"{rel!r} has sha256 {actual}, the manifest says {want_sha}")
+
     # ------------------------------------------------------------------ lookups
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(height, width) of the graph's image input."""
+        return (self.image.height, self.image.width)
+
+    @property
+    def proprio_names(self) -> tuple[str, ...]:
+        return self.proprio.names
+
+    @property
+    def proprio_normalizer(self) -> processing.Normalizer:
+        return self.proprio.normalizer
+
+    @property
+    def shared_file(self) -> str:
+        return self.shared.file
+
+    @property
+    def adapter_inputs(self) -> tuple[TensorSpec, ...]:
+        return self.shared.adapter_inputs
+
     @property
     def adapter_names(self) -> list[str]:
         return [a.name for a in self.adapters]
@@ -349,26 +341,21 @@ class Manifest:
 
 
 # ---------------------------------------------------------------------- helpers
-def _mapping(d: Any, where: str) -> Mapping[str, Any]:
-    if not isinstance(d, Mapping):
-        raise ManifestError(f"{where} must be an object, got {type(d).__name__}")
-    return d
-
-
-def _get(d: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
-    if key not in d:
-        raise ManifestError(f"{where} lacks {key!r} (has {sorted(d)})")
-    value = d[key]
-    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-    if kind is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if not ok:
-        raise ManifestError(f"{where}.{key} must be {kind.__name__}, got {value!r}")
-    return value
-
-
-def _close(a: Any, b: float) -> bool:
-    return isinstance(a, int | float) and math.isclose(float(a), b, rel_tol=1e-6)
+def _check_format(d: Mapping[str, Any]) -> None:
+    """The format name and a version this runtime reads; otherwise say which it reads and what to do."""
+    fmt, version = d.get("format"), d.get("format_version")
+    if fmt != FORMAT:
+        raise ManifestError(f"manifest format is {fmt!r}; this runtime reads {FORMAT!r} (an exported model directory)")
+    readable = ", ".join(map(str, READABLE_VERSIONS))
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ManifestError(f"manifest format_version is {version!r}, not a whole number; this runtime reads "
+                            f"version {readable}")
+    if version > max(READABLE_VERSIONS):
+        raise ManifestError(f"manifest format_version {version} is newer than this runtime reads (version {readable}); "
+                            "upgrade vla_adapter_ros, or export the model with this version")
+    if version not in READABLE_VERSIONS:
+        raise ManifestError(f"manifest format_version {version} is older than this runtime reads (version {readable}); "
+                            "export the model again with `vla-adapter export`")
 
 
 def _safe_rel(rel: str, where: str) -> str:
@@ -382,9 +369,9 @@ def _files_table(files: Mapping[str, Any]) -> dict[str, tuple[str, int]]:
     out = {}
     for rel, entry in files.items():
         _safe_rel(rel, "files entry")
-        entry = _mapping(entry, f"files[{rel!r}]")
-        sha = _get(entry, "sha256", str, f"files[{rel!r}]")
-        size = _get(entry, "size", int, f"files[{rel!r}]")
+        entry = mapping(entry, f"files[{rel!r}]")
+        sha = get(entry, "sha256", str, f"files[{rel!r}]")
+        size = get(entry, "size", int, f"files[{rel!r}]")
         if not SHA256_RE.match(sha):
             raise ManifestError(f"files[{rel!r}].sha256 {sha!r} is not a lowercase hex sha256")
         out[rel] = (sha, size)
@@ -395,88 +382,3 @@ def _require_listed(files: Mapping[str, Any], rel: str, where: str) -> None:
     _safe_rel(rel, where)
     if rel not in files:
         raise ManifestError(f"{where} {rel!r} is not listed in the manifest's files table; refusing to use it")
-
-
-def _normalizer(d: Mapping[str, Any], where: str) -> processing.Normalizer:
-    stats = _get(d, "normalization", dict, where)
-    try:
-        return processing.Normalizer.from_dict(stats)
-    except (TypeError, ValueError) as exc:
-        raise ManifestError(f"{where}.normalization is invalid: {exc}") from exc
-
-
-def _float_list(d: Mapping[str, Any], key: str, where: str, n: int) -> tuple[float, ...]:
-    values = _get(d, key, list, where)
-    if len(values) != n or not all(isinstance(v, int | float) and math.isfinite(v) for v in values):
-        raise ManifestError(f"{where}.{key} must be {n} finite numbers, got {values!r}")
-    return tuple(float(v) for v in values)
-
-
-def _action_spec(d: Mapping[str, Any]) -> ActionSpec:
-    names = tuple(_get(d, "names", list, "actions"))
-    n = len(names)
-    if n == 0:
-        raise ManifestError("actions.names is empty")
-    low, high = _float_list(d, "low", "actions", n), _float_list(d, "high", "actions", n)
-    bad = [names[i] for i in range(n) if low[i] > high[i]]
-    if bad:
-        raise ManifestError(f"actions.low > actions.high for {bad}: low={list(low)} high={list(high)}")
-    norm = _normalizer(d, "actions")
-    if norm.dim != n:
-        raise ManifestError(f"actions has {n} names {list(names)} but {norm.dim}-dim normalisation statistics")
-    chunk = _get(d, "chunk_length", int, "actions")
-    dt = float(_get(d, "dt", float, "actions"))
-    if chunk <= 0 or not (dt > 0 and math.isfinite(dt)):
-        raise ManifestError(f"actions.chunk_length {chunk!r} and dt {dt!r} must be positive")
-    return ActionSpec(names, low, high, chunk, dt, norm)
-
-
-def _language_spec(d: Mapping[str, Any], files: Mapping[str, Any]) -> LanguageSpec:
-    spec = LanguageSpec(
-        file=_get(d, "file", str, "language"),
-        tokenizer=_get(d, "tokenizer", str, "language"),
-        extra_files=tuple(d.get("extra_files", ())),
-        embedding_dim=_get(d, "embedding_dim", int, "language"),
-        max_length=_get(d, "max_length", int, "language"),
-        quantized=bool(d.get("quantized", False)),
-    )
-    for rel in (spec.file, spec.tokenizer, *spec.extra_files):
-        _require_listed(files, rel, "language file")
-    if spec.embedding_dim <= 0 or spec.max_length <= 2:
-        raise ManifestError(f"language embedding_dim {spec.embedding_dim} / max_length {spec.max_length} invalid")
-    ins = [TensorSpec.from_dict(x, "language.inputs").name for x in _get(d, "inputs", list, "language")]
-    outs = [TensorSpec.from_dict(x, "language.outputs").name for x in _get(d, "outputs", list, "language")]
-    if tuple(ins) != LANGUAGE_INPUTS or tuple(outs) != LANGUAGE_OUTPUTS:
-        raise ManifestError(
-            f"language graph is {ins} -> {outs}; the runtime expects {list(LANGUAGE_INPUTS)} -> {list(LANGUAGE_OUTPUTS)}"
-        )
-    return spec
-
-
-def _check_io(
-    inputs: Sequence[TensorSpec],
-    outputs: Sequence[TensorSpec],
-    image_hw: tuple[int, int],
-    embed_dim: int,
-    proprio_dim: int,
-    actions: ActionSpec,
-) -> None:
-    if tuple(t.name for t in inputs) != POLICY_INPUTS or tuple(t.name for t in outputs) != POLICY_OUTPUTS:
-        raise ManifestError(
-            f"policy graph is {[t.name for t in inputs]} -> {[t.name for t in outputs]}; "
-            f"the runtime expects {list(POLICY_INPUTS)} -> {list(POLICY_OUTPUTS)}"
-        )
-    expected = {
-        processing.IMAGE: (3, *image_hw),
-        processing.INSTRUCTION_EMBEDDING: (embed_dim,),
-        processing.PROPRIO: (proprio_dim,),
-        processing.ACTIONS: (actions.chunk_length, len(actions.names)),
-    }
-    for t in (*inputs, *outputs):
-        if t.dtype != "float32":
-            raise ManifestError(f"{t.name} dtype is {t.dtype!r}; the graph contract is float32")
-        if len(t.shape) != 1 + len(expected[t.name]) or tuple(t.shape[1:]) != expected[t.name]:
-            raise ManifestError(
-                f"{t.name} shape {list(t.shape)} does not match the manifest's other fields: "
-                f"expected [batch, {', '.join(map(str, expected[t.name]))}]"
-            )

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-import mujoco
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -13,6 +17,7 @@ from vla_adapter_ros.core.sim.metaworld_env import (
     UnknownTaskError,
     available_tasks,
     canonical_task,
+    simulator,
 )
 
 
@@ -66,6 +71,7 @@ def test_renderer_is_persistent_and_fast_flags_are_set(env):
         env.render()
     assert env._renderer is renderer
     assert env._env.model.vis.quality.offsamples == 0
+    mujoco = simulator().mujoco
     assert renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] == 0
     assert renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] == 0
     assert env.render_count >= 3 and env.render_ms > 0
@@ -94,3 +100,22 @@ def test_task_names_and_camera():
         canonical_task("fly")
     with pytest.raises(ValueError, match="camera 'nope'"):
         MetaWorldEnv("reach", camera="nope")
+
+
+HEADLESS = r"""
+import json, os, sys
+from vla_adapter_ros.core.sim import metaworld_env as me
+imported = {"mujoco": "mujoco" in sys.modules, "gl": os.environ.get("MUJOCO_GL")}
+with me.MetaWorldEnv("reach", image_size=16, max_steps=2) as env:
+    image = env.reset(0)["image"]
+print(json.dumps({**imported, "gl_after": os.environ.get("MUJOCO_GL"), "std": float(image.std())}))
+"""
+
+
+def test_importing_changes_no_process_state_and_rendering_is_headless_by_default():
+    env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "DISPLAY", "PYOPENGL_PLATFORM")}
+    out = subprocess.run([sys.executable, "-c", HEADLESS], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["mujoco"] is False and res["gl"] is None  # importing the module: nothing loaded, nothing set
+    assert res["gl_after"] == "egl" and res["std"] > 5  # the first environment: EGL, a real picture

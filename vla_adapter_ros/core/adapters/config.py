@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ... import __version__
-from ..config import AdapterConfig, LoraConfig, check_name
+from ...names import validate_adapter_name
+from ..config import AdapterConfig, LoraConfig
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
@@ -65,7 +66,7 @@ class SavedAdapter:
         try:
             version = d.pop("format_version")
             method = d.pop("method")
-            name = check_name(d.pop("name"))
+            name = validate_adapter_name(d.pop("name"))
             fingerprint = d.pop("backbone_fingerprint")
             num_parameters = int(d.pop("num_parameters"))
         except KeyError as exc:

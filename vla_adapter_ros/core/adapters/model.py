@@ -18,13 +18,16 @@ from safetensors.torch import save as safetensors_bytes
 from safetensors.torch import save_file
 from torch import nn
 
-from ..config import AdapterConfig, LoraConfig, check_name
+from ...names import validate_adapter_name
+from ..config import AdapterConfig, LoraConfig
+from ..lora import add_lora
 from ..tuners import (
     POSITION_KIND,
     TunerError,
     attach_tuner,
     backbone_tensors,
     delete_adapter,
+    set_adapter,
     tuner_parameters,
     tuner_state_dict,
 )
@@ -48,8 +51,6 @@ def add_adapter(model: nn.Module, name: str, config: AdapterConfig | None = None
 
 def _add_tuner(model: nn.Module, name: str, config: AdapterConfig | LoraConfig) -> None:
     if isinstance(config, LoraConfig):
-        from ..lora import add_lora
-
         add_lora(model, name, config)
     else:
         add_adapter(model, name, config)
@@ -130,7 +131,7 @@ def load_adapter(
         saved = SavedAdapter.load(directory)
     except (FileNotFoundError, ValueError) as exc:
         raise AdapterLoadError(str(exc)) from exc
-    name = check_name(name or saved.name)
+    name = validate_adapter_name(name or saved.name)
     if name in model.tuner_configs:
         raise AdapterLoadError(f"adapter {name!r} is already attached; delete it first or load under another name")
     if check_fingerprint:
@@ -166,8 +167,6 @@ def load_adapter(
         delete_adapter(model, name)
         raise
     if activate:
-        from ..tuners import set_adapter
-
         set_adapter(model, name)
     return name
 

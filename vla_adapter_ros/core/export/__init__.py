@@ -36,18 +36,23 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from vla_adapter_ros.core.adapters import AdapterLoadError, SavedAdapter, load_adapter
+from vla_adapter_ros.core.checkpoint import CheckpointError, load_checkpoint
+from vla_adapter_ros.names import AdapterNameError, validate_adapter_name
 from vla_adapter_ros.runtime import manifest as mf
 
 from .artifacts import build_manifest, write_manifest
 from .errors import ExportError
 from .graph import (
     DEFAULT_OPSET,
+    SharedLayout,
     bake,
     build_template,
     export_predictor,
@@ -167,8 +172,10 @@ def export_model(
     out = Path(out)
     if not adapters:
         raise ExportError("no adapter given; pass at least one --adapter DIR")
-    if not (mf.ADAPTER_NAME_RE.match(name or out.name or "")):
-        raise ExportError(f"model name {name or out.name!r} must match {mf.ADAPTER_NAME_RE.pattern}")
+    try:
+        validate_adapter_name(name or out.name, "model name")
+    except AdapterNameError as exc:
+        raise ExportError(f"{exc} (the model is named like its adapters)") from exc
     if opset < 18:
         raise ExportError(f"--opset {opset} is too old; the dynamo exporter needs 18 or newer")
     if not (0 < tolerance < 1):
@@ -236,72 +243,60 @@ def _export_into(
     min_language_cosine: float,
     log: Callable[[str], None],
 ) -> ExportResult:
-    import torch
-
     torch.manual_seed(0)
     model, names = _load_policy(checkpoint, adapter_dirs)
-    cfg = model.config
-    low, high = _action_bounds(action_low, action_high, cfg.action_names)
+    bounds = _action_bounds(action_low, action_high, model.config.action_names)
     log(f"backbone {checkpoint} ({model.num_backbone_parameters():,} parameters), adapters {names}")
+    layout = _write_policy_graphs(tmp, model, names, opset, fp16, log)
 
-    template, layout = build_template(model, names)
-    tensors = {n: shared_tensors(model, n, template, layout) for n in names}
-
-    # -- policy: one dynamo export of the shared graph, merged models derived from it
-    log("exporting the shared-backbone graph ...")
-    shared_proto = export_shared(template, layout, opset)
-    save_proto(shared_proto, tmp / "shared" / "backbone.onnx")
-    merged_files, fp16_files = {}, {}
-    for n in names:
-        (tmp / "adapters").mkdir(exist_ok=True)
-        write_adapter_file(tmp / "adapters" / f"{n}.onnx_adapter", tensors[n])
-        baked = bake(shared_proto, tensors[n])
-        merged_files[n] = f"merged/{n}.onnx"
-        save_proto(baked, tmp / merged_files[n])
-        if fp16:
-            fp16_files[n] = f"merged_fp16/{n}.onnx"
-            save_proto(to_fp16(baked), tmp / fp16_files[n])
-
-    # -- language encoder + tokenizer
     log("exporting the language encoder ...")
     encoder = load_encoder(language_model)
-    lang_section = export_encoder(encoder, tmp / "language", opset)
-
-    manifest = build_manifest(
-        name, model, names, layout, tensors, low, high, lang_section, merged_files, fp16_files, opset, checkpoint
-    )
-    write_manifest(tmp, manifest)
-
+    language = export_encoder(encoder, tmp, opset)
+    manifest = write_manifest(build_manifest(tmp, name, model, names, layout, bounds, language,
+                                             fp16=fp16, opset=opset, checkpoint=checkpoint))
     # -- quantise after the fp32 reference is in place (its error is measured against it)
     language_info: dict[str, Any] = {}
     if quantize_language:
         language_info = quantize_encoder(tmp, encoder, min_language_cosine)
-        manifest["language"]["quantized"] = True
-        manifest["language"]["quantization"] = language_info
-        write_manifest(tmp, manifest)
+        quantized = replace(manifest.language, quantized=True, quantization=language_info)
+        manifest = write_manifest(replace(manifest, language=quantized))
 
     log("checking parity through the runtime (both modes, every adapter) ...")
     rows = measure_parity(tmp, model, encoder, names, tolerance, fp16, quantize_language)
     log(format_table(rows))
     check_parity(rows)
-    manifest["parity"] = {
+    write_manifest(replace(manifest, parity={
         "tolerance": tolerance,
         "passed": True,
         "reference": f"PyTorch {torch.__version__} eager, CPU, float32",
         "rows": [r.to_dict() for r in rows],
-    }
-    write_manifest(tmp, manifest)
+    }))
     mf.Manifest.load(tmp)  # the runtime must accept exactly what is published
     return ExportResult(out, names, rows, language_info)
+
+
+def _write_policy_graphs(
+    tmp: Path, model: Any, names: list[str], opset: int, fp16: bool, log: Callable[[str], None]
+) -> SharedLayout:
+    """One dynamo export of the shared graph; per adapter its adapter file and the merged model(s) derived from it."""
+    template, layout = build_template(model, names)
+    tensors = {n: shared_tensors(model, n, template, layout) for n in names}
+    log("exporting the shared-backbone graph ...")
+    shared_proto = export_shared(template, layout, opset)
+    save_proto(shared_proto, tmp / mf.SHARED_FILE)
+    for n in names:
+        write_adapter_file(tmp / mf.adapter_file(n), tensors[n])
+        baked = bake(shared_proto, tensors[n])
+        save_proto(baked, tmp / mf.merged_file(n))
+        if fp16:
+            save_proto(to_fp16(baked), tmp / mf.merged_fp16_file(n))
+    return layout
 
 
 # ----------------------------------------------------------------------------- loading
 
 
 def _load_policy(checkpoint: Path, adapter_dirs: list[Path]) -> tuple[Any, list[str]]:
-    from vla_adapter_ros.core.adapters import AdapterLoadError, SavedAdapter, load_adapter
-    from vla_adapter_ros.core.checkpoint import CheckpointError, load_checkpoint
-
     try:
         model = load_checkpoint(checkpoint, adapters=False)
     except CheckpointError as exc:
@@ -317,8 +312,6 @@ def _load_policy(checkpoint: Path, adapter_dirs: list[Path]) -> tuple[Any, list[
             raise ExportError(f"adapter {str(directory)!r} is not a saved adapter: {exc}") from exc
         if saved.name in names:
             raise ExportError(f"two adapters are named {saved.name!r} ({str(directory)!r}); names must be unique")
-        if not mf.ADAPTER_NAME_RE.match(saved.name):
-            raise ExportError(f"adapter name {saved.name!r} is not allowed in a model ({mf.ADAPTER_NAME_RE.pattern})")
         if "language" in saved.config.components:
             raise ExportError(
                 f"adapter {saved.name!r} adapts the language encoder; exported models ship one adapter-free "

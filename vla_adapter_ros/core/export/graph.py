@@ -21,8 +21,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from onnx import numpy_helper
+from onnxruntime.transformers.float16 import convert_float_to_float16
 
 from vla_adapter_ros import processing
+from vla_adapter_ros.core.adapters import Bottleneck, adapter_state_dict, add_adapter, set_adapter
+from vla_adapter_ros.core.adapters.config import method_of
+from vla_adapter_ros.core.config import AdapterConfig, LoraConfig
+from vla_adapter_ros.core.lora import LoraUnit, add_lora
+from vla_adapter_ros.core.model import VLAPolicy, example_inputs
+from vla_adapter_ros.core.tuners import iter_tuner_layers, tuner_state_dict
 from vla_adapter_ros.runtime import manifest as mf
 
 from .errors import ExportError
@@ -48,15 +59,6 @@ class SharedLayout:
 
 def build_template(model: Any, names: list[str]) -> tuple[Any, SharedLayout]:
     """A copy of the backbone carrying one adapter whose slots and rank cover every selected adapter."""
-    import torch
-
-    from vla_adapter_ros.core.adapters import Bottleneck, add_adapter, set_adapter
-    from vla_adapter_ros.core.adapters.config import method_of
-    from vla_adapter_ros.core.config import AdapterConfig, LoraConfig
-    from vla_adapter_ros.core.lora import LoraUnit, add_lora
-    from vla_adapter_ros.core.model import VLAPolicy
-    from vla_adapter_ros.core.tuners import iter_tuner_layers, tuner_state_dict
-
     configs = {n: model.tuner_configs[n] for n in names}
     methods = {n: method_of(c) for n, c in configs.items()}
     if len(set(methods.values())) != 1:
@@ -109,10 +111,6 @@ def build_template(model: Any, names: list[str]) -> tuple[Any, SharedLayout]:
 
 def shared_tensors(model: Any, name: str, template: Any, layout: SharedLayout) -> dict[str, np.ndarray]:
     """Adapter ``name`` in the template's layout: zero-padded to its rank, scaling folded into W_up / B."""
-    from vla_adapter_ros.core.adapters import Bottleneck, adapter_state_dict
-    from vla_adapter_ros.core.lora import LoraUnit
-    from vla_adapter_ros.core.tuners import iter_tuner_layers
-
     scale: dict[str, float] = {}
     for path, layer in iter_tuner_layers(model):
         for unit in layer.tuner_modules(name):
@@ -155,8 +153,6 @@ def quiet() -> Iterator[io.StringIO]:
 
 
 def torch_export(module: Any, args: tuple, input_names: list[str], dynamic_shapes: Any, opset: int, what: str) -> Any:
-    import torch
-
     with quiet() as buf:
         try:
             program = torch.onnx.export(
@@ -170,11 +166,6 @@ def torch_export(module: Any, args: tuple, input_names: list[str], dynamic_shape
 
 
 def export_shared(template: Any, layout: SharedLayout, opset: int) -> Any:
-    import torch
-    from onnx import numpy_helper
-
-    from vla_adapter_ros.core.model import example_inputs
-
     class SharedPredictor(torch.nn.Module):
         """predict() with the adapter tensors as arguments (so they become graph inputs)."""
 
@@ -206,10 +197,6 @@ def export_predictor(model: Any, path: str | Path, opset: int = DEFAULT_OPSET) -
     directory's merged files are derived from the shared graph instead. Used by the
     benchmarks for the backbone-alone baseline.
     """
-    import torch
-
-    from vla_adapter_ros.core.model import example_inputs
-
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
     proto = torch_export(
         model.predictor().eval(), example_inputs(model.config, batch_size=2), list(mf.POLICY_INPUTS),
@@ -250,9 +237,6 @@ def bake(shared: Any, tensors: dict[str, np.ndarray]) -> Any:
     projection weight; those are folded here (onnxscript's full optimizer gives the same
     graph but takes seconds per adapter).
     """
-    import onnx
-    from onnx import numpy_helper
-
     proto = onnx.ModelProto()
     proto.CopyFrom(shared)
     g = proto.graph
@@ -282,8 +266,6 @@ def bake(shared: Any, tensors: dict[str, np.ndarray]) -> Any:
 
 
 def to_fp16(proto: Any) -> Any:
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
     with quiet():
         proto = convert_float_to_float16(proto, keep_io_types=True)  # float32 in/out, float16 inside
     _toposort(proto.graph)  # the converter appends its input casts at the end
@@ -311,8 +293,6 @@ def _toposort(g: Any) -> None:
 
 
 def save_proto(proto: Any, path: Path) -> None:
-    import onnx
-
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         onnx.checker.check_model(proto)
@@ -323,8 +303,7 @@ def save_proto(proto: Any, path: Path) -> None:
 
 def write_adapter_file(path: Path, tensors: dict[str, np.ndarray]) -> None:
     """onnxruntime adapter file; read back and compared (OrtValue.ortvalue_from_numpy does not copy)."""
-    import onnxruntime as ort
-
+    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {ADAPTER_INPUT_PREFIX + k: np.ascontiguousarray(v, np.float32) for k, v in tensors.items()}
     values = {k: ort.OrtValue.ortvalue_from_numpy(v) for k, v in arrays.items()}  # views of `arrays`
     fmt = ort.AdapterFormat()

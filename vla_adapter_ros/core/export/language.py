@@ -8,8 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
+import torch
+from onnxruntime.quantization import QuantType, quantize_dynamic
 
+from vla_adapter_ros.core.language import LanguageEncoder
 from vla_adapter_ros.runtime import manifest as mf
+from vla_adapter_ros.runtime.language import LanguageEncoder as RtEncoder
 
 from .errors import ExportError
 from .graph import finish_io, quiet, save_proto, torch_export
@@ -19,17 +24,15 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 
 
 def load_encoder(path: str | Path | None) -> Any:
-    from vla_adapter_ros.core.language import LanguageEncoder
-
     try:
         return LanguageEncoder(path).eval()
     except (OSError, ValueError) as exc:
         raise ExportError(f"cannot load the language model: {exc}") from exc
 
 
-def export_encoder(encoder: Any, out_dir: Path, opset: int) -> dict[str, Any]:
-    import torch
-
+def export_encoder(encoder: Any, root: Path, opset: int) -> mf.LanguageSpec:
+    """The encoder as ONNX plus its tokenizer files, into the model directory ``root``."""
+    out_dir = root / mf.LANGUAGE_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     tokens = encoder.tokenize(["open the drawer", "pick up the puck and place it at the goal"])
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
@@ -38,49 +41,38 @@ def export_encoder(encoder: Any, out_dir: Path, opset: int) -> dict[str, Any]:
     proto = torch_export(
         encoder, (tokens["input_ids"], tokens["attention_mask"]), list(mf.LANGUAGE_INPUTS), dyn, opset, "language encoder"
     )
-    finish_io(proto, {"__output__": "embedding"}, {"input_ids": ("batch", "sequence"),
-               "attention_mask": ("batch", "sequence"), "embedding": ("batch",)})
-    save_proto(proto, out_dir / "encoder.onnx")
+    (embedding,) = mf.LANGUAGE_OUTPUTS
+    finish_io(proto, {"__output__": embedding}, {**{n: ("batch", "sequence") for n in mf.LANGUAGE_INPUTS},
+                                                embedding: ("batch",)})
+    save_proto(proto, root / mf.LANGUAGE_FILE)
     src = Path(encoder.model_path)
     extra = []
     for fname in TOKENIZER_FILES:
         if (src / fname).is_file():
             shutil.copyfile(src / fname, out_dir / fname)
-            if fname != "tokenizer.json":
-                extra.append(f"language/{fname}")
-    if not (out_dir / "tokenizer.json").is_file():
+            if f"{mf.LANGUAGE_DIR}/{fname}" != mf.TOKENIZER_FILE:
+                extra.append(f"{mf.LANGUAGE_DIR}/{fname}")
+    if not (root / mf.TOKENIZER_FILE).is_file():
         raise ExportError(f"the language model at {src} has no tokenizer.json (the runtime's tokenizer needs it)")
     dim = int(encoder.dim)
-    return {
-        "file": "language/encoder.onnx",
-        "tokenizer": "language/tokenizer.json",
-        "extra_files": extra,
-        "source": "sentence-transformers/all-MiniLM-L6-v2",
-        "embedding_dim": dim,
-        "max_length": int(encoder.max_length),
-        "pooling": "mean",
-        "normalize": "l2",
-        "quantized": False,
-        "inputs": [{"name": n, "shape": ["batch", "sequence"], "dtype": "int64"} for n in mf.LANGUAGE_INPUTS],
-        "outputs": [{"name": "embedding", "shape": ["batch", dim], "dtype": "float32"}],
-    }
+    return mf.LanguageSpec(
+        file=mf.LANGUAGE_FILE, tokenizer=mf.TOKENIZER_FILE, extra_files=tuple(extra), embedding_dim=dim,
+        max_length=int(encoder.max_length),
+        inputs=tuple(mf.TensorSpec(n, ("batch", "sequence"), "int64") for n in mf.LANGUAGE_INPUTS),
+        outputs=(mf.TensorSpec(embedding, ("batch", dim), "float32"),),
+    )
 
 
 def quantize_encoder(tmp: Path, encoder: Any, min_cosine: float) -> dict[str, Any]:
     """int8 dynamic quantisation of the encoder; cosine similarity to the fp32 PyTorch embeddings, measured."""
-    import onnxruntime as ort
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from vla_adapter_ros.runtime.language import LanguageEncoder as RtEncoder
-
-    fp32 = tmp / "language" / "encoder.onnx"
-    int8 = tmp / "language" / "encoder.int8.onnx"
+    fp32 = tmp / mf.LANGUAGE_FILE
+    int8 = fp32.with_suffix(".int8.onnx")
     fp32_bytes = fp32.stat().st_size
     with quiet():
         quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True)
     os.replace(int8, fp32)
     session = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
-    tokenizer = (tmp / "language" / "tokenizer.json").read_bytes()
+    tokenizer = (tmp / mf.TOKENIZER_FILE).read_bytes()
     rt = RtEncoder.from_bytes(session, tokenizer, int(encoder.dim), int(encoder.max_length), cache_size=0)
     texts = list(PARITY_SENTENCES)
     got = rt.encode_batch(texts)

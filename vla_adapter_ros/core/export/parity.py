@@ -7,9 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
+import torch
 
 from vla_adapter_ros import processing
+from vla_adapter_ros.core.adapters import set_adapter
+from vla_adapter_ros.runtime.policy import OnnxPolicy
 
 from .errors import ExportError
 
@@ -70,8 +74,6 @@ def check_parity(rows: Sequence[ParityRow]) -> None:
 
 def scene_frames(n: int, seed: int = 0, size: tuple[int, int] = (480, 640)) -> list[np.ndarray]:
     """Realistic-looking camera frames (table, objects, gripper, noise), uint8 RGB, for parity checks."""
-    import cv2
-
     rng = np.random.default_rng(seed)
     h, w = size
     frames = []
@@ -101,11 +103,6 @@ def measure_parity(
     inputs at batch 3 and 2; the language encoder against ``encoder``; and ``infer`` end to
     end (frame + text + raw proprio) against the training code path.
     """
-    import torch
-
-    from vla_adapter_ros.core.adapters import set_adapter
-    from vla_adapter_ros.runtime.policy import OnnxPolicy
-
     cfg = model.config
     size = (cfg.image_size, cfg.image_size)
     g = torch.Generator().manual_seed(1234)
@@ -167,10 +164,6 @@ def _infer_rows(
     real_inputs: Callable[[str], tuple[Any, ...]], tolerance: float, quantized: bool,
 ) -> list[ParityRow]:
     """End to end: camera frame + text + raw proprio through runtime.infer vs the training code path."""
-    import torch
-
-    from vla_adapter_ros.core.adapters import set_adapter
-
     spec = policy.manifest.actions
     rows = []
     for n in names:

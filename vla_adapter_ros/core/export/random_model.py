@@ -6,8 +6,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from vla_adapter_ros import processing
+from vla_adapter_ros.core.adapters import add_adapter, save_adapter
+from vla_adapter_ros.core.checkpoint import save_checkpoint
+from vla_adapter_ros.core.config import AdapterConfig, LoraConfig, ModelConfig
+from vla_adapter_ros.core.lora import add_lora
+from vla_adapter_ros.core.model import VLAPolicy
+from vla_adapter_ros.core.tuners import tuner_parameters
 
 
 def make_random_checkpoint(
@@ -25,15 +32,6 @@ def make_random_checkpoint(
     AdapterConfig / LoraConfig (default: one rank-8 bottleneck adapter named ``"default"``).
     Statistics are Meta-World-like so de-normalisation and clipping are exercised.
     """
-    import torch
-
-    from vla_adapter_ros.core.adapters import add_adapter, save_adapter
-    from vla_adapter_ros.core.checkpoint import save_checkpoint
-    from vla_adapter_ros.core.config import AdapterConfig, LoraConfig, ModelConfig
-    from vla_adapter_ros.core.lora import add_lora
-    from vla_adapter_ros.core.model import VLAPolicy
-    from vla_adapter_ros.core.tuners import tuner_parameters
-
     directory = Path(directory)
     config = config or ModelConfig()
     adapters = adapters if adapters is not None else {"default": AdapterConfig()}

@@ -15,22 +15,24 @@ Rendering: one ``mujoco.Renderer`` per environment, created on first use and
 kept until :meth:`close` (a renderer per frame costs a GL context each time).
 ``fast_render`` sets ``offsamples = 0`` (no multisampling) and switches off
 shadows and reflections: about 10x cheaper on a CPU renderer at 96x96.
+Headless by default: MuJoCo picks its OpenGL backend when it is first imported, so
+MuJoCo and Meta-World are imported by :func:`simulator` on first use, right after it
+defaults ``MUJOCO_GL`` to ``egl`` (an explicit ``MUJOCO_GL`` wins). Importing this
+module changes no process state.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 import warnings
+from types import SimpleNamespace
 from typing import Any
 
-# Headless by default; must be set before mujoco is first imported. An explicit MUJOCO_GL wins.
-os.environ.setdefault("MUJOCO_GL", "egl")
+import numpy as np
 
-import mujoco  # noqa: E402
-import numpy as np  # noqa: E402
-from metaworld.env_dict import ALL_V3_ENVIRONMENTS  # noqa: E402
-from metaworld.policies import ENV_POLICY_MAP  # noqa: E402
+HEADLESS_GL = "egl"  # MUJOCO_GL unless the environment sets it (osmesa also renders without a display)
 
 DEFAULT_CAMERA = "corner4"  # sees the whole table and the arm; objects stay in view (checked for 20 tasks)
 DEFAULT_IMAGE_SIZE = 96
@@ -43,6 +45,30 @@ ACTION_DIM = len(ACTION_NAMES)
 _PROPRIO_SLICE = slice(0, PROPRIO_DIM)
 
 
+def use_headless_gl() -> str:
+    """Default ``MUJOCO_GL`` to :data:`HEADLESS_GL` (an explicit value wins); returns the value in force.
+
+    Effective only before MuJoCo is first imported: :func:`simulator` calls it, and so does an
+    entry point that imports MuJoCo or Meta-World by itself (the test suite's conftest).
+    """
+    return os.environ.setdefault("MUJOCO_GL", HEADLESS_GL)
+
+
+@functools.cache
+def simulator() -> SimpleNamespace:
+    """``mujoco``, Meta-World's task classes (``tasks``) and scripted experts (``experts``).
+
+    Imported on first use, after :func:`use_headless_gl`.
+    """
+    use_headless_gl()
+    # why here: MuJoCo reads MUJOCO_GL once, when it is first imported (Meta-World imports it)
+    import mujoco
+    from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+    from metaworld.policies import ENV_POLICY_MAP
+
+    return SimpleNamespace(mujoco=mujoco, tasks=ALL_V3_ENVIRONMENTS, experts=ENV_POLICY_MAP)
+
+
 class UnknownTaskError(ValueError):
     """The task name is not a Meta-World v3 task with a scripted expert."""
 
@@ -53,14 +79,16 @@ class SimStateError(RuntimeError):
 
 def available_tasks() -> list[str]:
     """Meta-World v3 task names that have a scripted expert, e.g. ``drawer-open-v3``."""
-    return sorted(t for t in ALL_V3_ENVIRONMENTS if t in ENV_POLICY_MAP)
+    sim = simulator()
+    return sorted(t for t in sim.tasks if t in sim.experts)
 
 
 def canonical_task(name: str) -> str:
     """``'drawer-open'``, ``'drawer-open-v3'`` or ``'metaworld/drawer-open-v3'`` -> ``'drawer-open-v3'``."""
     task = str(name).strip().removeprefix("metaworld/")
     task = task if task.endswith("-v3") else f"{task}-v3"
-    if task not in ALL_V3_ENVIRONMENTS or task not in ENV_POLICY_MAP:
+    sim = simulator()
+    if task not in sim.tasks or task not in sim.experts:
         raise UnknownTaskError(f"unknown Meta-World task {name!r}; available: {available_tasks()}")
     return task
 
@@ -86,7 +114,8 @@ class MetaWorldEnv:
         self.task = canonical_task(task)
         self.image_size = _size(image_size)
         self.camera, self.fast_render, self.flip_image = camera, bool(fast_render), bool(flip_image)
-        env = ALL_V3_ENVIRONMENTS[self.task]()
+        sim = simulator()
+        env = sim.tasks[self.task]()
         # The goal must be in the state: several experts steer to it. Policies never see the state.
         env._partially_observable = False
         env.__dict__.pop("sawyer_observation_space", None)  # cached_property, recomputed for the new flag
@@ -98,14 +127,15 @@ class MetaWorldEnv:
         if max_steps is not None and not 0 < int(max_steps) <= limit:
             raise ValueError(f"max_steps must be in 1..{limit} for {self.task}, got {max_steps}")
         self.max_steps = int(max_steps) if max_steps is not None else limit
+        mujoco = sim.mujoco
         self._camera_id = mujoco.mj_name2id(env.model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
         if self._camera_id < 0:
             cams = [mujoco.mj_id2name(env.model, mujoco.mjtObj.mjOBJ_CAMERA, i) for i in range(env.model.ncam)]
             raise ValueError(f"camera {camera!r} is not in the {self.task} model; cameras: {cams}")
         if self.fast_render:
             env.model.vis.quality.offsamples = 0  # read when the GL framebuffer is created
-        self._expert = ENV_POLICY_MAP[self.task]()
-        self._renderer: mujoco.Renderer | None = None
+        self._expert = sim.experts[self.task]()
+        self._renderer: Any = None  # mujoco.Renderer
         self._state: np.ndarray | None = None  # privileged: expert only
         self._success = False
         self.steps = 0
@@ -200,6 +230,7 @@ class MetaWorldEnv:
         start = time.perf_counter()
         if self._renderer is None:
             h, w = self.image_size
+            mujoco = simulator().mujoco
             self._renderer = mujoco.Renderer(self._env.model, height=h, width=w)
             if self.fast_render:
                 self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0

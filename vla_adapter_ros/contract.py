@@ -35,7 +35,7 @@ import difflib
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -364,8 +364,6 @@ class RobotContract:
 
 
 def _with_path(contract: RobotContract, path: Path) -> RobotContract:
-    from dataclasses import replace
-
     return replace(contract, path=path)
 
 

@@ -9,7 +9,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import uuid
 from typing import Any
+
+from rclpy.duration import Duration
+from std_msgs.msg import String
+
+from vla_adapter_interfaces.srv import GetStatus, ListAdapters, ResetEpisode, SwitchAdapter
+from vla_adapter_ros.ros.harness import RosSession, ServiceUnavailableError, service_name
+from vla_adapter_ros.ros.qos import instruction_qos
 
 # rclpy is imported inside the functions until cli.py imports only the chosen subcommand.
 
@@ -20,8 +28,6 @@ DEFAULT_TIMEOUT_S = 5.0
 def call_service(srv_type: Any, name: str, request: Any, timeout_s: float = DEFAULT_TIMEOUT_S) -> Any:
     """One round trip to ``name`` from a short-lived node (resending, see harness.await_reply);
     raises ServiceUnavailableError on timeout."""
-    from vla_adapter_ros.ros.harness import RosSession
-
     with RosSession("vla_adapter_cli") as session:
         return session.call(srv_type, name, request, timeout_s)
 
@@ -40,9 +46,6 @@ def add_switch_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_switch(args: argparse.Namespace) -> int:
-    from vla_adapter_interfaces.srv import SwitchAdapter
-    from vla_adapter_ros.ros.harness import ServiceUnavailableError, service_name
-
     name = service_name(args.node, "switch_adapter")
     try:
         reply = call_service(SwitchAdapter, name, SwitchAdapter.Request(adapter=args.adapter), args.timeout)
@@ -63,9 +66,6 @@ def add_list_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from vla_adapter_interfaces.srv import ListAdapters
-    from vla_adapter_ros.ros.harness import ServiceUnavailableError, service_name
-
     name = service_name(args.node, "list_adapters")
     try:
         reply = call_service(ListAdapters, name, ListAdapters.Request(), args.timeout)
@@ -96,11 +96,6 @@ def add_reset_sim_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_reset_sim(args: argparse.Namespace) -> int:
     """Start a new episode on the simulator bridge; prints the instruction it suggests."""
-    import uuid
-
-    from vla_adapter_interfaces.srv import ResetEpisode
-    from vla_adapter_ros.ros.harness import ServiceUnavailableError, service_name
-
     if not 0 <= args.seed < 2**32:
         print(f"error: --seed must be in [0, 2^32), got {args.seed}", file=sys.stderr)
         return 2
@@ -138,12 +133,6 @@ def add_send_instruction_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_send_instruction(args: argparse.Namespace) -> int:
     """Publish one instruction reliable + transient local; exit once a subscriber has acknowledged it."""
-    from rclpy.duration import Duration
-    from std_msgs.msg import String
-
-    from vla_adapter_ros.ros.harness import RosSession
-    from vla_adapter_ros.ros.qos import instruction_qos
-
     if not args.text.strip():
         print("error: the instruction is empty", file=sys.stderr)
         return 2
@@ -180,15 +169,10 @@ def get_status(node_name: str, timeout_s: float) -> Any:
     """The node's current DiagnosticStatus from its ``~/get_status`` service (the same keys and
     values as its /diagnostics message, built on demand): a value read when it is true, not up
     to a diagnostics period old. Raises ServiceUnavailableError."""
-    from vla_adapter_interfaces.srv import GetStatus
-    from vla_adapter_ros.ros.harness import service_name
-
     return call_service(GetStatus, service_name(node_name, "get_status"), GetStatus.Request(), timeout_s).status
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from vla_adapter_ros.ros.harness import ServiceUnavailableError
-
     try:
         status = get_status(args.node, args.timeout)
     except ServiceUnavailableError as exc:

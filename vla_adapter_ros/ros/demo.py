@@ -37,8 +37,20 @@ from typing import Any
 
 import numpy as np
 import yaml
+from rclpy.duration import Duration
+from std_msgs.msg import String
+from tqdm import tqdm
 
+from vla_adapter_interfaces.msg import ActionChunk, EpisodeStatus
+from vla_adapter_interfaces.srv import ListAdapters, ResetEpisode, SwitchAdapter
 from vla_adapter_ros import dds_env
+from vla_adapter_ros.core.evaluate import OnnxPolicySource, run_episode
+from vla_adapter_ros.core.sim.instructions import sample_instruction
+from vla_adapter_ros.core.sim.metaworld_env import MetaWorldEnv, UnknownTaskError, canonical_task
+from vla_adapter_ros.ros import qos
+from vla_adapter_ros.ros.conversions import action_chunk_to_array, stamp_to_ns
+from vla_adapter_ros.ros.harness import NodeProcess, RosSession, node_command
+from vla_adapter_ros.ros.params import config_file, default_model_dir
 
 SIM_EXECUTABLE = "vla_adapter_sim"
 POLICY_EXECUTABLE = "vla_adapter_node"
@@ -51,8 +63,6 @@ DEMO_PARAMS_FILE = "sim_demo.yaml"
 
 def demo_parameters(node: str) -> dict[str, Any]:
     """The parameters config/sim_demo.yaml gives ``node`` (vla_adapter_sim or vla_adapter)."""
-    from vla_adapter_ros.ros.params import config_file
-
     path = config_file(DEMO_PARAMS_FILE)
     return dict(yaml.safe_load(path.read_text())[node]["ros__parameters"])
 
@@ -78,12 +88,6 @@ class DemoDriver:
     def __init__(self, sim_node: str = SIM_NODE, policy_node: str = POLICY_NODE,
                  instruction_topic: str = "/vla/instruction", action_topic: str = "/vla/action",
                  status_topic: str = "/vla/episode") -> None:
-        from std_msgs.msg import String
-
-        from vla_adapter_interfaces.msg import ActionChunk, EpisodeStatus
-        from vla_adapter_ros.ros import qos
-        from vla_adapter_ros.ros.harness import RosSession
-
         self.sim_node, self.policy_node = sim_node.strip("/"), policy_node.strip("/")
         self.session = RosSession("vla_adapter_demo")
         self.node = self.session.node
@@ -99,8 +103,6 @@ class DemoDriver:
             self.status = msg
 
     def _on_action(self, msg: Any) -> None:
-        from vla_adapter_ros.ros.conversions import action_chunk_to_array, stamp_to_ns
-
         stamp = stamp_to_ns(msg.header.stamp)
         latency = (self.session.now_ns() - stamp) * 1e-6
         with self._lock:
@@ -110,23 +112,16 @@ class DemoDriver:
         return self.session.call(srv_type, name, request, timeout, **kwargs)
 
     def list_adapters(self, timeout: float = 60.0) -> Any:
-        from vla_adapter_interfaces.srv import ListAdapters
-
         return self.call(ListAdapters, f"/{self.policy_node}/list_adapters", ListAdapters.Request(), timeout)
 
     def switch(self, adapter: str) -> tuple[Any, float]:
         """SwitchAdapter reply and the round-trip time in ms."""
-        from vla_adapter_interfaces.srv import SwitchAdapter
-
         t0 = time.perf_counter()
         reply = self.call(SwitchAdapter, f"/{self.policy_node}/switch_adapter", SwitchAdapter.Request(adapter=adapter))
         return reply, (time.perf_counter() - t0) * 1e3
 
     def send_instruction(self, text: str, timeout: float = 10.0) -> None:
         """Publish and wait until every subscriber acknowledged it (reliable, transient local)."""
-        from rclpy.duration import Duration
-        from std_msgs.msg import String
-
         self.session.wait_for_subscribers(self.instruction_pub, timeout,
                                           "a subscriber to the instruction (is the policy node up?)")
         self.instruction_pub.publish(String(data=text))
@@ -136,9 +131,6 @@ class DemoDriver:
     def run_episode(self, task: str, seed: int, timeout: float = 300.0,
                     progress: Callable[[Any], None] | None = None) -> EpisodeOutcome:
         """Send the task's suggested instruction, reset the sim to task/seed, wait until the episode is done."""
-        from vla_adapter_interfaces.srv import ResetEpisode
-        from vla_adapter_ros.core.sim.instructions import sample_instruction
-
         # The instruction the reset reply will suggest (same function): acknowledged by the policy node
         # BEFORE the reset, so it holds it when the first frame of the episode arrives.
         instruction = sample_instruction(task, seed)
@@ -191,8 +183,6 @@ class TaskRow:
 
 def adapters_by_task(reply: Any) -> dict[str, str]:
     """Canonical Meta-World task -> adapter name, from a ListAdapters reply's AdapterInfo.task."""
-    from vla_adapter_ros.core.sim.metaworld_env import UnknownTaskError, canonical_task
-
     out = {}
     for info in reply.adapters:
         try:
@@ -228,8 +218,6 @@ class Progress:
     """A live line on a terminal (tqdm); one line per finished episode when stdout is a log."""
 
     def __init__(self, total: int, out: Callable[[str], None]) -> None:
-        from tqdm import tqdm
-
         self.out = out
         self.bar = tqdm(total=total, unit="episode", dynamic_ncols=True) if sys.stdout.isatty() else None
 
@@ -258,9 +246,6 @@ def run_session(model_dir: Path, tasks: Sequence[str], episodes: int, seed_start
                 compare_in_process: bool = False, episode_timeout: float = 300.0,
                 out: Callable[[str], None] = print) -> list[TaskRow]:
     """Run the demo in a freshly leased loopback domain (the nodes and this process)."""
-    from vla_adapter_ros.core.sim.metaworld_env import canonical_task
-    from vla_adapter_ros.ros.harness import NodeProcess, node_command
-
     tasks = [canonical_task(t) for t in tasks]
     log_dir.mkdir(parents=True, exist_ok=True)
     lease = dds_env.lease_domain(salt=7)
@@ -339,9 +324,6 @@ def compare_with_in_process(model_dir: Path, rows: list[TaskRow], seed_start: in
                             max_steps: int | None = None) -> None:
     """``vla-adapter eval``'s loop on the same seeds: successes, and episodes whose every chunk equals the
     ROS run's bit for bit (same frames, same proprio, same model: lockstep promises exactly that)."""
-    from vla_adapter_ros.core.evaluate import OnnxPolicySource, run_episode
-    from vla_adapter_ros.core.sim.metaworld_env import MetaWorldEnv
-
     source = OnnxPolicySource(model_dir, providers=["cpu"])
     k = source.policy.manifest.actions.chunk_length
     for row in rows:
@@ -359,8 +341,6 @@ def compare_with_in_process(model_dir: Path, rows: list[TaskRow], seed_start: in
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from vla_adapter_ros.ros.params import default_model_dir
-
     parser.add_argument("--model-dir", type=Path, default=default_model_dir(), help="exported model (default: bundled)")
     parser.add_argument("--task", action="append", default=None, help=f"task (repeat; default {list(DEFAULT_TASKS)})")
     parser.add_argument("--episodes", type=int, default=3, help="episodes per task (default 3)")

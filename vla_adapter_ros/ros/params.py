@@ -111,6 +111,7 @@ class NodeConfig:
     @classmethod
     def declare(cls: type[C], node: Any) -> C:
         """Declare every field as a ROS parameter with a descriptor; return the validated config."""
+        # why here: this module is read without ROS (tests, the launch-file check); only a node declares
         from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
         ros_types = {"str": ParameterType.PARAMETER_STRING, "bool": ParameterType.PARAMETER_BOOL,

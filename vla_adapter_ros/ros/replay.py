@@ -49,8 +49,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rclpy.duration import Duration
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Header, String
 
-from vla_adapter_ros.bags.episodes import DEFAULT_TOPICS
+from vla_adapter_interfaces.msg import ActionChunk
+from vla_adapter_ros.bags import replay as rb
+from vla_adapter_ros.bags import typestore as ts
+from vla_adapter_ros.bags.episodes import DEFAULT_TOPICS, EpisodeWriter, find_episodes, read_episode
+from vla_adapter_ros.bags.errors import BagError
+from vla_adapter_ros.ros import qos
+from vla_adapter_ros.ros.conversions import action_chunk_to_array, ns_to_stamp, rgb_to_image_msg
+from vla_adapter_ros.ros.harness import RosSession, send_until
 
 EXIT_OK, EXIT_REGRESSION, EXIT_BAG, EXIT_NO_NODE = 0, 1, 2, 3
 
@@ -79,13 +89,6 @@ class Replayer:
 
     def __init__(self, camera_topic: str, instruction_topic: str, proprio_topic: str | None,
                  action_topic: str) -> None:
-        from sensor_msgs.msg import Image, JointState
-        from std_msgs.msg import String
-
-        from vla_adapter_interfaces.msg import ActionChunk
-        from vla_adapter_ros.ros import qos
-        from vla_adapter_ros.ros.harness import RosSession
-
         self.topics = {"camera": camera_topic, "instruction": instruction_topic, "proprio": proprio_topic,
                        "action": action_topic}
         self.session = RosSession("vla_adapter_replay")
@@ -127,8 +130,6 @@ class Replayer:
         or the joint states' match can complete after the camera's. Probe answers are not part of
         the episode (their live stamps are never mapped back), so no frame of it is lost.
         """
-        from vla_adapter_ros.ros.harness import send_until
-
         self.send_instruction(ep.instructions[0], timeout)
         try:
             send_until(lambda: self.publish_frame(ep.images[0], ep.proprio[0], ep.proprio_names), self.answered,
@@ -139,9 +140,6 @@ class Replayer:
                               "vla-adapter status)") from None
 
     def send_instruction(self, text: str, timeout: float) -> None:
-        from rclpy.duration import Duration
-        from std_msgs.msg import String
-
         self.instruction.publish(String(data=text))
         if self.instruction.get_subscription_count() and not self.instruction.wait_for_all_acked(
                 Duration(seconds=timeout)):
@@ -150,11 +148,6 @@ class Replayer:
     def publish_frame(self, rgb: np.ndarray, proprio: np.ndarray, names: tuple[str, ...],
                       frame_id: str = "camera") -> int:
         """JointState and Image with one fresh stamp (the node pairs them by it); returns the stamp."""
-        from sensor_msgs.msg import JointState
-        from std_msgs.msg import Header
-
-        from vla_adapter_ros.ros.conversions import ns_to_stamp, rgb_to_image_msg
-
         stamp = self.session.now_ns()
         header = Header(stamp=ns_to_stamp(stamp), frame_id=frame_id)
         if self.joints is not None and len(proprio):
@@ -169,8 +162,6 @@ class Replayer:
 def replay_episode(rep: Replayer, ep: Any, *, mode: str, rate: float, timeout: float,
                    resend_period: float) -> EpisodePlay:
     """Publish one episode (see the module docstring for the two modes)."""
-    from vla_adapter_ros.ros.harness import send_until
-
     live_to_orig: dict[int, int] = {}
     sent_at: dict[int, float] = {}
     instruction, play = None, EpisodePlay()
@@ -207,8 +198,6 @@ def replay_episode(rep: Replayer, ep: Any, *, mode: str, rate: float, timeout: f
 
 
 def _collect(rep: Replayer, live_to_orig: dict[int, int], sent_at: dict[int, float], play: EpisodePlay) -> EpisodePlay:
-    from vla_adapter_ros.ros.conversions import action_chunk_to_array
-
     with rep._lock:
         arrival = [s for s in rep.arrival if s in live_to_orig]
         answers = {s: rep.answers[s] for s in arrival}
@@ -228,8 +217,6 @@ def _collect(rep: Replayer, live_to_orig: dict[int, int], sent_at: dict[int, flo
 def write_output(out: Path, ep: Any, chunks: dict[int, np.ndarray], msgs: dict[int, Any], source: Path,
                  mode: str) -> Path:
     """The answered frames with the node's chunks, as an EpisodeWriter bag at the original stamps."""
-    from vla_adapter_ros.bags.episodes import EpisodeWriter
-
     adapters = sorted({m.adapter for m in msgs.values()})
     with EpisodeWriter(out, task=ep.task or "unknown", seed=int(ep.seed or 0), dt=float(ep.metadata.get("dt", 0)),
                        proprio_names=ep.proprio_names or ("ee_x", "ee_y", "ee_z", "gripper"),
@@ -258,8 +245,6 @@ class GoldenMissingError(RuntimeError):
 
 def _replay_one(rep: Replayer, args: argparse.Namespace, path: Path, ep: Any, store: Any,
                 single: bool) -> tuple[Any, np.ndarray]:
-    from vla_adapter_ros.bags import replay as rb
-
     play = replay_episode(rep, ep, mode=args.mode, rate=args.rate, timeout=args.timeout,
                           resend_period=args.resend_period)
     if not play.chunks:
@@ -301,11 +286,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vla_adapter_ros.bags import replay as rb
-    from vla_adapter_ros.bags import typestore as ts
-    from vla_adapter_ros.bags.episodes import find_episodes, read_episode
-    from vla_adapter_ros.bags.errors import BagError
-
     if args.rate <= 0 or args.timeout <= 0 or args.resend_period <= 0 or args.tolerance < 0 \
             or not 0 <= args.min_answered <= 1:
         print("replay: --rate, --timeout and --resend-period must be > 0, --tolerance >= 0, --min-answered in "

@@ -1,4 +1,7 @@
-"""Frame sets from several cameras: the frames of one moment, paired by header stamp. ROS-free.
+"""Frame sets from several cameras: the frames of one moment, paired by header stamp.
+
+Standard library only, so the policy node (live frames) and the bag reader (recorded frames) pair
+with the same rule.
 
 message_filters' ApproximateTimeSynchronizer is not installable here (and is not in every ROS
 install), so this is written by hand, with the rule a policy needs: a set is one frame per

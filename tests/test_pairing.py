@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vla_adapter_ros.serving.pairing import FrameSetPairer
+from vla_adapter_ros.pairing import FrameSetPairer
 
 MS = 1_000_000
 

@@ -494,8 +494,12 @@ class OnnxPolicy:
     def _read_adapter(self, path: Path, spec: AdapterSpec) -> dict[str, np.ndarray]:
         """The adapter file's tensors, checked against the shared graph's adapter inputs."""
         try:
-            params = ort.AdapterFormat.read_adapter(str(path)).get_parameters()
+            # The OrtValues point into the AdapterFormat's buffer: keep it alive while copying out
+            # (onnxruntime 1.23 crashes reading them from a temporary).
+            adapter_format = ort.AdapterFormat.read_adapter(str(path))
+            params = adapter_format.get_parameters()
             tensors = {k: np.array(v.numpy(), copy=True) for k, v in params.items()}
+            del params, adapter_format
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
             raise ManifestError(f"adapter {spec.name!r}: cannot read {spec.file!r}: {exc}") from exc
         expected = {t.name: t for t in self._manifest.adapter_inputs}

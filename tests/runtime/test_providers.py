@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import onnxruntime as ort
 import pytest
 from runtime_helpers import BUNDLED, zero_feeds
@@ -32,25 +34,24 @@ def run_zeros(session: ort.InferenceSession, options: ort.RunOptions | None = No
     return session.run(None, zero_feeds(BUNDLED_MANIFEST), options)
 
 
-def cuda_works() -> bool:
-    """Whether CUDA really initialises here (onnxruntime-gpu lists it even without a GPU)."""
-    if CUDA not in ort.get_available_providers():
+@functools.cache
+def works(provider: str) -> bool:
+    """Whether ``provider`` really initialises and runs here (onnxruntime-gpu lists CUDA even without a GPU)."""
+    if provider not in ort.get_available_providers():
         return False
     try:
-        _, report = create_session(MODEL, [(CUDA, {})], label="probe")
+        _, report = create_session(MODEL, [(provider, {})], label="probe", warmup=run_zeros)
     except ProviderError:
         return False
-    return report.active == CUDA
+    return report.active == provider
+
+
+def cuda_works() -> bool:
+    return works(CUDA)
 
 
 def tensorrt_works() -> bool:
-    if TENSORRT not in ort.get_available_providers() or not cuda_works():
-        return False
-    try:
-        _, report = create_session(MODEL, [(TENSORRT, {})], label="probe")
-    except ProviderError:
-        return False
-    return report.active == TENSORRT
+    return works(TENSORRT)
 
 
 # ------------------------------------------------------------------ options (pure)

@@ -36,6 +36,7 @@ import numpy as np
 import onnxruntime as ort
 
 from vla_adapter_ros import processing
+from vla_adapter_ros.runtime import graph_checks
 from vla_adapter_ros.runtime.errors import (
     InputError,
     ManifestError,
@@ -59,7 +60,6 @@ from vla_adapter_ros.runtime.providers import (
 from vla_adapter_ros.runtime.serving import BoundRunner, PlainRunner
 
 MODES = ("shared", "merged")
-_ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64"}
 # Manifest sections a re-read manifest must keep unchanged before load_adapter trusts it.
 _BACKBONE_KEYS = ("inputs", "outputs", "image", "proprio", "actions", "language", "shared")
 _ACTIVE = object()  # run_network's "whatever adapter is active" default
@@ -437,7 +437,7 @@ class OnnxPolicy:
         entries = [(n, o) for n, o in self._config.chain(key) if n in chain]
 
         def first_run(session: ort.InferenceSession) -> None:
-            self._check_graph(session, adapter_inputs, rel)  # a ManifestError is no provider's fault
+            graph_checks.check_graph(self._manifest, session, adapter_inputs, rel)  # a ManifestError is no provider's fault
             if self._warmup:
                 self._timed_warmup(lambda: session.run(list(POLICY_OUTPUTS), self._zeros()))
 
@@ -469,7 +469,7 @@ class OnnxPolicy:
             return self._slot(name, spec, session, first.active, {}), report or first
         assert backbone is not None and report is not None  # shared mode builds the backbone first
         path = manifest.verify(spec.file)
-        tensors = self._read_adapter(path, spec)
+        tensors = graph_checks.read_adapter_tensors(self._manifest, path, spec)
         return self._slot(name, spec, backbone, report.active, tensors, path), report
 
     def _slot(self, name: str | None, spec: AdapterSpec | None, session: ort.InferenceSession, provider: str,
@@ -490,51 +490,6 @@ class OnnxPolicy:
             options.add_active_adapter(lora)
             runner = PlainRunner(session, outputs, options, lora)
         return _Slot(name, spec, session, runner, provider)
-
-    def _read_adapter(self, path: Path, spec: AdapterSpec) -> dict[str, np.ndarray]:
-        """The adapter file's tensors, checked against the shared graph's adapter inputs."""
-        try:
-            # The OrtValues point into the AdapterFormat's buffer: keep it alive while copying out
-            # (onnxruntime 1.23 crashes reading them from a temporary).
-            adapter_format = ort.AdapterFormat.read_adapter(str(path))
-            params = adapter_format.get_parameters()
-            tensors = {k: np.array(v.numpy(), copy=True) for k, v in params.items()}
-            del params, adapter_format
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
-            raise ManifestError(f"adapter {spec.name!r}: cannot read {spec.file!r}: {exc}") from exc
-        expected = {t.name: t for t in self._manifest.adapter_inputs}
-        got = {k: (tuple(v.shape), str(v.dtype)) for k, v in tensors.items()}
-        if set(got) != set(expected):
-            missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
-            raise ManifestError(
-                f"adapter {spec.name!r} ({spec.file}) does not fit the shared backbone: "
-                f"missing tensors {missing[:5]}{'...' if len(missing) > 5 else ''}, "
-                f"unexpected tensors {extra[:5]}{'...' if len(extra) > 5 else ''}"
-            )
-        for key, (shape, dtype) in got.items():
-            want = expected[key]
-            if shape != tuple(want.shape) or dtype != want.dtype:
-                raise ManifestError(
-                    f"adapter {spec.name!r} tensor {key!r} is {list(shape)} {dtype}; "
-                    f"the shared backbone expects {list(want.shape)} {want.dtype}"
-                )
-        return tensors
-
-    def _check_graph(self, session: ort.InferenceSession, adapter_inputs: Sequence[TensorSpec], rel: str) -> None:
-        """The session's inputs/outputs must be exactly what the manifest describes."""
-        m = self._manifest
-        declared = {t.name: t for t in (*m.inputs, *m.outputs, *adapter_inputs)}
-        actual = [*session.get_inputs(), *session.get_outputs(), *session.get_overridable_initializers()]
-        names = [a.name for a in actual]
-        if sorted(names) != sorted(declared):
-            raise ManifestError(f"{rel}: graph tensors {sorted(names)[:8]} differ from the manifest's {sorted(declared)[:8]}")
-        for a in actual:
-            want = declared[a.name]
-            shape = [d if isinstance(d, int) else "?" for d in a.shape]
-            expect = [d if isinstance(d, int) else "?" for d in want.shape]
-            dtype = _ORT_DTYPES.get(getattr(a, "type", "tensor(float)"), "?")
-            if shape != expect or dtype != want.dtype:
-                raise ManifestError(f"{rel}: {a.name} is {a.shape} {dtype}, the manifest says {list(want.shape)} {want.dtype}")
 
     def _zeros(self) -> dict[str, np.ndarray]:
         """Batch-1 network inputs of the manifest's shapes (warm-up feeds, IOBinding buffer shapes)."""

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -195,7 +196,7 @@ def latency_rows(check: Check, name: str, model_dir: Path, config: ProviderConfi
     imgs = frames(min(n, 64), seed=1)
     p = None
     for serving in ("plain", "iobinding"):
-        cfg = ProviderConfig(**{**config.__dict__, "serving": serving})
+        cfg = dataclasses.replace(config, serving=serving)
         with OnnxPolicy.from_dir(model_dir, providers=cfg, adapter=adapter) as policy:
             p = proprio(policy.manifest)
             for img in imgs[:10]:

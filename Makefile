@@ -4,11 +4,12 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 WITH_ENV = set -euo pipefail; eval "$$(scripts/env.sh)";
 
-.PHONY: help setup env test lint demo doctor
+.PHONY: help setup env test test-pythons lint demo doctor
 
 help:
 	@echo "make demo   - set up and run the main job on the bundled default model"
-	@echo "make test   - set up and run the whole test suite (what CI runs)"
+	@echo "make test   - set up and run the whole test suite (what CI runs), test-pythons included"
+	@echo "make test-pythons - the ROS-free serving tests under Python 3.10 and 3.12 (runtime-only venvs)"
 	@echo "make setup  - only set up (venv, dependencies, interfaces build)"
 	@echo 'eval "$$(make -s env)"  - prepare this shell (venv, interfaces, DDS on loopback)'
 
@@ -23,6 +24,9 @@ lint: setup
 
 test: setup
 	@$(WITH_ENV) scripts/run_tests.sh $(PYTEST_ARGS)
+
+test-pythons: setup
+	@$(WITH_ENV) scripts/test_pythons.sh
 
 doctor: setup
 	@$(WITH_ENV) vla-adapter doctor

@@ -96,7 +96,7 @@ def latency(
     from vla_adapter_ros.core.export import scene_frames
     from vla_adapter_ros.core.model import example_inputs
     from vla_adapter_ros.runtime.policy import OnnxPolicy
-    from vla_adapter_ros.runtime.providers import ProviderConfig, create_session
+    from vla_adapter_ros.runtime.providers import ModelKey, ProviderConfig, create_session
 
     torch.set_num_threads(threads)
     model, name = built["model"].to(torch_device), built["names"][0]
@@ -110,7 +110,8 @@ def latency(
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.log_severity_level = 3
-    backbone, _ = create_session(built["backbone"].read_bytes(), config.chain(), so)
+    data = built["backbone"].read_bytes()
+    backbone, _ = create_session(data, config.chain(ModelKey.of(data, [(t.name, t.shape) for t in shared.manifest.inputs])), so)
     feeds = dict(zip(("image", "instruction_embedding", "proprio"), x, strict=True))
     frame = scene_frames(1)[0]
     proprio = shared.manifest.proprio_normalizer.mean.copy()

@@ -1,146 +1,408 @@
-"""GPU check, one short run: providers, parity of CUDA/TensorRT against CPU, the latency table.
+"""GPU check: run it on the robot's computer to see that TensorRT and CUDA serve right, and how fast.
 
-    python benchmarks/gpu_check.py [--out artifacts/gpu_check] [--iters 100]
-                                   [--checkpoint DIR --adapter DIR ...]
+    python benchmarks/gpu_check.py [--model-dir models/default] [--out artifacts/gpu_check]
+                                   [--frames 1000] [--providers tensorrt,cuda] [--budget-s 330]
 
-On a machine with an NVIDIA GPU: lists what onnxruntime offers and what really
-initialises (TensorRT, CUDA), checks every adapter in shared and merged mode on each GPU
-provider against the CPU provider (fp32; CUDA may use TF32, so the bound is 1e-3), and
-prints the same latency table as bench_runtime.py with onnxruntime on the GPU (PyTorch
-eager on CUDA when torch has CUDA). On a machine without one it says "no GPU", why, and
-prints the CPU latency table instead (fewer iterations). Writes gpu_check.json to --out.
+Needs only the serving install (requirements/runtime-gpu.txt or a Jetson wheel): no torch, no
+ROS. For TensorRT and CUDA each, against the CPU provider on the same frames:
+
+- cold start (TensorRT: engine build into an empty cache folder) and warm start (the cache hit:
+  no engine file written again);
+- engine-cache collisions: two merged adapters (one graph, other weights) served from one cache
+  folder must each match their own CPU output; a "re-export" (the backbone with perturbed
+  weights, needs the ``onnx`` package) must not get the old engine;
+- parity at batch 1 through ``infer()``: fp32, TensorRT's fp16 kernels, and the fp16 model files
+  where the export has them;
+- latency over ``--frames`` frames: p50 / p99 / max of ``infer()`` and of the network alone, for
+  the plain path (numpy feeds, adapters through RunOptions) and the device-resident path
+  (IOBinding): their difference is the per-frame host -> device copying the bound path saves;
+- the first frame after an adapter switch, the time to hot-add an adapter, GPU memory;
+- versions: GPU, driver, CUDA, cuDNN, TensorRT, JetPack and power mode on a Jetson.
+
+On a machine without a GPU it runs the CPU rows and says, per GPU row, why it did not run.
+Prints a table and writes ``gpu_check.json`` into ``--out``. Exit status 1 when a check that ran
+failed. The default settings finish in about 6 minutes on a GPU machine (TensorRT builds a
+handful of small engines); ``--budget-s`` stops starting new rows after that many seconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing the package
 
-import bench_runtime  # noqa: E402
+from vla_adapter_ros.runtime import gpu_libs  # noqa: E402
+from vla_adapter_ros.runtime.errors import PolicyRuntimeError  # noqa: E402
+from vla_adapter_ros.runtime.manifest import Manifest, sha256_file  # noqa: E402
+from vla_adapter_ros.runtime.policy import OnnxPolicy  # noqa: E402
+from vla_adapter_ros.runtime.providers import CPU, CUDA, TENSORRT, ProviderConfig  # noqa: E402
 
-GPU_PARITY_BOUND = 1e-3
-N_ADAPTERS = 4
+FP32_BOUND = 1e-3  # CUDA may use TF32 matmuls; actions are in robot units, clipped
+FP16_BOUND = 5e-2
+# "cpu" runs the same rows on the CPU provider: the script's self-test where no GPU is lent.
+GPU_NAMES = {"tensorrt": TENSORRT, "cuda": CUDA, "cpu": CPU}
+INSTRUCTION = "open the drawer"
+# What each GPU provider gets; a provider that is missing or does not initialise lists each as not run.
+GPU_ROWS = ("cold start", "parity fp32 infer()", "warm start", "GPU memory", "merged adapters, one cache",
+            "re-export with changed weights", "parity TensorRT fp16 kernels", "parity fp16 model file",
+            "latency infer() / network, plain and iobinding", "first frame after a switch", "hot-add one adapter")
 
 
-def probe_providers() -> dict[str, Any]:
-    """Which providers this onnxruntime lists, and which of them initialise on a tiny graph."""
+class Check:
+    """The table: one row per (provider, check); rows that did not run say why."""
+
+    def __init__(self, budget_s: float) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.start = time.perf_counter()
+        self.budget_s = budget_s
+
+    def add(self, provider: str, check: str, result: str, ok: bool | None = None, **data: Any) -> None:
+        self.rows.append({"provider": provider, "check": check, "result": result, "ok": ok, **data})
+
+    def not_run(self, provider: str, check: str, why: str) -> None:
+        self.rows.append({"provider": provider, "check": check, "result": "not run", "ok": None, "why": why})
+
+    def not_run_all(self, provider: str, why: str) -> None:
+        for row in GPU_ROWS:
+            if provider == TENSORRT or "TensorRT" not in row:
+                self.not_run(provider, row, why)
+
+    def over_budget(self) -> bool:
+        return time.perf_counter() - self.start > self.budget_s
+
+
+# ------------------------------------------------------------------ environment
+def versions() -> dict[str, Any]:
     import onnxruntime as ort
-    from onnx import TensorProto, helper
 
-    from vla_adapter_ros.runtime.errors import ProviderError
-    from vla_adapter_ros.runtime.providers import CPU, CUDA, TENSORRT, ProviderConfig, create_session
+    out: dict[str, Any] = {"onnxruntime": ort.__version__, "available_providers": ort.get_available_providers()}
+    try:
+        from onnxruntime.capi.build_and_package_info import cuda_version
 
-    graph = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["y"])], "probe",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9).SerializeToString()
-    works, why = {}, {}
-    for name in (TENSORRT, CUDA, CPU):
-        try:
-            _, report = create_session(model, ProviderConfig(providers=(name,)).chain(), label="probe")
-            works[name] = report.active == name
-        except ProviderError as exc:
-            works[name], why[name] = False, str(exc)
+        out["onnxruntime_cuda_build"] = cuda_version
+    except ImportError:
+        out["onnxruntime_cuda_build"] = None
     smi = shutil.which("nvidia-smi")
-    gpus = subprocess.run([smi, "-L"], capture_output=True, text=True).stdout.strip() if smi else ""
-    return {"onnxruntime": ort.__version__, "available": ort.get_available_providers(), "initialises": works,
-            "why_not": why, "nvidia_smi": gpus or "(nvidia-smi not found or no GPU listed)"}
+    if smi:
+        q = subprocess.run([smi, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+                           capture_output=True, text=True, timeout=30)
+        out["gpus"] = [ln.strip() for ln in q.stdout.splitlines() if ln.strip()]
+    out.update(gpu_libs.library_versions())
+    tegra = Path("/etc/nv_tegra_release")
+    if tegra.is_file():
+        out["jetson_l4t"] = tegra.read_text().splitlines()[0].strip("# ")
+        nvp = shutil.which("nvpmodel")
+        if nvp:
+            q = subprocess.run([nvp, "-q"], capture_output=True, text=True, timeout=30)
+            out["jetson_power_mode"] = " ".join(q.stdout.split())
+    return out
 
 
-def gpu_parity(model_dir: Path, provider: str) -> list[dict[str, Any]]:
-    """Every adapter, shared and merged: ``provider`` vs CPU on random and realistic inputs."""
-    from vla_adapter_ros import processing
-    from vla_adapter_ros.core.export import scene_frames
-    from vla_adapter_ros.runtime.policy import OnnxPolicy
+def gpu_memory_mib() -> float | None:
+    """This process's GPU memory from nvidia-smi (None without it, e.g. on a Jetson)."""
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return None
+    q = subprocess.run([smi, "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+                       capture_output=True, text=True, timeout=30)
+    for line in q.stdout.splitlines():
+        pid, _, used = line.partition(",")
+        if pid.strip() == str(os.getpid()):
+            return float(used)
+    return None
 
-    rows = []
-    rng = np.random.default_rng(0)
-    for mode in ("shared", "merged"):
-        with OnnxPolicy.from_dir(model_dir, providers=["cpu"], mode=mode) as cpu, \
-                OnnxPolicy.from_dir(model_dir, providers=[provider, "cpu"], mode=mode) as gpu:
-            m = cpu.manifest
-            h, w = m.image_size
-            emb = cpu.language.encode_batch(["open the drawer", "press the button"])
-            inputs = {
-                "random": (rng.uniform(-1, 1, (2, 3, h, w)).astype(np.float32), emb,
-                           rng.normal(size=(2, len(m.proprio_names))).astype(np.float32)),
-                "real": (np.stack([processing.preprocess_image(f, (h, w)) for f in scene_frames(2)]), emb,
-                         np.zeros((2, len(m.proprio_names)), np.float32)),
-            }
-            for name in m.adapter_names:
-                for kind, x in inputs.items():
-                    diff = float(np.abs(gpu.run_network(*x, adapter=name) - cpu.run_network(*x, adapter=name)).max())
-                    rows.append({"provider": gpu.provider, "mode": mode, "adapter": name, "inputs": kind,
-                                 "max_abs_diff": diff, "passed": diff <= GPU_PARITY_BOUND})
-    return rows
+
+# ------------------------------------------------------------------ inputs
+def frames(n: int, seed: int = 0) -> list[np.ndarray]:
+    """Camera-sized frames (480x640 rgb8) with structure, so resizing and the network both matter."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    out = []
+    for i in range(n):
+        img = np.roll(base, 7 * i, axis=1)
+        img[: 120 + (i % 240)] //= 2
+        out.append(img)
+    return out
+
+
+def proprio(manifest: Manifest) -> np.ndarray:
+    return manifest.proprio_normalizer.mean.astype(np.float32)
+
+
+def actions(policy: OnnxPolicy, imgs: list[np.ndarray], adapter: str | None) -> np.ndarray:
+    policy.switch(adapter)
+    p = proprio(policy.manifest)
+    return np.stack([policy.infer(img, INSTRUCTION, p).actions for img in imgs])
+
+
+def engines(folder: Path) -> dict[str, int]:
+    return {str(p): p.stat().st_mtime_ns for p in folder.rglob("*.engine")}
+
+
+def reexport(model_dir: Path, work: Path) -> Path | None:
+    """A copy of ``model_dir`` whose shared backbone has every float weight scaled by 1.01 (same graph,
+    same names: what a re-export after more training looks like to TensorRT). None without ``onnx``."""
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError:
+        return None
+    out = work / "reexport"
+    shutil.copytree(model_dir, out)
+    manifest = Manifest.load(out)
+    path = out / manifest.shared_file
+    model = onnx.load(str(path))
+    for init in model.graph.initializer:
+        if init.data_type == onnx.TensorProto.FLOAT:
+            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * 1.01, init.name))
+    path.unlink()
+    onnx.save(model, str(path))
+    raw = json.loads((out / "manifest.json").read_text())
+    raw["files"][manifest.shared_file] = {"sha256": sha256_file(path), "size": path.stat().st_size}
+    (out / "manifest.json").write_text(json.dumps(raw, indent=2))
+    return out
+
+
+@contextlib.contextmanager
+def timed() -> Iterator[Callable[[], float]]:
+    t0 = time.perf_counter()
+    done: list[float] = []
+    yield lambda: done[0] if done else time.perf_counter() - t0
+    done.append(time.perf_counter() - t0)
+
+
+def percentiles(ms: list[float]) -> dict[str, float]:
+    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "max_ms": float(max(ms))}
+
+
+# ------------------------------------------------------------------ rows
+def latency_rows(check: Check, name: str, model_dir: Path, config: ProviderConfig, n: int, adapter: str) -> None:
+    """p50/p99/max of infer() and of the network alone, plain vs IOBinding; switch; hot-add."""
+    imgs = frames(min(n, 64), seed=1)
+    p = None
+    for serving in ("plain", "iobinding"):
+        cfg = dataclasses.replace(config, serving=serving)
+        with OnnxPolicy.from_dir(model_dir, providers=cfg, adapter=adapter) as policy:
+            p = proprio(policy.manifest)
+            for img in imgs[:10]:
+                policy.infer(img, INSTRUCTION, p)  # warm: instruction cached, allocator settled
+            total, network = [], []
+            for i in range(n):
+                r = policy.infer(imgs[i % len(imgs)], INSTRUCTION, p)
+                total.append(r.timing["total_ms"])
+                network.append(r.timing["network_ms"])
+            check.add(name, f"latency infer() {serving}", _fmt(percentiles(total)), None,
+                      frames=n, **percentiles(total), network=percentiles(network))
+            check.add(name, f"latency network {serving}", _fmt(percentiles(network)), None, **percentiles(network))
+            if serving == "iobinding":
+                others = [a for a in policy.manifest.adapter_names if a != adapter] or [adapter]
+                first = []
+                for i in range(40):
+                    policy.switch(others[i % len(others)] if i % 2 == 0 else adapter)
+                    first.append(policy.infer(imgs[i % len(imgs)], INSTRUCTION, p).timing["total_ms"])
+                check.add(name, "first frame after a switch", _fmt(percentiles(first)), None, **percentiles(first))
+    with OnnxPolicy.from_dir(model_dir, providers=config, load_adapters=[adapter]) as policy:
+        extra = [a for a in policy.manifest.adapter_names if a != adapter]
+        if extra:
+            with timed() as t:
+                policy.load_adapter(extra[0])
+            check.add(name, "hot-add one adapter (shared)", f"{t() * 1e3:.1f} ms", None, ms=t() * 1e3)
+
+
+def _fmt(p: dict[str, float]) -> str:
+    return f"p50 {p['p50_ms']:.3f} / p99 {p['p99_ms']:.3f} / max {p['max_ms']:.3f} ms"
+
+
+def gpu_rows(check: Check, key: str, model_dir: Path, work: Path, n: int, cpu_ref: dict[str, Any]) -> None:
+    provider = GPU_NAMES[key]
+    manifest = Manifest.load(model_dir)
+    a0 = manifest.default_adapter or manifest.adapter_names[0]
+    names = [a0] + [a for a in manifest.adapter_names if a != a0]
+    cache = work / f"engines-{key}"
+    config = ProviderConfig(providers=(key,), engine_cache_dir=cache)
+    imgs = cpu_ref["frames"]
+
+    # cold start: session creation + first run (TensorRT builds its engine here)
+    try:
+        with timed() as t, OnnxPolicy.from_dir(model_dir, providers=config, adapter=a0) as policy:
+            got = actions(policy, imgs, a0)
+            serving = policy.serving
+    except PolicyRuntimeError as exc:
+        libs = gpu_libs.probe(provider)
+        why = f"{provider} does not initialise: {str(exc)[:400]}" + ("" if libs.ok else f" [{libs.summary()}]")
+        check.not_run_all(provider, why)
+        return
+    built = engines(cache)
+    check.add(provider, "cold start" + (" (engine build)" if key == "tensorrt" else ""), f"{t():.2f} s", True,
+              seconds=t(), engine_files=len(built), serving=serving)
+    diff = float(np.abs(got - cpu_ref[a0]).max())
+    check.add(provider, f"parity fp32 infer() {a0!r}", f"max |diff| {diff:.2e} (bound {FP32_BOUND:g})",
+              diff <= FP32_BOUND, max_abs_diff=diff, frames=len(imgs))
+
+    with timed() as t, OnnxPolicy.from_dir(model_dir, providers=config, adapter=a0) as policy:
+        for name in names:
+            ref = cpu_ref[name]
+            diff = float(np.abs(actions(policy, imgs, name) - ref).max())
+            check.add(provider, f"parity fp32 infer() {name!r} (shared)", f"max |diff| {diff:.2e}",
+                      diff <= FP32_BOUND, max_abs_diff=diff)
+        mem = gpu_memory_mib()
+    rebuilt = engines(cache) != built
+    check.add(provider, "warm start", f"{t():.2f} s" + (", engines rewritten" if rebuilt else ", cache hit"),
+              not rebuilt if key == "tensorrt" else True, seconds=t())
+    if mem is None:
+        check.not_run(provider, "GPU memory", "nvidia-smi not found or lists no memory for this process")
+    else:
+        check.add(provider, "GPU memory (this process)", f"{mem:.0f} MiB", None, mib=mem)
+
+    if check.over_budget():
+        check.not_run(provider, "merged adapters, one cache / re-export / fp16 / latency", "time budget spent")
+        return
+    pair = names[:2]
+    if len(pair) == 2:
+        before = {Path(p).parent for p in engines(cache)}
+        with OnnxPolicy.from_dir(model_dir, providers=config, mode="merged", load_adapters=pair) as policy:
+            outs = {a: actions(policy, imgs, a) for a in pair}
+        diffs = {a: float(np.abs(outs[a] - cpu_ref[f"merged:{a}"]).max()) for a in pair}
+        apart = float(np.abs(outs[pair[0]] - outs[pair[1]]).max())
+        folders = len({Path(p).parent for p in engines(cache)} - before)  # TensorRT: one per merged model
+        ok = max(diffs.values()) <= FP32_BOUND and apart > FP32_BOUND and (key != "tensorrt" or folders == 2)
+        check.add(provider, "merged adapters, one cache", f"max |diff| {max(diffs.values()):.2e}; adapters apart "
+                  f"{apart:.2e}" + (f"; {folders} new engine folders" if key == "tensorrt" else ""),
+                  ok, max_abs_diff=diffs, adapters_apart=apart, engine_folders=folders)
+    else:
+        check.not_run(provider, "merged adapters, one cache", "the model has one adapter")
+
+    if cpu_ref.get("reexport") is None:
+        check.not_run(provider, "re-export with changed weights", cpu_ref["reexport_why"])
+    else:
+        with OnnxPolicy.from_dir(cpu_ref["reexport_dir"], providers=config, adapter=a0) as policy:
+            diff = float(np.abs(actions(policy, imgs, a0) - cpu_ref["reexport"]).max())
+        check.add(provider, "re-export with changed weights", f"max |diff| {diff:.2e} vs its own CPU output",
+                  diff <= FP32_BOUND, max_abs_diff=diff)
+
+    if key == "tensorrt":
+        fp16 = ProviderConfig(providers=(key,), engine_cache_dir=cache, fp16=True)
+        with OnnxPolicy.from_dir(model_dir, providers=fp16, adapter=a0) as policy:
+            diff = float(np.abs(actions(policy, imgs, a0) - cpu_ref[a0]).max())
+        check.add(provider, "parity TensorRT fp16 kernels", f"max |diff| {diff:.2e} (bound {FP16_BOUND:g})",
+                  diff <= FP16_BOUND, max_abs_diff=diff)
+    spec = manifest.adapter(a0)
+    if spec is not None and spec.fp16_file:
+        with OnnxPolicy.from_dir(model_dir, providers=config, mode="merged", precision="fp16",
+                                 load_adapters=[a0]) as policy:
+            diff = float(np.abs(actions(policy, imgs, a0) - cpu_ref[a0]).max())
+        check.add(provider, "parity fp16 model file", f"max |diff| {diff:.2e}", diff <= FP16_BOUND, max_abs_diff=diff)
+    else:
+        check.not_run(provider, "parity fp16 model file", "this export has no fp16 files (vla-adapter export --fp16)")
+
+    if key == "cpu":
+        return  # the CPU latency rows ran first, as the baseline
+    if check.over_budget():
+        check.not_run(provider, "latency", "time budget spent")
+        return
+    latency_rows(check, provider, model_dir, config, n, a0)
+
+
+def cpu_reference(model_dir: Path, work: Path, n_parity: int) -> dict[str, Any]:
+    """CPU outputs every GPU row compares with (shared and merged, every adapter; the re-export)."""
+    imgs = frames(n_parity)
+    ref: dict[str, Any] = {"frames": imgs}
+    config = ProviderConfig(providers=("cpu",))
+    with OnnxPolicy.from_dir(model_dir, providers=config) as policy:
+        for name in policy.manifest.adapter_names:
+            ref[name] = actions(policy, imgs, name)
+    with OnnxPolicy.from_dir(model_dir, providers=config, mode="merged") as policy:
+        for name in policy.manifest.adapter_names:
+            ref[f"merged:{name}"] = actions(policy, imgs, name)
+    copy = reexport(model_dir, work)
+    if copy is None:
+        ref["reexport"], ref["reexport_why"] = None, "the onnx package is not installed (pip install onnx)"
+    else:
+        with OnnxPolicy.from_dir(copy, providers=config) as policy:
+            a0 = policy.active_adapter
+            ref["reexport"], ref["reexport_dir"] = actions(policy, imgs, a0), copy
+            if np.abs(ref["reexport"] - ref[a0]).max() <= FP32_BOUND:
+                ref["reexport"], ref["reexport_why"] = None, "the perturbed weights do not change the actions"
+    return ref
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    w1 = max(len(r["provider"]) for r in rows)
+    w2 = max(len(r["check"]) for r in rows)
+    for r in rows:
+        mark = {True: "ok  ", False: "FAIL", None: "    "}[r["ok"]]
+        text = r["result"] if r["result"] != "not run" else f"not run: {r['why']}"
+        print(f"  [{mark}] {r['provider']:<{w1}}  {r['check']:<{w2}}  {text}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model-dir", type=Path, default=ROOT / "models" / "default")
     parser.add_argument("--out", type=Path, default=Path("artifacts/gpu_check"))
-    parser.add_argument("--iters", type=int, default=100, help="timed calls per latency variant on a GPU")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--checkpoint", type=Path, default=None)
-    parser.add_argument("--adapter", type=Path, action="append", default=[])
+    parser.add_argument("--frames", type=int, default=1000, help="timed frames per latency row (>= 1000 for p99)")
+    parser.add_argument("--parity-frames", type=int, default=16)
+    parser.add_argument("--providers", default="tensorrt,cuda",
+                        help="providers to check against the CPU, in order (cpu: the rows' self-test)")
+    parser.add_argument("--budget-s", type=float, default=330.0, help="start no new GPU rows after this long")
     args = parser.parse_args(argv)
-    start = time.perf_counter()
+    keys = [k.strip().lower() for k in args.providers.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in GPU_NAMES]
+    if unknown:
+        parser.error(f"--providers: unknown {unknown}; choose from {sorted(GPU_NAMES)}")
 
-    info = probe_providers()
-    print(f"onnxruntime {info['onnxruntime']}; listed providers: {info['available']}")
-    print(f"nvidia-smi: {info['nvidia_smi']}")
-    for name, ok in info["initialises"].items():
-        print(f"  {name:<28} {'initialises' if ok else 'does NOT initialise'}")
-    gpu_providers = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if info["initialises"].get(p)]
-    report: dict[str, Any] = {"providers": info}
-    if not gpu_providers:
-        print("no GPU: neither TensorRT nor CUDA initialises here; CPU latency table instead")
-
+    check = Check(args.budget_s)
+    info = versions()
+    print(f"onnxruntime {info['onnxruntime']} (CUDA build: {info['onnxruntime_cuda_build']}); "
+          f"providers {info['available_providers']}")
+    for k in ("gpus", "cuda_driver_api", "cuda_runtime", "cudnn", "tensorrt", "jetson_l4t", "jetson_power_mode"):
+        if info.get(k):
+            print(f"  {k}: {info[k]}")
     work = Path(tempfile.mkdtemp(prefix="vla_gpu_check_"))
     try:
-        built = bench_runtime.build_model(work, args.checkpoint, args.adapter, n_adapters=N_ADAPTERS)
-        rows = []
-        for provider in gpu_providers:
-            rows += gpu_parity(built["dir"], provider)
-        if rows:
-            print(f"parity vs CPU (fp32, bound {GPU_PARITY_BOUND:g}; every adapter, shared + merged)")
-            for r in rows:
-                print(f"  {r['provider']:<27} {r['mode']:<7} {r['adapter']:<8} {r['inputs']:<7} "
-                      f"{r['max_abs_diff']:.3e}  {'ok' if r['passed'] else 'FAIL'}")
-        report["parity"] = rows
-        torch_device = "cpu"
-        if gpu_providers:
-            import torch
-
-            torch_device = "cuda" if torch.cuda.is_available() else "cpu"
-        providers = [gpu_providers[-1], "cpu"] if gpu_providers else ["cpu"]  # CUDA when it works: TRT builds engines
-        iters = args.iters if gpu_providers else max(20, args.iters // 4)
-        lat = bench_runtime.latency(built, args.threads, iters, providers, torch_device=torch_device)
-        lines, verdicts = bench_runtime.latency_lines(lat)
-        print("\n".join(lines))
-        report.update({
-            "note": built["note"], "gpu": bool(gpu_providers),
-            "latency": {k: v for k, v in lat.items() if k != "samples"}, "goals_met": verdicts,
-            "parity_passed": all(r["passed"] for r in rows), "wall_s": time.perf_counter() - start,
-        })
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "gpu_check.json").write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.out / 'gpu_check.json'} ({report['wall_s']:.0f} s)")
+        cpu_ref = cpu_reference(args.model_dir, work, args.parity_frames)
+        manifest = Manifest.load(args.model_dir)
+        a0 = manifest.default_adapter or manifest.adapter_names[0]
+        latency_rows(check, CPU, args.model_dir, ProviderConfig(providers=("cpu",), intra_op_threads=1), args.frames, a0)
+        for key in keys:
+            if GPU_NAMES[key] not in info["available_providers"]:
+                why = (f"this onnxruntime ({info['onnxruntime']}) has no {GPU_NAMES[key]}: install "
+                       "requirements/runtime-gpu.txt (x86_64) or NVIDIA's Jetson wheel; vla-adapter doctor --gpu")
+                check.not_run_all(GPU_NAMES[key], why)
+                continue
+            gpu_rows(check, key, args.model_dir, work, args.frames, cpu_ref)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return 0 if report.get("parity_passed", True) else 1
+
+    print_table(check.rows)
+    for provider in dict.fromkeys(r["provider"] for r in check.rows if r["result"] == "not run"):
+        reasons = {r["why"] for r in check.rows if r["provider"] == provider and r["result"] == "not run"}
+        print(f"{provider}: rows not run: {'; '.join(sorted(reasons))}")
+    failed = [r for r in check.rows if r["ok"] is False]
+    not_run = [r for r in check.rows if r["result"] == "not run"]
+    wall = time.perf_counter() - check.start
+    report = {"versions": info, "model_dir": str(args.model_dir), "rows": check.rows, "wall_s": wall,
+              "gpu_rows_run": sum(1 for r in check.rows if r["provider"] != CPU and r["result"] != "not run"),
+              "failed": len(failed), "not_run": len(not_run)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "gpu_check.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(f"{len(check.rows) - len(not_run)} rows run, {len(failed)} failed, {len(not_run)} not run; "
+          f"wrote {args.out / 'gpu_check.json'} ({wall:.0f} s)")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

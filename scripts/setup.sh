@@ -53,6 +53,14 @@ for g in $GROUPS_WANTED; do req_args+=(-r "$ROOT/requirements/$g.txt"); done
 req_hash="$(cd "$ROOT" && cat $(printf 'requirements/%s.txt ' $GROUPS_WANTED) setup.py package.xml | sha256sum | cut -c1-16)"
 if [ "$(cat "$STAMPS/pip" 2>/dev/null)" != "$req_hash" ]; then
   log "installing Python dependencies ($GROUPS_WANTED)"
+  # onnxruntime and onnxruntime-gpu install the same `onnxruntime` package: never both. When the
+  # groups ask for the other flavour than the venv has (runtime.txt vs runtime-gpu.txt), remove both.
+  want="onnxruntime"; grep -qs '^onnxruntime-gpu' $(printf "$ROOT/requirements/%s.txt " $GROUPS_WANTED) && want="onnxruntime-gpu"
+  other="onnxruntime-gpu"; [ "$want" = onnxruntime-gpu ] && other="onnxruntime"
+  if "$VPY" -m pip show -q "$other" >/dev/null 2>&1; then
+    log "replacing $other with $want"
+    "$VPY" -m pip uninstall -q -y onnxruntime onnxruntime-gpu
+  fi
   "$VPY" -m pip install -q --disable-pip-version-check "${req_args[@]}"
   "$VPY" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$ROOT"
   echo "$req_hash" > "$STAMPS/pip"

@@ -20,8 +20,9 @@ SKIP_DIRS = {".git", ".venv", "venv", "build", "install", "log", "node_modules",
 
 
 def project_python_files() -> list[Path]:
-    return sorted(p for p in ROOT.rglob("*.py")
-                  if not SKIP_DIRS.intersection(p.relative_to(ROOT).parts[:-1]) and p.is_file())
+    return sorted(p for p in ROOT.rglob("*.py")  # .venv-py3.10 / .venv-py3.12: scripts/test_pythons.sh's venvs
+                  if not any(d in SKIP_DIRS or d.startswith(".venv") for d in p.relative_to(ROOT).parts[:-1])
+                  and p.is_file())
 
 
 def _dotted(node: ast.AST) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,11 @@ from vla_adapter_ros import processing
 
 ADAPTERS = ("drawer", "button")
 FRAME_SEED = 3
+ROOT = Path(__file__).resolve().parents[2]
+BUNDLED = ROOT / "models" / "default"  # shipped: three merged models = one graph with three weight sets
+# A tiny model exported beforehand (scripts/test_pythons.sh exports it with the main venv, so
+# the Python 3.10 / 3.12 runs, which have no torch, serve the same model).
+PREBUILT_ENV = "VLA_TINY_MODEL_DIR"
 
 
 def tiny_config():
@@ -35,6 +41,24 @@ def tiny_adapters():
     }
 
 
+def export_tiny(root: Path):
+    """Export the tiny test model with the real exporter: (model_dir, checkpoint, adapter_dirs). Needs torch."""
+    from vla_adapter_ros.core.export import export_model, make_random_checkpoint
+
+    checkpoint, adapter_dirs = make_random_checkpoint(root / "src", tiny_config(), tiny_adapters(), seed=1)
+    result = export_model(checkpoint, adapter_dirs, root / "models" / "tiny", log=lambda _msg: None)
+    return result.out, checkpoint, adapter_dirs
+
+
+def zero_feeds(manifest, batch: int = 1) -> dict[str, np.ndarray]:
+    h, w = manifest.image_size
+    return {
+        processing.IMAGE: np.zeros((batch, 3, h, w), np.float32),
+        processing.INSTRUCTION_EMBEDDING: np.zeros((batch, manifest.language.embedding_dim), np.float32),
+        processing.PROPRIO: np.zeros((batch, len(manifest.proprio_names)), np.float32),
+    }
+
+
 def replace_file(path: Path, data: bytes) -> None:
     """Write ``data`` as a new inode so the hard-linked original stays untouched."""
     path.unlink()
@@ -52,3 +76,7 @@ def raw_proprio(manifest, seed: int = 0) -> np.ndarray:
     norm: processing.Normalizer = manifest.proprio_normalizer
     rng = np.random.default_rng(seed)
     return (norm.mean + norm.std * rng.normal(0, 0.5, norm.dim)).astype(np.float32)
+
+
+if __name__ == "__main__":  # python tests/runtime/runtime_helpers.py OUT: export the tiny model into OUT
+    print(export_tiny(Path(sys.argv[1]))[0])

@@ -6,12 +6,9 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from runtime_helpers import ADAPTERS, frame, raw_proprio, replace_file
 
 from vla_adapter_ros import processing
-from vla_adapter_ros.core.adapters import set_adapter
-from vla_adapter_ros.core.model import example_inputs
 from vla_adapter_ros.runtime.errors import (
     ChecksumError,
     InputError,
@@ -24,7 +21,13 @@ from vla_adapter_ros.runtime.errors import (
 from vla_adapter_ros.runtime.policy import OnnxPolicy
 
 
+# torch and core are imported inside the tests that compare with PyTorch: the rest of this module
+# also runs under the Python 3.10 / 3.12 serving-only venvs (scripts/test_pythons.sh), which lack them.
 def torch_predict(model, adapter, *inputs):
+    import torch
+
+    from vla_adapter_ros.core.adapters import set_adapter
+
     with torch.no_grad():
         set_adapter(model, adapter)
         try:
@@ -42,6 +45,8 @@ def merged_policy(model_dir):
 @pytest.mark.parametrize("mode", ["shared", "merged"])
 @pytest.mark.parametrize("batch", [1, 4])
 def test_network_parity_every_adapter(request, torch_policy, mode, batch):
+    from vla_adapter_ros.core.model import example_inputs
+
     policy = request.getfixturevalue(f"{mode}_policy")
     inputs = [t.numpy() for t in example_inputs(torch_policy.config, batch_size=batch, seed=batch)]
     outputs = {}
@@ -54,6 +59,8 @@ def test_network_parity_every_adapter(request, torch_policy, mode, batch):
 
 
 def test_shared_backbone_alone_is_the_identity_adapter(shared_policy, torch_policy):
+    from vla_adapter_ros.core.model import example_inputs
+
     inputs = [t.numpy() for t in example_inputs(torch_policy.config, batch_size=2, seed=5)]
     got = shared_policy.run_network(*inputs, adapter=None)
     assert np.abs(got - torch_predict(torch_policy, None, *inputs)).max() <= 1e-4
@@ -203,8 +210,8 @@ def test_load_adapter_with_wrong_shapes_is_refused(clone):
 
     import onnxruntime as ort
 
-    params = ort.AdapterFormat.read_adapter(str(clone / "adapters/drawer.onnx_adapter")).get_parameters()
-    arrays = {k: v.numpy().copy() for k, v in params.items()}
+    source = ort.AdapterFormat.read_adapter(str(clone / "adapters/drawer.onnx_adapter"))  # alive while read
+    arrays = {k: v.numpy().copy() for k, v in source.get_parameters().items()}
     first = next(iter(arrays))
     arrays[first] = np.zeros((arrays[first].shape[0] + 1, *arrays[first].shape[1:]), np.float32)
     with OnnxPolicy.from_dir(clone, providers=["cpu"], load_adapters=["drawer"]) as policy:

@@ -20,6 +20,7 @@ _EXPORTS = {
     "OnnxPolicy": "policy", "InferenceResult": "policy",
     "ChecksumError": "errors", "InputError": "errors", "ManifestError": "errors",
     "NonFiniteOutputError": "errors", "PolicyRuntimeError": "errors", "ProviderError": "errors", "ProviderRunError": "errors",
+    "ProviderConfigError": "errors", "ProviderConfig": "providers",
     "UnknownAdapterError": "errors",
 }
 __all__ = sorted(_EXPORTS)

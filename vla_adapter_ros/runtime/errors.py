@@ -39,6 +39,10 @@ class ProviderError(PolicyRuntimeError):
     """No requested execution provider could be initialised, or a provider name is unknown."""
 
 
+class ProviderConfigError(ProviderError, ValueError):
+    """A provider setting (name, device id, engine cache folder, serving mode...) is invalid."""
+
+
 class ProviderRunError(ProviderError):
     """The execution provider failed while running the network (a CUDA fault, a lost device...).
 

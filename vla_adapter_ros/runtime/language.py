@@ -2,15 +2,17 @@
 
 The ONNX graph does mean pooling and L2 normalisation itself, so this module only
 tokenises. Embeddings are cached by the canonical instruction text
-(``processing.normalize_instruction``) in a bounded, thread-safe LRU: a robot repeats the
-same few instructions, and every adapter shares one embedding (the default keeps the
-language encoder adapter-free).
+(``processing.normalize_instruction``) in a bounded ``functools.lru_cache`` (thread-safe):
+a robot repeats the same few instructions, and every adapter shares one embedding (the
+default keeps the language encoder adapter-free). The encoder runs on the CPU provider
+(``providers.language_chain``): its int8 dynamic quantisation has no CUDA kernels.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,45 +34,39 @@ class CacheInfo:
 
 
 class EmbeddingCache:
-    """Bounded LRU of read-only embeddings keyed by canonical instruction text."""
+    """``functools.lru_cache`` over ``compute(key)``: read-only float32 copies, hit/miss statistics.
 
-    def __init__(self, maxsize: int = 256) -> None:
-        if maxsize < 0:
-            raise ValueError(f"cache size must be >= 0, got {maxsize}")
+    Whether one lookup was a hit is told per call (a thread-local flag set by the computing
+    function), so concurrent callers never read each other's answer. A failed computation
+    (an exception) is not cached.
+    """
+
+    def __init__(self, compute: Callable[[str], np.ndarray], maxsize: int = 256) -> None:
+        if not isinstance(maxsize, int) or isinstance(maxsize, bool) or maxsize < 0:
+            raise ValueError(f"cache size must be an int >= 0, got {maxsize!r}")
         self.maxsize = maxsize
-        self._data: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
-        self._hits = self._misses = 0
+        self._compute = compute
+        self._local = threading.local()
+        self._lookup = functools.lru_cache(maxsize=maxsize)(self._miss)
 
-    def get(self, key: str) -> np.ndarray | None:
-        with self._lock:
-            value = self._data.get(key)
-            if value is None:
-                self._misses += 1
-                return None
-            self._data.move_to_end(key)
-            self._hits += 1
-            return value
-
-    def put(self, key: str, value: np.ndarray) -> np.ndarray:
-        value = np.array(value, dtype=np.float32, copy=True)
+    def _miss(self, key: str) -> np.ndarray:
+        self._local.computed = True
+        value = np.array(self._compute(key), dtype=np.float32, copy=True)
         value.setflags(write=False)  # callers share the cached array; nobody may change it
-        if self.maxsize == 0:
-            return value
-        with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.maxsize:
-                self._data.popitem(last=False)
         return value
 
+    def get(self, key: str) -> tuple[np.ndarray, bool]:
+        """The value for ``key`` and whether it came from the cache."""
+        self._local.computed = False
+        value = self._lookup(key)
+        return value, not self._local.computed
+
     def info(self) -> CacheInfo:
-        with self._lock:
-            return CacheInfo(self._hits, self._misses, len(self._data), self.maxsize)
+        i = self._lookup.cache_info()
+        return CacheInfo(i.hits, i.misses, i.currsize, self.maxsize)
 
     def clear(self) -> None:
-        with self._lock:
-            self._data.clear()
+        self._lookup.cache_clear()
 
 
 class LanguageEncoder:
@@ -97,7 +93,7 @@ class LanguageEncoder:
         self.tokenizer.enable_truncation(max_length)
         self.embedding_dim = embedding_dim
         self.max_length = max_length
-        self.cache = EmbeddingCache(cache_size)
+        self.cache = EmbeddingCache(lambda key: self._run([key])[0], cache_size)
 
     @classmethod
     def from_bytes(
@@ -127,11 +123,7 @@ class LanguageEncoder:
 
     def encode(self, text: str) -> tuple[np.ndarray, bool]:
         """(E,) read-only float32 embedding of one instruction, and whether it came from the cache."""
-        key = self.canonical(text)
-        cached = self.cache.get(key)
-        if cached is not None:
-            return cached, True
-        return self.cache.put(key, self._run([key])[0]), False
+        return self.cache.get(self.canonical(text))
 
     def encode_batch(self, texts: list[str]) -> np.ndarray:
         """(N, E) embeddings, uncached (used by the exporter's parity check and benchmarks)."""

@@ -10,6 +10,11 @@ Two modes over the same directory:
 - ``"merged"``: one InferenceSession per self-contained model (backbone + adapter baked in).
   Simplest for TensorRT; each adapter costs a whole backbone.
 
+Each prepared adapter (a "slot") runs through one of two runners (``runtime/serving.py``):
+plain ``session.run`` with RunOptions adapters, or device-resident IOBinding (adapter tensors
+uploaded to the provider's device once, a preallocated input buffer); ``ProviderConfig.serving``
+chooses ("auto": IOBinding on CUDA/TensorRT, plain on the CPU).
+
 Switching is one reference assignment under a lock. ``infer`` reads that reference once
 when it starts, so an inference already running finishes with the adapter it started with
 and reports that adapter, while the next one uses the new adapter.
@@ -31,20 +36,30 @@ import numpy as np
 import onnxruntime as ort
 
 from vla_adapter_ros import processing
+from vla_adapter_ros.runtime import graph_checks
 from vla_adapter_ros.runtime.errors import (
     InputError,
     ManifestError,
     NonFiniteOutputError,
     PolicyRuntimeError,
+    ProviderError,
     ProviderRunError,
     UnknownAdapterError,
 )
 from vla_adapter_ros.runtime.language import LanguageEncoder
 from vla_adapter_ros.runtime.manifest import POLICY_OUTPUTS, AdapterSpec, Manifest, TensorSpec
-from vla_adapter_ros.runtime.providers import CPU, TENSORRT, ProviderConfig, ProviderReport, create_session
+from vla_adapter_ros.runtime.providers import (
+    CPU,
+    ModelKey,
+    ProviderConfig,
+    ProviderReport,
+    create_session,
+    device_of,
+    language_chain,
+)
+from vla_adapter_ros.runtime.serving import BoundRunner, PlainRunner
 
 MODES = ("shared", "merged")
-_ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64"}
 # Manifest sections a re-read manifest must keep unchanged before load_adapter trusts it.
 _BACKBONE_KEYS = ("inputs", "outputs", "image", "proprio", "actions", "language", "shared")
 _ACTIVE = object()  # run_network's "whatever adapter is active" default
@@ -69,8 +84,24 @@ class _Slot:
     name: str | None
     spec: AdapterSpec | None
     session: ort.InferenceSession
-    run_options: ort.RunOptions | None
-    adapter: Any = None  # the LoraAdapter, kept alive while RunOptions refers to it
+    runner: PlainRunner | BoundRunner
+    provider: str  # what this slot's session runs on (its get_providers()[0] after warm-up)
+
+    @property
+    def run_options(self) -> ort.RunOptions | None:
+        return self.runner.run_options
+
+
+class _SlotWarmupError(Exception):
+    """An adapter's first run failed on ``provider`` after its session had been chosen."""
+
+    def __init__(self, message: str, provider: str) -> None:
+        super().__init__(message)
+        self.provider = provider
+
+
+def _label(adapter: str | None) -> str:
+    return "the backbone alone" if adapter is None else f"adapter {adapter!r}"
 
 
 class OnnxPolicy:
@@ -98,7 +129,7 @@ class OnnxPolicy:
         self.mode = mode
         self.precision = precision
         self._config = ProviderConfig.coerce(providers)
-        self._chain = self._config.chain()
+        self._chain = self._config.names()  # providers still to try, in order; fall_back() shortens it
         self._lock = threading.RLock()
         self._slots: dict[str | None, _Slot] = {}
         self._state: _Slot | None = None
@@ -110,7 +141,7 @@ class OnnxPolicy:
         self.language_provider = ""
         self.fallbacks: list[tuple[str, str]] = []  # (failed provider, reason) per fall_back()
         self.load_seconds = 0.0
-        self.warmup_seconds = 0.0
+        self.warmup_seconds = 0.0  # first runs (a TensorRT engine is built or read from its cache here)
 
         t0 = time.perf_counter()
         names = list(manifest.adapter_names if load_adapters is None else dict.fromkeys(load_adapters))
@@ -122,36 +153,52 @@ class OnnxPolicy:
         for name in names:
             if manifest.adapter(name) is None:
                 raise self._unknown(name, "is not listed in the manifest")
-        self._build(names)
-        self.load_seconds = time.perf_counter() - t0
-        if warmup:
-            t1 = time.perf_counter()
-            self._warm_all()
-            self.warmup_seconds = time.perf_counter() - t1
+        self._build_walking(names, self._chain)
+        self.load_seconds = time.perf_counter() - t0 - self.warmup_seconds
         self._state = self._slots[initial]
 
-    def _build(self, names: Sequence[str]) -> None:
-        """Language encoder, backbone and one slot per adapter on ``self._chain``, published at the end
-        (concurrent readers see the old state or the new one, never a half-built one)."""
-        language, language_provider = self._load_language()
+    def _build_walking(self, names: Sequence[str], chain: Sequence[str]) -> None:
+        """:meth:`_build` on ``chain``; when an adapter's first run fails after its session was chosen,
+        again on the providers after the one that failed. Raises ProviderError when none is left."""
+        skipped: list[tuple[str, str]] = []
+        while True:
+            try:
+                self._build(names, chain)
+            except _SlotWarmupError as exc:
+                skipped.append((exc.provider, str(exc)))
+                rest = list(chain[chain.index(exc.provider) + 1:]) if exc.provider in chain else []
+                if not rest:
+                    raise ProviderError(f"no execution provider could run {self._manifest.name!r}: "
+                                        + "; ".join(f"{p}: {r}" for p, r in skipped)) from exc
+                chain = rest
+                continue
+            assert self._report is not None
+            self._report.skipped[:0] = skipped
+            self._chain = list(chain)
+            return
+
+    def _build(self, names: Sequence[str], chain: Sequence[str]) -> None:
+        """Language encoder, backbone and one warmed-up slot per adapter on ``chain``, published at the
+        end (concurrent readers see the old state or the new one, never a half-built one)."""
+        language = self._load_language()
         backbone: ort.InferenceSession | None = None
         report: ProviderReport | None = None
         slots: dict[str | None, _Slot] = {}
         if self.mode == "shared":
-            backbone, report = self._session(self._manifest.shared_file, "shared backbone")
-            self._check_graph(backbone, self._manifest.adapter_inputs, self._manifest.shared_file)
-            slots[None] = _Slot(None, None, backbone, None)  # identity adapter = backbone alone
+            backbone, report = self._session(self._manifest.shared_file, "shared backbone", chain,
+                                             self._manifest.adapter_inputs)
+            # The identity adapter = the backbone alone (its adapter inputs keep their defaults).
+            slots[None] = self._slot(None, None, backbone, report.active, {})
         if self.mode == "merged" and not names:
             raise ManifestError("merged mode needs at least one adapter to load")
         for name in names:
-            slots[name], report = self._prepare(self._manifest, name, backbone, report)
-        self.language, self.language_provider = language, language_provider
+            slots[name], report = self._prepare(self._manifest, name, backbone, report, chain)
+        if self._warmup:
+            self._timed_warmup(lambda: language.encode_batch(["warm up"]))
+            for slot in slots.values():
+                self._warm(slot)
+        self.language, self.language_provider = language, CPU
         self._backbone, self._report, self._slots = backbone, report, slots
-
-    def _warm_all(self) -> None:
-        self.language.encode_batch(["warm up"])
-        for slot in self._slots.values():
-            self._warm(slot)
 
     @classmethod
     def from_dir(
@@ -178,8 +225,20 @@ class OnnxPolicy:
 
     @property
     def provider(self) -> str:
-        """The execution provider that runs the policy network."""
-        return self.provider_report.active
+        """The execution provider that runs the active adapter (read from its session after warm-up)."""
+        state = self._state
+        return self.provider_report.active if state is None else state.provider
+
+    @property
+    def serving(self) -> str:
+        """How the active adapter runs: ``"plain"`` (session.run + RunOptions) or ``"iobinding"``."""
+        state = self._require_open()
+        return state.runner.serving
+
+    @property
+    def providers_by_adapter(self) -> dict[str | None, str]:
+        """Each loaded adapter's provider (in merged mode, sessions could land on different ones)."""
+        return {name: slot.provider for name, slot in self._slots.items()}
 
     @property
     def provider_report(self) -> ProviderReport:
@@ -232,9 +291,12 @@ class OnnxPolicy:
             manifest = self._manifest
             if manifest.adapter(name) is None:
                 manifest = self._reread_manifest(name)
-            slot, _ = self._prepare(manifest, name, self._backbone, self._report)
+            slot, _ = self._prepare(manifest, name, self._backbone, self._report, self._chain)
             if self._warmup:
-                self._warm(slot)
+                try:
+                    self._warm(slot)
+                except _SlotWarmupError as exc:
+                    raise ProviderRunError(f"adapter {name!r} was not added: {exc}", exc.provider) from exc
             # Publish: a new dict, then one assignment, so readers never see a half-built state.
             slots = dict(self._slots)
             slots[name] = slot
@@ -270,7 +332,7 @@ class OnnxPolicy:
             "postprocess_ms": (t4 - t3) * 1e3,
             "total_ms": (t4 - t0) * 1e3,
         }
-        return InferenceResult(actions, slot.name, instruction, self.provider, timing, cached)
+        return InferenceResult(actions, slot.name, instruction, slot.provider, timing, cached)
 
     def run_network(
         self, image: np.ndarray, instruction_embedding: np.ndarray, proprio: np.ndarray, adapter: Any = _ACTIVE
@@ -291,12 +353,12 @@ class OnnxPolicy:
 
     def _run(self, slot: _Slot, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         try:
-            return slot.session.run(list(POLICY_OUTPUTS), feeds, slot.run_options)
+            return slot.runner.run(feeds)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises Fail/EPFail/RuntimeException/... for run failures
-            provider = self.provider
             raise ProviderRunError(
-                f"{provider} failed running adapter {slot.name!r}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
-                provider,
+                f"{slot.provider} failed running {_label(slot.name)} ({slot.runner.serving}): "
+                f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
+                slot.provider,
             ) from exc
 
     # ------------------------------------------------------------------ provider failure
@@ -313,20 +375,10 @@ class OnnxPolicy:
         with self._lock:
             active = self._require_open().name
             failed = self.provider
-            names = [n for n, _ in self._chain]
-            at = names.index(failed) if failed in names else 0
+            at = self._chain.index(failed) if failed in self._chain else 0
             chain = self._chain[at + 1:] or self._chain[at:]
-            saved = (self._chain, self._report, self.language, self.language_provider, self._backbone, self._slots)
-            loaded = [n for n in self._slots if n is not None]
-            try:
-                self._chain = chain
-                self._build(loaded)
-                if self._warmup:
-                    self._warm_all()
-            except Exception:
-                (self._chain, self._report, self.language, self.language_provider, self._backbone,
-                 self._slots) = saved
-                raise
+            # _build publishes only when everything is built and warmed up: a failure changes nothing.
+            self._build_walking([n for n in self._slots if n is not None], chain)
             self._state = self._slots[active]
             self.fallbacks.append((failed, reason))
             return self.provider_report
@@ -376,22 +428,30 @@ class OnnxPolicy:
             so.intra_op_num_threads = self._config.intra_op_threads
         return so
 
-    def _session(self, rel: str, label: str, chain: Any = None) -> tuple[ort.InferenceSession, ProviderReport]:
+    def _session(self, rel: str, label: str, chain: Sequence[str],
+                 adapter_inputs: Sequence[TensorSpec] = ()) -> tuple[ort.InferenceSession, ProviderReport]:
+        """A session of model file ``rel`` on the first provider of ``chain`` that loads it, matches the
+        manifest and runs its first inference; options built for this file's content hash."""
         data = self._manifest.read_verified(rel)
-        return create_session(data, chain or self._chain, self._session_options(), label=f"{label} ({rel})")
+        key = ModelKey.of(data, [(t.name, t.shape) for t in self._manifest.inputs])
+        entries = [(n, o) for n, o in self._config.chain(key) if n in chain]
 
-    def _load_language(self) -> tuple[LanguageEncoder, str]:
+        def first_run(session: ort.InferenceSession) -> None:
+            graph_checks.check_graph(self._manifest, session, adapter_inputs, rel)  # a ManifestError is no provider's fault
+            if self._warmup:
+                self._timed_warmup(lambda: session.run(list(POLICY_OUTPUTS), self._zeros()))
+
+        return create_session(data, entries, self._session_options(), label=f"{label} ({rel})", warmup=first_run)
+
+    def _load_language(self) -> LanguageEncoder:
         spec = self._manifest.language
-        # Token sequences change length with every instruction; TensorRT would rebuild an engine
-        # per shape, and the encoder runs once per new instruction anyway.
-        chain = [p for p in self._chain if p[0] != TENSORRT] or [(CPU, {})]
-        session, report = self._session(spec.file, "language encoder", chain)
+        data = self._manifest.read_verified(spec.file)
+        session, _ = create_session(data, language_chain(), self._session_options(), label=f"language encoder ({spec.file})")
         tokenizer = self._manifest.read_verified(spec.tokenizer)
-        encoder = LanguageEncoder.from_bytes(session, tokenizer, spec.embedding_dim, spec.max_length, self._cache_size)
-        return encoder, report.active
+        return LanguageEncoder.from_bytes(session, tokenizer, spec.embedding_dim, spec.max_length, self._cache_size)
 
     def _prepare(self, manifest: Manifest, name: str, backbone: ort.InferenceSession | None,
-                 report: ProviderReport | None) -> tuple[_Slot, ProviderReport | None]:
+                 report: ProviderReport | None, chain: Sequence[str]) -> tuple[_Slot, ProviderReport]:
         """The slot for adapter ``name`` and the provider report (the first session's, in merged mode)."""
         spec = manifest.adapter(name)
         if spec is None:
@@ -403,67 +463,61 @@ class OnnxPolicy:
                     raise ManifestError(f"adapter {name!r} has no fp16 file; re-export with --fp16")
                 rel = spec.fp16_file
             # After the first session, start the chain at the provider that worked.
-            chain = self._chain
-            if report is not None:
-                chain = self._chain[[n for n, _ in self._chain].index(report.active) :]
+            if report is not None and report.active in chain:
+                chain = chain[list(chain).index(report.active):]
             session, first = self._session(rel, f"adapter {name!r}", chain)
-            self._check_graph(session, (), rel)
-            return _Slot(name, spec, session, None), report or first
+            return self._slot(name, spec, session, first.active, {}), report or first
+        assert backbone is not None and report is not None  # shared mode builds the backbone first
         path = manifest.verify(spec.file)
-        self._check_adapter_file(path, spec)
-        lora = ort.LoraAdapter()
-        lora.Load(str(path))
-        options = ort.RunOptions()
-        options.add_active_adapter(lora)
-        return _Slot(name, spec, backbone, options, lora), report  # type: ignore[arg-type]
+        tensors = graph_checks.read_adapter_tensors(self._manifest, path, spec)
+        return self._slot(name, spec, backbone, report.active, tensors, path), report
 
-    def _check_adapter_file(self, path: Path, spec: AdapterSpec) -> None:
-        try:
-            params = ort.AdapterFormat.read_adapter(str(path)).get_parameters()
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
-            raise ManifestError(f"adapter {spec.name!r}: cannot read {spec.file!r}: {exc}") from exc
-        expected = {t.name: t for t in self._manifest.adapter_inputs}
-        got = {k: (tuple(v.shape()), _ORT_DTYPES.get(v.data_type(), v.data_type())) for k, v in params.items()}
-        if set(got) != set(expected):
-            missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
-            raise ManifestError(
-                f"adapter {spec.name!r} ({spec.file}) does not fit the shared backbone: "
-                f"missing tensors {missing[:5]}{'...' if len(missing) > 5 else ''}, "
-                f"unexpected tensors {extra[:5]}{'...' if len(extra) > 5 else ''}"
-            )
-        for key, (shape, dtype) in got.items():
-            want = expected[key]
-            if shape != tuple(want.shape) or dtype != want.dtype:
-                raise ManifestError(
-                    f"adapter {spec.name!r} tensor {key!r} is {list(shape)} {dtype}; "
-                    f"the shared backbone expects {list(want.shape)} {want.dtype}"
-                )
+    def _slot(self, name: str | None, spec: AdapterSpec | None, session: ort.InferenceSession, provider: str,
+              tensors: dict[str, np.ndarray], adapter_file: Path | None = None) -> _Slot:
+        """A slot serving through the runner the config asks for on ``provider``."""
+        outputs = list(POLICY_OUTPUTS)
+        if self._config.serving_for(provider) == "iobinding":
+            # Adapter tensors go to the provider's device once, here; the input buffers hold batch 1.
+            shapes = {k: v.shape for k, v in self._zeros().items()}
+            runner: PlainRunner | BoundRunner = BoundRunner(
+                session, outputs, device_of(provider, self._config.device_id), shapes, tensors)
+        elif adapter_file is None:
+            runner = PlainRunner(session, outputs, None)
+        else:
+            lora = ort.LoraAdapter()
+            lora.Load(str(adapter_file))
+            options = ort.RunOptions()
+            options.add_active_adapter(lora)
+            runner = PlainRunner(session, outputs, options, lora)
+        return _Slot(name, spec, session, runner, provider)
 
-    def _check_graph(self, session: ort.InferenceSession, adapter_inputs: Sequence[TensorSpec], rel: str) -> None:
-        """The session's inputs/outputs must be exactly what the manifest describes."""
-        m = self._manifest
-        declared = {t.name: t for t in (*m.inputs, *m.outputs, *adapter_inputs)}
-        actual = [*session.get_inputs(), *session.get_outputs(), *session.get_overridable_initializers()]
-        names = [a.name for a in actual]
-        if sorted(names) != sorted(declared):
-            raise ManifestError(f"{rel}: graph tensors {sorted(names)[:8]} differ from the manifest's {sorted(declared)[:8]}")
-        for a in actual:
-            want = declared[a.name]
-            shape = [d if isinstance(d, int) else "?" for d in a.shape]
-            expect = [d if isinstance(d, int) else "?" for d in want.shape]
-            dtype = _ORT_DTYPES.get(getattr(a, "type", "tensor(float)"), "?")
-            if shape != expect or dtype != want.dtype:
-                raise ManifestError(f"{rel}: {a.name} is {a.shape} {dtype}, the manifest says {list(want.shape)} {want.dtype}")
-
-    def _warm(self, slot: _Slot) -> None:
+    def _zeros(self) -> dict[str, np.ndarray]:
+        """Batch-1 network inputs of the manifest's shapes (warm-up feeds, IOBinding buffer shapes)."""
         m = self._manifest
         h, w = m.image_size
-        feeds = {
+        return {
             processing.IMAGE: np.zeros((1, 3, h, w), np.float32),
             processing.INSTRUCTION_EMBEDDING: np.zeros((1, m.language.embedding_dim), np.float32),
             processing.PROPRIO: np.zeros((1, len(m.proprio_names)), np.float32),
         }
-        slot.session.run(list(POLICY_OUTPUTS), feeds, slot.run_options)
+
+    def _timed_warmup(self, fn: Any) -> None:
+        t0 = time.perf_counter()
+        try:
+            fn()
+        finally:
+            self.warmup_seconds += time.perf_counter() - t0
+
+    def _warm(self, slot: _Slot) -> None:
+        """The slot's first run through its own runner (adapter tensors, bindings); a failure here is
+        the provider's: :meth:`_build_walking` moves on to the next one."""
+        try:
+            self._timed_warmup(lambda: slot.runner.run(self._zeros()))
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises Fail/EPFail/RuntimeException/...
+            text = str(exc).strip().splitlines()
+            raise _SlotWarmupError(
+                f"{_label(slot.name)} failed in its first run ({slot.runner.serving}): "
+                f"{type(exc).__name__}: {text[0][:300] if text else ''}", slot.provider) from exc
 
     def _proprio(self, proprio: Any) -> np.ndarray:
         norm = self._manifest.proprio_normalizer

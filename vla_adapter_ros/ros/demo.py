@@ -42,13 +42,14 @@ from std_msgs.msg import String
 from tqdm import tqdm
 
 from vla_adapter_interfaces.msg import ActionChunk, EpisodeStatus
-from vla_adapter_interfaces.srv import ListAdapters, ResetEpisode, SwitchAdapter
+from vla_adapter_interfaces.srv import GetStatus, ListAdapters, ResetEpisode, SwitchAdapter
 from vla_adapter_ros import dds_env
 from vla_adapter_ros.core.evaluate import OnnxPolicySource, run_episode
 from vla_adapter_ros.core.sim.instructions import sample_instruction
 from vla_adapter_ros.core.sim.metaworld_env import MetaWorldEnv, UnknownTaskError, canonical_task
+from vla_adapter_ros.processing import normalize_instruction
 from vla_adapter_ros.ros import qos
-from vla_adapter_ros.ros.conversions import action_chunk_to_array, stamp_to_ns
+from vla_adapter_ros.ros.conversions import action_chunk_to_array, diagnostic_values, stamp_to_ns
 from vla_adapter_ros.ros.harness import NodeProcess, RosSession, node_command
 from vla_adapter_ros.ros.params import config_file, default_model_dir
 
@@ -121,12 +122,25 @@ class DemoDriver:
         return reply, (time.perf_counter() - t0) * 1e3
 
     def send_instruction(self, text: str, timeout: float = 10.0) -> None:
-        """Publish and wait until every subscriber acknowledged it (reliable, transient local)."""
+        """Publish (reliable, transient local) and wait until the policy node HOLDS it.
+
+        An acknowledgement only says the sample reached the node's reader; its callback may run after
+        a camera frame's, and that frame would be served with the previous instruction. So the node's
+        own status is read until it reports this instruction (``~/get_status``): only then can the
+        episode's first frame be sent, and the episode stays a function of its instruction."""
         self.session.wait_for_subscribers(self.instruction_pub, timeout,
                                           "a subscriber to the instruction (is the policy node up?)")
         self.instruction_pub.publish(String(data=text))
         if not self.instruction_pub.wait_for_all_acked(Duration(seconds=timeout)):
             raise TimeoutError("the instruction was not acknowledged")
+        want = normalize_instruction(text)
+        self.session.wait_for(lambda: self.policy_status().get("instruction") == want, timeout,
+                              f"the policy node to hold the instruction {want!r}")
+
+    def policy_status(self, timeout: float = 10.0) -> dict[str, str]:
+        """The policy node's status now (its ``~/get_status`` values)."""
+        reply = self.call(GetStatus, f"/{self.policy_node}/get_status", GetStatus.Request(), timeout)
+        return diagnostic_values(reply.status)
 
     def run_episode(self, task: str, seed: int, timeout: float = 300.0,
                     progress: Callable[[Any], None] | None = None) -> EpisodeOutcome:

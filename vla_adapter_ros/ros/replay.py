@@ -44,6 +44,7 @@ import argparse
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,7 @@ from vla_adapter_ros.bags import replay as rb
 from vla_adapter_ros.bags import typestore as ts
 from vla_adapter_ros.bags.episodes import DEFAULT_TOPICS, EpisodeWriter, find_episodes, read_episode
 from vla_adapter_ros.bags.errors import BagError
+from vla_adapter_ros.processing import normalize_instruction
 from vla_adapter_ros.ros import qos
 from vla_adapter_ros.ros.conversions import action_chunk_to_array, ns_to_stamp, rgb_to_image_msg
 from vla_adapter_ros.ros.harness import RosSession, send_until
@@ -99,6 +101,7 @@ class Replayer:
         self._lock = threading.Lock()
         self.answers: dict[int, tuple[float, Any]] = {}  # live stamp -> (receive time, ActionChunk)
         self.arrival: list[int] = []  # live stamps in order of arrival
+        self.stale_instruction = 0  # answers refused for being conditioned on the previous instruction
         self.session.subscribe(ActionChunk, action_topic, self._on_action, qos.actions_qos(100))
 
     def _on_action(self, msg: Any) -> None:
@@ -111,6 +114,23 @@ class Replayer:
     def answered(self, live: int) -> bool:
         with self._lock:
             return live in self.answers
+
+    def answered_with(self, instruction: str) -> Callable[[int], bool]:
+        """A frame counts as answered only by a chunk conditioned on ITS instruction: right after an
+        instruction change the node can serve a frame before its instruction callback has run (topics
+        have no order between them), and that answer is refused here and the frame re-sent."""
+        want = normalize_instruction(instruction)
+
+        def check(live: int) -> bool:
+            with self._lock:
+                answer = self.answers.get(live)
+                if answer is not None and answer[1].instruction != want:
+                    del self.answers[live]  # the next answer to this stamp (a re-send's) counts
+                    self.stale_instruction += 1
+                    return False
+            return answer is not None
+
+        return check
 
     def wait_for_node(self, timeout: float) -> None:
         try:
@@ -182,8 +202,8 @@ def replay_episode(rep: Replayer, ep: Any, *, mode: str, rate: float, timeout: f
             continue
         sends = len(live_to_orig)
         try:
-            send_until(lambda i=i: send(i), rep.answered, rep.session, timeout=timeout, interval=resend_period,
-                       what=f"frame {i}")
+            send_until(lambda i=i: send(i), rep.answered_with(instruction), rep.session, timeout=timeout,
+                       interval=resend_period, what=f"frame {i}")
         except TimeoutError:
             raise UnansweredFrameError(f"frame {i} (stamp {int(ep.stamps[i])}) unanswered after "
                                        f"{len(live_to_orig) - sends} send(s) in {timeout:g} s") from None
@@ -199,7 +219,7 @@ def replay_episode(rep: Replayer, ep: Any, *, mode: str, rate: float, timeout: f
 
 def _collect(rep: Replayer, live_to_orig: dict[int, int], sent_at: dict[int, float], play: EpisodePlay) -> EpisodePlay:
     with rep._lock:
-        arrival = [s for s in rep.arrival if s in live_to_orig]
+        arrival = [s for s in rep.arrival if s in live_to_orig and s in rep.answers]
         answers = {s: rep.answers[s] for s in arrival}
     newest = -1
     for live in arrival:

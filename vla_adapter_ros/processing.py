@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 # Batch keys, shared by datasets, the model and the exporter (LeRobot style).
-IMAGE = "image"  # (B, 3, H, W) float32, see preprocess_image
+IMAGE = "image"  # (B, V, 3, H, W) float32 (V views in ModelConfig.cameras order; (B, 3, H, W) = one), preprocess_image
 INSTRUCTION = "instruction"  # list[str] of length B
 INSTRUCTION_EMBEDDING = "instruction_embedding"  # (B, E) float32
 PROPRIO = "proprio"  # (B, P) float32, normalised
@@ -36,6 +36,12 @@ MAX_IMAGE_PIXELS = 7680 * 4320  # 8K; anything larger is refused, not resized
 
 class ProcessingError(ValueError):
     """An input cannot be turned into a model input; the message says why."""
+
+
+def image_input_name(camera: str, n_cameras: int) -> str:
+    """The exported graph's input for one camera view: ``image`` for a single-camera model (every
+    model exported before multi-camera support has exactly that input), ``image.<camera>`` otherwise."""
+    return IMAGE if n_cameras == 1 else f"{IMAGE}.{camera}"
 
 
 def image_to_rgb(

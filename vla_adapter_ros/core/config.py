@@ -171,6 +171,9 @@ class ModelConfig(ConfigBase):
     language_model: str = "sentence-transformers/all-MiniLM-L6-v2"
     # --- robot: proprioception in, action chunk out ---
     proprio_dim: int = 4
+    # Camera views in order (names from the robot contract). Every view goes through the same vision
+    # encoder; one camera named "camera" is what every model before multi-camera support has.
+    cameras: tuple[str, ...] = ("camera",)
     proprio_names: tuple[str, ...] = ("ee_x", "ee_y", "ee_z", "gripper")
     action_dim: int = 4
     action_names: tuple[str, ...] = ("dx", "dy", "dz", "gripper")
@@ -198,6 +201,11 @@ class ModelConfig(ConfigBase):
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model!r} is not divisible by n_heads {self.n_heads!r}")
         _probability("dropout", self.dropout)
+        self.cameras = (self.cameras,) if isinstance(self.cameras, str) else tuple(self.cameras)
+        if not 1 <= len(self.cameras) <= 4 or len(set(self.cameras)) != len(self.cameras) or not all(
+                isinstance(c, str) and re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", c) for c in self.cameras):
+            raise ValueError(f"cameras must be 1 to 4 distinct names (a letter, then letters, digits or _), "
+                             f"got {self.cameras!r}")
         self.proprio_names = tuple(self.proprio_names)
         self.action_names = tuple(self.action_names)
         if len(self.proprio_names) != self.proprio_dim:

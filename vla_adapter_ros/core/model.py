@@ -110,8 +110,11 @@ class VLAPolicy(nn.Module):
         """
         h = hashlib.sha256()
         config = self.config.to_dict()
-        if not config.get("stem_channels"):  # added later: leaving the default out keeps older fingerprints
+        # Fields added later: leaving their defaults out keeps older fingerprints (and adapters) valid.
+        if not config.get("stem_channels"):
             config.pop("stem_channels", None)
+        if config.get("cameras") == ["camera"]:
+            config.pop("cameras", None)
         h.update(json.dumps(config, sort_keys=True).encode())
         for name, t in sorted(self.backbone_state_dict().items()):
             t = t.detach().to("cpu").contiguous()

@@ -2,7 +2,8 @@
 
     ros2 launch vla_adapter_ros vla_adapter.launch.py
     ros2 launch vla_adapter_ros vla_adapter.launch.py model_dir:=/data/my_model adapter:=drawer-open \
-        providers:=tensorrt,cuda,cpu camera_topic:=/wrist/image_raw use_compressed:=true
+        providers:=tensorrt,cuda,cpu fp16:=true engine_cache_dir:=/data/trt_engines \
+        camera_topic:=/wrist/image_raw use_compressed:=true
 
 Parameters come from ``params_file`` (default: the installed config/vla_adapter.yaml); a
 launch argument left empty keeps the file's value, a non-empty one overrides it. The node is
@@ -21,8 +22,10 @@ from launch import LaunchDescription
 
 PACKAGE = "vla_adapter_ros"
 # Launch arguments forwarded as node parameters of the same name when not empty.
-PARAMETER_ARGUMENTS = ("model_dir", "adapter", "providers", "camera_topic", "use_compressed")
-BOOLEAN_ARGUMENTS = ("use_compressed",)
+PARAMETER_ARGUMENTS = ("model_dir", "adapter", "providers", "camera_topic", "use_compressed", "fp16", "device_id",
+                       "engine_cache_dir")
+BOOLEAN_ARGUMENTS = ("use_compressed", "fp16")
+INTEGER_ARGUMENTS = ("device_id",)
 
 
 def _policy_node(context, *args, **kwargs):
@@ -35,6 +38,10 @@ def _policy_node(context, *args, **kwargs):
             if value.lower() not in ("true", "false"):
                 raise ValueError(f"launch argument {name} must be true or false, got {value!r}")
             overrides[name] = value.lower() == "true"
+        elif name in INTEGER_ARGUMENTS:
+            if not value.isdigit():
+                raise ValueError(f"launch argument {name} must be a non-negative integer, got {value!r}")
+            overrides[name] = int(value)
         else:
             overrides[name] = value
     respawn = LaunchConfiguration("respawn").perform(context).strip().lower()
@@ -79,6 +86,14 @@ def generate_launch_description():
         DeclareLaunchArgument(
             "use_compressed", default_value="", choices=["", "true", "false"],
             description="true: subscribe to <camera_topic>/compressed (sensor_msgs/CompressedImage)"),
+        DeclareLaunchArgument(
+            "fp16", default_value="", choices=["", "true", "false"],
+            description="TensorRT fp16 kernels (empty: params_file, else false)"),
+        DeclareLaunchArgument(
+            "device_id", default_value="", description="CUDA device for CUDA/TensorRT (empty: params_file, else 0)"),
+        DeclareLaunchArgument(
+            "engine_cache_dir", default_value="",
+            description="TensorRT engine cache root, one sub-folder per model hash (empty: params_file/default)"),
         DeclareLaunchArgument(
             "params_file", default_value=default_params, description="parameter file (ros__parameters YAML)"),
         DeclareLaunchArgument(

@@ -33,6 +33,11 @@ def test_params_module_and_config_are_ros_free():
         (dict(adapter="../x"), "looks like a path"),
         (dict(autostart="yes"), "autostart must be bool, got 'yes'"),
         (dict(latency_window=1.5), "latency_window must be int"),
+        (dict(serving="fast"), "serving must be one of ['auto', 'plain', 'iobinding'], got 'fast'"),
+        (dict(trt_max_batch=0), "trt_max_batch must be in [1, 1024], got 0"),
+        (dict(device_id=-1), "device_id must be in [0, 64], got -1"),
+        (dict(fp16="yes"), "fp16 must be bool, got 'yes'"),
+        (dict(engine_cache_dir="   "), "engine_cache_dir '   ' is blank"),
     ],
 )
 def test_bad_values_are_refused_quoting_the_value(change, needle):

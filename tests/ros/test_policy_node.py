@@ -261,7 +261,9 @@ def test_first_action_array_and_diagnostics(shared_policy):
     np.testing.assert_allclose(firsts[-1].data, chunk[0])
     status = d.latest_status()
     for key in ("input_rate_hz", "output_rate_hz", "latency_p50_ms", "latency_p95_ms", "skipped_frames",
-                "stale_frames", "refused_total", "active_adapter", "execution_provider", "lifecycle_state"):
+                "stale_frames", "refused_total", "active_adapter", "execution_provider", "lifecycle_state",
+                "serving", "language_provider", "provider_report"):
         assert key in status, key
     assert status["execution_provider"] == "CPUExecutionProvider" and status["lifecycle_state"] == "active"
+    assert status["serving"] == "plain" and status["language_provider"] == "CPUExecutionProvider"
     assert float(status["latency_p50_ms"]) > 0

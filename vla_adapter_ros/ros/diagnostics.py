@@ -11,6 +11,7 @@ Keys are stable (``vla-adapter status`` and the tests read them).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticStatus
@@ -29,9 +30,10 @@ class DiagnosticsReport:
 
     def build(self, *, snapshot: dict[str, Any], state: str, adapter: str, provider: str, model: str,
               model_dir: str, instruction: str, last_error: str, config: Any, fault: str = "",
-              new_period: bool = True) -> DiagnosticStatus:
+              new_period: bool = True, runtime: Mapping[str, str] | None = None) -> DiagnosticStatus:
         """``fault``: a lasting condition that stops serving (ERROR until it clears), e.g. a failed provider.
-        ``new_period``: this status closes a period (the periodic publication); False for on-demand reads."""
+        ``new_period``: this status closes a period (the periodic publication); False for on-demand reads.
+        ``runtime``: how the model is served (serving path, language encoder's provider, provider walk)."""
         counts, refused, errors = snapshot["counts"], snapshot["refused"], snapshot["errors"]
         flat = {**counts, **{f"refused.{k}": v for k, v in refused.items()},
                 **{f"errors.{k}": v for k, v in errors.items()}}
@@ -44,6 +46,7 @@ class DiagnosticsReport:
             "lifecycle_state": state,
             "active_adapter": adapter,
             "execution_provider": provider,
+            **(runtime or {}),
             "model": model,
             "model_dir": model_dir,
             "instruction": instruction,

@@ -202,6 +202,17 @@ class PolicyNodeConfig(NodeConfig):
         1, "onnxruntime intra-op threads per session; 0 = onnxruntime's default (one per core, spinning)",
         CONFIGURE, min=0, max=256,
     )
+    # --- GPU serving (onnxruntime CUDA / TensorRT; ignored on the CPU provider) ---
+    device_id: int = param(0, "CUDA device that the CUDA and TensorRT providers run on", CONFIGURE, min=0, max=64)
+    fp16: bool = param(False, "let TensorRT use fp16 kernels (trt_fp16_enable); CUDA and CPU ignore it", CONFIGURE)
+    engine_cache_dir: str = param(
+        "", "TensorRT engine cache root; one sub-folder per model content hash (an engine can never serve other "
+            "weights); empty = $XDG_CACHE_HOME or ~/.cache, then vla_adapter_ros/tensorrt", CONFIGURE)
+    serving: str = param("auto", "auto: IOBinding (inputs and adapter tensors resident on the device) on CUDA/"
+                                 "TensorRT, plain on the CPU; plain; iobinding", CONFIGURE,
+                         choices=("auto", "plain", "iobinding"))
+    trt_max_batch: int = param(8, "TensorRT optimisation profile: batch 1 (min, opt) to this (max)", CONFIGURE,
+                               min=1, max=1024)
     max_state_skew: float = param(
         0.1, "seconds; a frame is served with the JointState sample nearest its stamp within this; 0 = the "
              "latest sample whatever its stamp", CONFIGURE, min=0.0, max=60.0,
@@ -217,6 +228,8 @@ class PolicyNodeConfig(NodeConfig):
     latency_window: int = param(300, "frames in the latency percentile window", min=10, max=100000)
 
     def check(self) -> None:
+        if self.engine_cache_dir and not self.engine_cache_dir.strip():
+            raise ValueError(f"engine_cache_dir {self.engine_cache_dir!r} is blank")
         bad = [p for p in self.provider_list if not _PROVIDER_RE.match(p)]
         if bad:
             raise ValueError(f"providers {self.providers!r}: bad provider name(s) {bad}")

@@ -115,8 +115,10 @@ class PolicyNode(LifecycleNode):
         cfg = self.config
         model_dir = cfg.resolved_model_dir()
         try:
-            chain = {"providers": tuple(cfg.provider_list)} if cfg.provider_list else {}
-            providers = ProviderConfig(**chain, intra_op_threads=cfg.intra_op_threads)
+            providers = ProviderConfig.from_params(
+                providers=cfg.providers, device_id=cfg.device_id, fp16=cfg.fp16,
+                engine_cache_dir=cfg.engine_cache_dir, serving=cfg.serving, max_batch=cfg.trt_max_batch,
+                intra_op_threads=cfg.intra_op_threads)
             policy = OnnxPolicy.from_dir(model_dir, providers=providers, adapter=cfg.adapter or None)
         except (PolicyRuntimeError, ValueError, OSError) as exc:
             return self._configure_failed(f"cannot load the model from {str(model_dir)!r}: {exc}")
@@ -145,7 +147,8 @@ class PolicyNode(LifecycleNode):
         self.policy, self.adapters, self.last_error = policy, AdapterCommands(policy), ""
         self.lifecycle_state = "inactive"
         self.get_logger().info(
-            f"loaded {manifest.name!r} from {model_dir} on {policy.provider} in {policy.load_seconds:.2f} s; "
+            f"loaded {manifest.name!r} from {model_dir} on {policy.provider_report.summary()} ({policy.serving} "
+            f"serving, language encoder on {policy.language_provider}) in {policy.load_seconds:.2f} s; "
             f"adapters {[a.name for a in policy.adapters]}, active {policy.active_adapter!r}")
         return super().on_configure(state)
 
@@ -313,6 +316,8 @@ class PolicyNode(LifecycleNode):
             instruction=self.inputs.instruction or "",
             last_error=(server.last_error if server and server.last_error else self.last_error),
             config=self.config, fault=server.fault if server else "", new_period=new_period,
+            runtime={"serving": policy.serving, "language_provider": policy.language_provider,
+                     "provider_report": policy.provider_report.summary()} if policy else None,
         )
 
     def on_diagnostics_timer(self) -> None:

@@ -6,9 +6,11 @@ is imported; rclpy must never be loaded, and runtime/ must not load torch.
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 CHECK = r"""
 import importlib, json, pkgutil, sys
@@ -85,3 +87,71 @@ def test_cli_switch_loads_neither_torch_nor_onnxruntime():
     res = _cli_parse(["switch", "faucet_open"])
     assert res["command"] == "switch" and res["commands"] == ["vla_adapter_ros.ros.clients"]
     assert "torch" not in res["heavy"] and "onnxruntime" not in res["heavy"], res
+
+
+# --- package-to-package imports (docs/DESIGN.md, "Boundaries"), checked statically -----------------
+# What each part of vla_adapter_ros may import from the others. Top-level modules count as parts
+# (names, contract, pairing, processing, dds_env, cli). "core.sim" / "core.evaluate" name single
+# subpackages/modules of core that a part may use without the rest of core.
+ALLOWED = {
+    "names": set(),
+    "pairing": set(),
+    "contract": set(),
+    "processing": {"names"},
+    "dds_env": set(),
+    "runtime": {"names", "processing", "contract", "__init__"},
+    "serving": {"names", "processing", "runtime"},
+    "bags": {"names", "processing", "contract", "pairing", "decoding"},
+    "decoding": {"processing", "contract"},
+    "execution": {"names", "contract"},
+    "core": {"names", "processing", "contract", "pairing", "decoding", "bags", "runtime", "dds_env", "__init__"},
+    "tools": {"runtime", "processing", "dds_env", "contract", "__init__", "cli"},
+    "ros": {"names", "processing", "contract", "pairing", "decoding", "dds_env", "runtime", "bags", "serving",
+            "execution", "core.sim", "core.evaluate", "__init__"},
+    "cli": set(),  # imports the chosen command's module by name, at run time
+    "__init__": set(),
+}
+ROOT = Path(__file__).resolve().parents[1] / "vla_adapter_ros"
+
+
+def _part(module: str) -> str:
+    """vla_adapter_ros.core.sim.x -> core; vla_adapter_ros -> __init__."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _imports(path: Path) -> set[str]:
+    """Absolute names of the vla_adapter_ros modules (or packages) ``path`` imports."""
+    module = ".".join(path.relative_to(ROOT.parent).with_suffix("").parts).removesuffix(".__init__")
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.startswith("vla_adapter_ros")}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join(up + ([node.module] if node.module else []))
+            if base == "vla_adapter_ros":  # from vla_adapter_ros import processing, __version__
+                out |= {f"vla_adapter_ros.{a.name}" if (ROOT / f"{a.name}.py").exists() or (ROOT / a.name).is_dir()
+                        else "vla_adapter_ros" for a in node.names}
+            elif base.startswith("vla_adapter_ros"):
+                out.add(base)
+    return out
+
+
+def test_every_part_imports_only_the_parts_its_boundary_allows():
+    problems = []
+    for path in sorted(ROOT.rglob("*.py")):
+        module = ".".join(path.relative_to(ROOT.parent).with_suffix("").parts)
+        part = _part(module)
+        for target in _imports(path):
+            other = _part(target)
+            if other == part:
+                continue
+            allowed = ALLOWED[part]
+            sub = ".".join(target.split(".")[1:3])  # e.g. core.sim
+            if other not in allowed and sub not in allowed:
+                problems.append(f"{path.relative_to(ROOT.parent)} imports {target} ({part} -> {other})")
+    assert not problems, "imports across a boundary docs/DESIGN.md does not allow:\n" + "\n".join(problems)

@@ -255,6 +255,8 @@ def _rename_wrist(d, graph_input="image.side"):
         (lambda d: d["cameras"].append(dict(d["cameras"][0])), r"cameras has a name twice"),
         (lambda d: d.pop("cameras"), r"manifest lacks 'cameras'"),
         (lambda d: d["contract"].__setitem__("camras", {}), r"contract: unknown key 'camras'; did you mean 'cameras'"),
+        (lambda d: d["shared"]["adapter_inputs"][0].__setitem__("name", "image.wrist"),
+         r"shared.adapter_inputs reuse policy input/output names \['image.wrist'\]"),
         (lambda d: d["inputs"][0].__setitem__("shape", ["batch", 3, 16, 32]), r"image.front shape \['batch', 3, 16, 32\] does not match .* expected \[batch, 3, 32, 32\]"),
     ],
 )

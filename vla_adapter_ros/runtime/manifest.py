@@ -247,6 +247,9 @@ class Manifest:
                 f"for cameras {list(self.camera_names)} the runtime expects {list(names)} -> {list(POLICY_OUTPUTS)}"
                 + (f" (missing {missing})" if missing else "")
             )
+        clash = {t.name for t in self.shared.adapter_inputs} & {*names, *POLICY_OUTPUTS}
+        if clash:
+            raise ManifestError(f"shared.adapter_inputs reuse policy input/output names {sorted(clash)}")
         expected = {
             **{c.input: (3, c.height, c.width) for c in self.cameras},
             processing.INSTRUCTION_EMBEDDING: (self.language.embedding_dim,),

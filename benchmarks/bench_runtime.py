@@ -1,4 +1,4 @@
-"""Runtime benchmark: onnxruntime vs PyTorch, adapter overhead, switch latency, memory per adapter, load time.
+"""Runtime benchmark: onnxruntime vs PyTorch, adapter overhead, 1 vs 2 cameras, switch latency, memory per adapter, load time.
 
 One command, one run, medians and ratios from that run, a table on stdout, JSON + PNG in --out:
 
@@ -9,6 +9,9 @@ Until the bundled default model exists, it builds a random-weight model of the d
 ModelConfig with 16 rank-8 adapters in a temp dir and exports it (it says so); latency and
 memory do not depend on the weights' values. Batch 1, CPU, the same thread count for
 PyTorch and onnxruntime. Memory and load time are measured in fresh subprocesses.
+
+The 2-view rows: the same architecture with two cameras (random weights, one rank-8 adapter,
+exported the same way), timed in the same shuffled rounds as the 1-view rows, side by side.
 
 Goals (issue 4): onnxruntime/PyTorch <= 0.5; adapter vs backbone alone <= 1.10x;
 switch() p99 <= 0.1 ms with 16 adapters loaded; shared mode RSS per extra adapter <= 1.5x
@@ -33,6 +36,7 @@ from typing import Any
 import numpy as np
 
 N_ADAPTERS = 16
+TWO_VIEWS = ("front", "wrist")
 GOALS = {"ort_vs_torch": 0.5, "adapter_overhead": 1.10, "switch_p99_ms": 0.1, "shared_rss_per_file": 1.5}
 
 
@@ -82,13 +86,36 @@ def build_model(
             "names": result.adapters, "note": note, "export_s": export_s, "parity_max_abs_diff": worst}
 
 
+def build_two_views(work: Path, config: Any, log=print) -> dict[str, Any]:
+    """``config`` with two cameras, random weights and one rank-8 adapter, exported into ``work``."""
+    import dataclasses
+
+    from vla_adapter_ros.core.adapters import load_adapter, set_adapter
+    from vla_adapter_ros.core.checkpoint import load_checkpoint
+    from vla_adapter_ros.core.config import AdapterConfig
+    from vla_adapter_ros.core.export import export_model, make_random_checkpoint
+
+    checkpoint, adapters = make_random_checkpoint(
+        work / "src_2views", dataclasses.replace(config, cameras=TWO_VIEWS), {"task00": AdapterConfig(rank=8)}, seed=0)
+    result = export_model(checkpoint, adapters, work / "model_2views", log=lambda _m: None)
+    model = load_checkpoint(checkpoint, adapters=False).eval()
+    load_adapter(model, adapters[0])
+    set_adapter(model, None)
+    log(f"exported the 2-view model ({', '.join(TWO_VIEWS)}; {model.fusion.n_tokens} fusion tokens)")
+    return {"dir": work / "model_2views", "model": model, "names": result.adapters}
+
+
 # ----------------------------------------------------------------------------- latency
 
 
 def latency(
-    built: dict[str, Any], threads: int, iters: int, providers: list[str], torch_device: str = "cpu"
+    built: dict[str, Any], threads: int, iters: int, providers: list[str], torch_device: str = "cpu",
+    two_views: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Median ms per call at batch 1; variants interleaved in a shuffled order each round so load hits all alike."""
+    """Median ms per call at batch 1; variants interleaved in a shuffled order each round so load hits all alike.
+
+    ``two_views`` (from :func:`build_two_views`): its variants run in the same rounds, suffixed ``_2views``.
+    """
     import onnxruntime as ort
     import torch
 
@@ -117,37 +144,54 @@ def latency(
     proprio = shared.manifest.proprio_normalizer.mean.copy()
     instruction = "open the drawer"
 
-    def torch_call(adapter):
+    def torch_call(net, inputs, adapter):
         def call():
             with torch.no_grad():
-                model.predict(*x_t)
+                net.predict(*inputs)
             sync()
-        return adapter, call
+        return (net, adapter), call
 
     variants = {
-        "torch_backbone": torch_call(None),
-        "torch_adapter": torch_call(name),
+        "torch_backbone": torch_call(model, x_t, None),
+        "torch_adapter": torch_call(model, x_t, name),
         "ort_backbone": (None, lambda: backbone.run(None, feeds)),
         "ort_merged_adapter": (None, lambda: merged.run_network(*x)),
         "ort_shared_adapter": (None, lambda: shared.run_network(*x)),
         "ort_shared_identity": (None, lambda: shared.run_network(*x, adapter=None)),
         "infer_shared_e2e": (None, lambda: shared.infer(frame, instruction, proprio)),
     }
+    closing = [shared, merged]
+    if two_views is not None:  # the same calls on the 2-camera model, in the same rounds
+        model2, name2 = two_views["model"].to(torch_device), two_views["names"][0]
+        x2_cpu = example_inputs(model2.config, batch_size=1, seed=0)  # image (1, 2, 3, H, W)
+        x2 = [t.numpy() for t in x2_cpu]
+        shared2 = OnnxPolicy.from_dir(two_views["dir"], providers=config, mode="shared", adapter=name2)
+        merged2 = OnnxPolicy.from_dir(two_views["dir"], providers=config, mode="merged", load_adapters=[name2])
+        frames2 = dict(zip(TWO_VIEWS, scene_frames(2, seed=1), strict=True))
+        closing += [shared2, merged2]
+        variants |= {
+            "torch_adapter_2views": torch_call(model2, [t.to(torch_device) for t in x2_cpu], name2),
+            "ort_merged_adapter_2views": (None, lambda: merged2.run_network(*x2)),
+            "ort_shared_adapter_2views": (None, lambda: shared2.run_network(*x2)),
+            "infer_shared_e2e_2views": (None, lambda: shared2.infer(frames2, instruction, proprio)),
+        }
     times: dict[str, list[float]] = {k: [] for k in variants}
     order = list(variants)
     rng = np.random.default_rng(0)
     for i in range(iters + 10):
         rng.shuffle(order)  # no variant always runs right after PyTorch has flushed the caches
         for key in order:
-            adapter, call = variants[key]
-            if key.startswith("torch"):
-                set_adapter(model, adapter)
+            torch_adapter, call = variants[key]
+            if torch_adapter is not None:
+                set_adapter(*torch_adapter)
             t0 = time.perf_counter()
             call()
             dt = time.perf_counter() - t0
             if i >= 10:  # warm-up rounds are not counted
                 times[key].append(dt * 1e3)
     set_adapter(model, None)
+    if two_views is not None:
+        set_adapter(two_views["model"], None)
     med = {k: float(np.median(v)) for k, v in times.items()}
     out = {
         "median_ms": med,
@@ -165,8 +209,15 @@ def latency(
         "threads": threads,
         "samples": {k: v for k, v in times.items()},
     }
-    shared.close()
-    merged.close()
+    if two_views is not None:
+        out["two_views"] = {
+            "cameras": list(TWO_VIEWS),
+            "fusion_tokens": {"1": model.fusion.n_tokens, "2": two_views["model"].fusion.n_tokens},
+            "ratios": {k: med[f"{k}_2views"] / med[k] for k in
+                       ("torch_adapter", "ort_merged_adapter", "ort_shared_adapter", "infer_shared_e2e")},
+        }
+    for policy in closing:
+        policy.close()
     return out
 
 
@@ -246,7 +297,7 @@ def latency_lines(lat: dict[str, Any]) -> tuple[list[str], dict[str, bool]]:
     lines = [
         f"latency, batch 1, onnxruntime on {lat['provider']}, PyTorch eager on {lat['torch_device']}, "
         f"{lat['threads']} thread(s), median of {lat['iterations']} shuffled interleaved rounds",
-        *(f"  {k:<22} {v:8.3f} ms   (p90 {lat['p90_ms'][k]:.3f})" for k, v in med.items()),
+        *(f"  {k:<26} {v:8.3f} ms   (p90 {lat['p90_ms'][k]:.3f})" for k, v in med.items()),
         "ratios",
         f"  onnxruntime merged / PyTorch eager (same backbone+adapter)  {r['ort_merged_vs_torch']:.3f}   "
         f"goal <= {GOALS['ort_vs_torch']}: {_OK[verdicts['ort_vs_torch']]}",
@@ -256,6 +307,13 @@ def latency_lines(lat: dict[str, Any]) -> tuple[list[str], dict[str, bool]]:
         f"  adapter overhead, onnxruntime shared / backbone alone        {r['adapter_overhead_ort_shared']:.3f}x",
         f"  adapter overhead, PyTorch eager                              {r['adapter_overhead_torch']:.3f}x",
     ]
+    two = lat.get("two_views")
+    if two is not None:
+        tokens = two["fusion_tokens"]
+        lines.append(f"1 vs 2 cameras ({', '.join(two['cameras'])}; fusion tokens {tokens['1']} vs {tokens['2']}), "
+                     "same rounds, median ms")
+        lines += [f"  {k:<22} {med[k]:8.3f} vs {med[f'{k}_2views']:8.3f}   ({ratio:.2f}x)"
+                  for k, ratio in two["ratios"].items()]
     return lines, verdicts
 
 
@@ -344,7 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="vla_bench_"))
     try:
         built = build_model(work, args.checkpoint, args.adapter)
-        lat = latency(built, args.threads, args.iters, providers)
+        two_views = build_two_views(work, built["model"].config)
+        lat = latency(built, args.threads, args.iters, providers, two_views=two_views)
         mem = {m: run_probe(built["dir"], m, args.threads, providers) for m in ("shared", "merged")}
         text, verdicts = table(lat, mem)
         print(text)

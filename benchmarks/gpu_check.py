@@ -19,6 +19,7 @@ ROS. For TensorRT and CUDA each, against the CPU provider on the same frames:
 - the first frame after an adapter switch, the time to hot-add an adapter, GPU memory;
 - versions: GPU, driver, CUDA, cuDNN, TensorRT, JetPack and power mode on a Jetson.
 
+A multi-camera model (``manifest.cameras``) gets one frame per camera (the frame shifted per camera).
 On a machine without a GPU it runs the CPU rows and says, per GPU row, why it did not run.
 Prints a table and writes ``gpu_check.json`` into ``--out``. Exit status 1 when a check that ran
 failed. The default settings finish in about 6 minutes on a GPU machine (TensorRT builds a
@@ -144,10 +145,18 @@ def proprio(manifest: Manifest) -> np.ndarray:
     return manifest.proprio_normalizer.mean.astype(np.float32)
 
 
+def camera_frames(manifest: Manifest, img: np.ndarray) -> np.ndarray | dict[str, np.ndarray]:
+    """What ``infer`` takes for one frame set: the frame itself for a single-camera model, else one
+    distinct frame per camera (the frame shifted sideways per camera, so the views differ)."""
+    if len(manifest.cameras) == 1:
+        return img
+    return {c.name: np.roll(img, 31 * i, axis=1) for i, c in enumerate(manifest.cameras)}
+
+
 def actions(policy: OnnxPolicy, imgs: list[np.ndarray], adapter: str | None) -> np.ndarray:
     policy.switch(adapter)
     p = proprio(policy.manifest)
-    return np.stack([policy.infer(img, INSTRUCTION, p).actions for img in imgs])
+    return np.stack([policy.infer(camera_frames(policy.manifest, img), INSTRUCTION, p).actions for img in imgs])
 
 
 def engines(folder: Path) -> dict[str, int]:
@@ -193,7 +202,8 @@ def percentiles(ms: list[float]) -> dict[str, float]:
 # ------------------------------------------------------------------ rows
 def latency_rows(check: Check, name: str, model_dir: Path, config: ProviderConfig, n: int, adapter: str) -> None:
     """p50/p99/max of infer() and of the network alone, plain vs IOBinding; switch; hot-add."""
-    imgs = frames(min(n, 64), seed=1)
+    manifest = Manifest.load(model_dir)
+    imgs = [camera_frames(manifest, img) for img in frames(min(n, 64), seed=1)]
     p = None
     for serving in ("plain", "iobinding"):
         cfg = dataclasses.replace(config, serving=serving)
@@ -376,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cpu_ref = cpu_reference(args.model_dir, work, args.parity_frames)
         manifest = Manifest.load(args.model_dir)
+        print(f"model {args.model_dir}: cameras {list(manifest.camera_names)}, adapters {manifest.adapter_names}")
         a0 = manifest.default_adapter or manifest.adapter_names[0]
         latency_rows(check, CPU, args.model_dir, ProviderConfig(providers=("cpu",), intra_op_threads=1), args.frames, a0)
         for key in keys:
@@ -395,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = [r for r in check.rows if r["ok"] is False]
     not_run = [r for r in check.rows if r["result"] == "not run"]
     wall = time.perf_counter() - check.start
-    report = {"versions": info, "model_dir": str(args.model_dir), "rows": check.rows, "wall_s": wall,
+    report = {"versions": info, "model_dir": str(args.model_dir), "cameras": list(Manifest.load(args.model_dir).camera_names),
+              "rows": check.rows, "wall_s": wall,
               "gpu_rows_run": sum(1 for r in check.rows if r["provider"] != CPU and r["result"] != "not run"),
               "failed": len(failed), "not_run": len(not_run)}
     args.out.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from runtime_helpers import PREBUILT_ENV, export_tiny  # noqa: E402
+from runtime_helpers import MULTIVIEW_DIR, PREBUILT_ENV, export_tiny, export_tiny_multiview  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +30,26 @@ def exported(tmp_path_factory):
     from vla_adapter_ros.core.checkpoint import load_checkpoint
 
     out, checkpoint, adapter_dirs = export_tiny(tmp_path_factory.mktemp("export"))
+    model = load_checkpoint(checkpoint, adapters=False).eval()
+    for d in adapter_dirs:
+        load_adapter(model, d)
+    return out, model
+
+
+@pytest.fixture(scope="session")
+def multiview_exported(tmp_path_factory):
+    """(model_dir, torch policy with both adapters) of the two-camera tiny model (front, wrist); prebuilt
+    beside the tiny model under $VLA_TINY_MODEL_DIR (no torch side then)."""
+    prebuilt = os.environ.get(PREBUILT_ENV)
+    if prebuilt:
+        path = Path(prebuilt).parent / MULTIVIEW_DIR
+        if not (path / "manifest.json").is_file():
+            pytest.skip(f"no prebuilt two-camera model at {path} (tests/runtime/runtime_helpers.py OUT exports it)")
+        return path, None
+    from vla_adapter_ros.core.adapters import load_adapter
+    from vla_adapter_ros.core.checkpoint import load_checkpoint
+
+    out, checkpoint, adapter_dirs = export_tiny_multiview(tmp_path_factory.mktemp("export_2cam"))
     model = load_checkpoint(checkpoint, adapters=False).eval()
     for d in adapter_dirs:
         load_adapter(model, d)
@@ -67,7 +87,17 @@ def shared_policy(model_dir):
 @pytest.fixture
 def clone(model_dir, tmp_path):
     """A writable copy of the exported model (hard links: replace files, never edit them in place)."""
-    dst = tmp_path / "model"
+    return link_copy(model_dir, tmp_path / "model")
+
+
+@pytest.fixture
+def multiview_clone(multiview_exported, tmp_path):
+    """A writable copy of the two-camera model, as :func:`clone`."""
+    return link_copy(multiview_exported[0], tmp_path / "model_2cam")
+
+
+def link_copy(model_dir: Path, dst: Path) -> Path:
+    """Copy a model directory as hard links (a test replaces files, never edits them in place)."""
 
     def link_or_copy(src: str, to: str) -> None:
         try:

@@ -50,10 +50,49 @@ def export_tiny(root: Path):
     return result.out, checkpoint, adapter_dirs
 
 
+# The two-camera test model: cameras in ModelConfig order, a contract saved beside its checkpoint.
+CAMERAS = ("front", "wrist")
+MULTIVIEW_ADAPTERS = ("reach", "grasp")
+MULTIVIEW_DIR = "tiny_2cam"  # beside the tiny model: build/pythons/tiny/models/tiny_2cam for the 3.10/3.12 runs
+CONTRACT = {
+    "robot": "two_camera_arm",
+    "cameras": {"front": {"topic": "/front/image_raw"},
+                "wrist": {"topic": "/wrist/image_raw/compressed", "type": "CompressedImage"}},
+    "state": {"topic": "/joint_states", "fields": ["position.ee_x", "position.ee_y", "position.ee_z", "position.gripper"]},
+    "actions": [{"name": "dx", "kind": "ee_delta", "low": -0.5, "high": 0.5},
+                {"name": "dy", "kind": "ee_delta", "low": -0.5, "high": 0.5},
+                {"name": "dz", "kind": "ee_delta", "low": -0.25, "high": 0.25},
+                {"name": "gripper", "kind": "gripper", "low": -1.0, "high": 1.0}],
+}
+
+
+def export_tiny_multiview(root: Path, *, fp16: bool = True):
+    """The tiny model with two cameras (front, wrist), two adapters and ``contract.yaml`` beside its
+    checkpoint, exported with the real exporter (fp16 files too): (model_dir, checkpoint, adapter_dirs)."""
+    import dataclasses
+
+    from vla_adapter_ros.contract import RobotContract
+    from vla_adapter_ros.core.checkpoint import CONTRACT_NAME
+    from vla_adapter_ros.core.config import AdapterConfig
+    from vla_adapter_ros.core.export import export_model, make_random_checkpoint
+
+    config = dataclasses.replace(tiny_config(), cameras=CAMERAS)
+    adapters = {"reach": AdapterConfig(rank=4, task="reach"),
+                "grasp": AdapterConfig(rank=8, positions=("ffn",), train_head=True, task="grasp")}
+    checkpoint, adapter_dirs = make_random_checkpoint(root / "src_2cam", config, adapters, seed=4)
+    (checkpoint / CONTRACT_NAME).write_text(RobotContract.from_dict(CONTRACT).to_yaml())
+    result = export_model(checkpoint, adapter_dirs, root / "models" / MULTIVIEW_DIR, fp16=fp16, log=lambda _msg: None)
+    return result.out, checkpoint, adapter_dirs
+
+
+def views(seed: int = FRAME_SEED, size: tuple[int, int] = (120, 160)) -> dict[str, np.ndarray]:
+    """One distinct frame per camera of the two-camera model."""
+    return {c: frame(seed + 10 * i, size) for i, c in enumerate(CAMERAS)}
+
+
 def zero_feeds(manifest, batch: int = 1) -> dict[str, np.ndarray]:
-    h, w = manifest.image_size
     return {
-        processing.IMAGE: np.zeros((batch, 3, h, w), np.float32),
+        **{c.input: np.zeros((batch, 3, c.height, c.width), np.float32) for c in manifest.cameras},
         processing.INSTRUCTION_EMBEDDING: np.zeros((batch, manifest.language.embedding_dim), np.float32),
         processing.PROPRIO: np.zeros((batch, len(manifest.proprio_names)), np.float32),
     }
@@ -78,5 +117,6 @@ def raw_proprio(manifest, seed: int = 0) -> np.ndarray:
     return (norm.mean + norm.std * rng.normal(0, 0.5, norm.dim)).astype(np.float32)
 
 
-if __name__ == "__main__":  # python tests/runtime/runtime_helpers.py OUT: export the tiny model into OUT
+if __name__ == "__main__":  # python tests/runtime/runtime_helpers.py OUT: export the tiny models into OUT
     print(export_tiny(Path(sys.argv[1]))[0])
+    print(export_tiny_multiview(Path(sys.argv[1]))[0])

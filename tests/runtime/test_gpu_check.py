@@ -21,18 +21,22 @@ print(json.dumps({"code": code, "torch": "torch" in sys.modules, "rclpy": "rclpy
 """
 
 
-def test_gpu_check_runs_its_rows_and_names_what_it_could_not_run(model_dir, tmp_path):
-    import onnxruntime as ort
-
-    out = tmp_path / "out"
+def run_gpu_check(model_dir, out, *args):
     proc = subprocess.run(
-        [sys.executable, "-c", RUN, str(SCRIPT), "--model-dir", str(model_dir), "--out", str(out), "--frames", "30",
-         "--parity-frames", "3", "--providers", "tensorrt,cuda,cpu"],
+        [sys.executable, "-c", RUN, str(SCRIPT), "--model-dir", str(model_dir), "--out", str(out), *args],
         capture_output=True, text=True, timeout=120,
     )
     status = json.loads(proc.stdout.strip().splitlines()[-1])
     assert status == {"code": 0, "torch": False, "rclpy": False}, proc.stdout[-3000:] + proc.stderr[-3000:]
-    report = json.loads((out / "gpu_check.json").read_text())
+    return proc, json.loads((out / "gpu_check.json").read_text())
+
+
+def test_gpu_check_runs_its_rows_and_names_what_it_could_not_run(model_dir, tmp_path):
+    import onnxruntime as ort
+
+    out = tmp_path / "out"
+    proc, report = run_gpu_check(model_dir, out, "--frames", "30", "--parity-frames", "3", "--providers",
+                                 "tensorrt,cuda,cpu")
     rows = report["rows"]
     cpu = [r for r in rows if r["provider"] == "CPUExecutionProvider"]
     # The CPU rows: latency (plain and iobinding), switch, hot-add; and the GPU rows run on the CPU
@@ -49,3 +53,13 @@ def test_gpu_check_runs_its_rows_and_names_what_it_could_not_run(model_dir, tmp_
         assert gpu and all(r["result"] == "not run" and name in r["why"] or "initialise" in r["why"] for r in gpu)
         assert f"{name}: rows not run:" in proc.stdout
     assert report["failed"] == 0 and report["versions"]["onnxruntime"] == ort.__version__
+
+
+def test_gpu_check_serves_a_two_camera_model(multiview_exported, tmp_path):
+    """Its rows feed one frame per camera (the CPU self-test rows here: parity, switch, collisions)."""
+    _, report = run_gpu_check(multiview_exported[0], tmp_path / "out", "--frames", "10", "--parity-frames", "2",
+                              "--providers", "cpu")
+    assert report["cameras"] == ["front", "wrist"] and report["failed"] == 0
+    ran = {r["check"] for r in report["rows"] if r["result"] != "not run"}
+    assert {"latency infer() iobinding", "merged adapters, one cache", "parity fp16 model file"} <= ran
+    assert any(r["check"].startswith("parity fp32") and r["ok"] for r in report["rows"])

@@ -146,9 +146,9 @@ def test_bundled_model_layout_matches_the_layout_functions():
 @pytest.mark.parametrize(
     ("version", "message"),
     [
-        (2, "format_version 2 is newer than this runtime reads \\(version 1\\); upgrade vla_adapter_ros"),
-        (0, "format_version 0 is older than this runtime reads \\(version 1\\); export the model again"),
-        ("1", "format_version is '1', not a whole number; this runtime reads version 1"),
+        (3, "format_version 3 is newer than this runtime reads \\(version 1, 2\\); upgrade vla_adapter_ros"),
+        (0, "format_version 0 is older than this runtime reads \\(version 1, 2\\); export the model again"),
+        ("1", "format_version is '1', not a whole number; this runtime reads version 1, 2"),
         (None, "format_version is None"),
     ],
 )

@@ -1,4 +1,5 @@
-"""Backbone checkpoints: ``config.json`` + ``model.safetensors`` + ``stats.json`` (+ ``adapters/``).
+"""Backbone checkpoints: ``config.json`` + ``model.safetensors`` + ``stats.json`` (+ ``adapters/``,
++ ``contract.yaml``: the robot contract training saves beside it, which the exporter puts in the manifest).
 
 No pickle: tensors go to safetensors (its metadata carries the backbone fingerprint),
 everything else to JSON. ``torch.load`` is never used.
@@ -24,6 +25,7 @@ from .model import VLAPolicy, stats_from_json, stats_to_json
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 STATS_NAME = "stats.json"
+CONTRACT_NAME = "contract.yaml"  # the robot contract, saved beside a checkpoint by training; read by the exporter
 ADAPTERS_DIR = "adapters"
 
 

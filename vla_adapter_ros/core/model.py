@@ -1,10 +1,14 @@
-"""The VLA policy: ViT image tokens + language token + proprio token -> fusion -> action chunk.
+"""The VLA policy: ViT image tokens of every camera view + language token + proprio token -> fusion -> action chunk.
 
 LeRobot-style interface: ``forward(batch) -> (loss, info)`` for training,
 ``select_action(batch)`` under ``no_grad`` for control, ``reset()`` between episodes,
 and ``predict(image, instruction_embedding, proprio)``, the pure tensor function that is
 exported to ONNX (see docs/DESIGN.md, "Exported graph"). Normalisation statistics live
 in buffers, so they travel with every checkpoint and into the fingerprint.
+
+Views: ``image`` is (B, V, 3, H, W) in ``ModelConfig.cameras`` order, or (B, 3, H, W) for a
+single-camera model. Every view goes through the same vision encoder (one batch of B * V
+images); the fusion transformer adds a learned per-view embedding and attends over all views.
 """
 
 from __future__ import annotations
@@ -162,13 +166,26 @@ class VLAPolicy(nn.Module):
     def predict(
         self, image: torch.Tensor, instruction_embedding: torch.Tensor, proprio: torch.Tensor
     ) -> torch.Tensor:
-        """(B, 3, H, W), (B, E), (B, P) normalised -> (B, K, A) normalised actions.
+        """(B, V, 3, H, W) or, for one camera, (B, 3, H, W); (B, E), (B, P) normalised -> (B, K, A) normalised actions.
 
         The exported function: tensors in, tensor out, no data-dependent control flow.
         """
-        image_tokens = self.vision(image)  # (B, N, C)
+        image_tokens = self.encode_views(image)  # (B, V, N, C)
         readout = self.fusion(image_tokens, instruction_embedding, proprio)  # (B, K, C)
         return self.head(readout)  # (B, K, A)
+
+    def encode_views(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, V, 3, H, W) views in ``config.cameras`` order (or (B, 3, H, W) for one camera) -> (B, V, N, C) tokens."""
+        cameras = self.config.cameras
+        if image.dim() == 4 and len(cameras) == 1:
+            return self.vision(image).unsqueeze(1)  # (B, 1, N, C)
+        if image.dim() != 5 or image.shape[1] != len(cameras):
+            one = " or (B, 3, H, W)" if len(cameras) == 1 else ""
+            raise ValueError(f"image has shape {tuple(image.shape)}; this model takes (B, {len(cameras)}, 3, H, W)"
+                             f"{one}: cameras {list(cameras)} in that order")
+        B, V = image.shape[:2]
+        tokens = self.vision(image.flatten(0, 1))  # (B * V, N, C): every view through the same encoder, one batch
+        return tokens.reshape(B, V, *tokens.shape[1:])  # (B, V, N, C)
 
     def instruction_embedding(self, batch: Mapping[str, Any]) -> torch.Tensor:
         """The batch's (B, E) embedding: given, or computed from INSTRUCTION by the language encoder."""
@@ -224,15 +241,16 @@ class VLAPolicy(nn.Module):
 
 
 class PolicyPredictor(nn.Module):
-    """forward(image, instruction_embedding, proprio) -> actions; shares the policy's weights."""
+    """forward(*images, instruction_embedding, proprio) -> actions, as the exported graph takes them: one
+    (B, 3, H, W) image per camera in ``config.cameras`` order (:func:`graph_inputs`); shares the policy's weights."""
 
     def __init__(self, policy: VLAPolicy) -> None:
         super().__init__()
         self.policy = policy
 
-    def forward(
-        self, image: torch.Tensor, instruction_embedding: torch.Tensor, proprio: torch.Tensor
-    ) -> torch.Tensor:
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        *images, instruction_embedding, proprio = inputs
+        image = images[0] if len(images) == 1 else torch.stack(images, dim=1)  # (B, V, 3, H, W)
         return self.policy.predict(image, instruction_embedding, proprio)
 
 
@@ -241,12 +259,25 @@ def count_parameters(module: nn.Module | None) -> int:
 
 
 def example_inputs(config: ModelConfig, batch_size: int = 1, seed: int = 0) -> tuple[torch.Tensor, ...]:
-    """Deterministic (image, instruction_embedding, proprio) of the right shapes (export, benchmarks)."""
+    """Deterministic (image, instruction_embedding, proprio) of the right shapes (export, benchmarks).
+
+    ``image`` is (B, V, 3, H, W), or (B, 3, H, W) for a single-camera model (the same values it always had).
+    """
     g = torch.Generator().manual_seed(seed)
-    image = torch.rand(batch_size, 3, config.image_size, config.image_size, generator=g) * 2 - 1
+    V, S = len(config.cameras), config.image_size
+    image = torch.rand(batch_size, V, 3, S, S, generator=g) * 2 - 1  # (B, V, 3, H, W)
+    image = image[:, 0] if V == 1 else image
     emb = F.normalize(torch.randn(batch_size, config.lang_dim, generator=g), dim=-1)
     proprio = torch.randn(batch_size, config.proprio_dim, generator=g)
     return image, emb, proprio
+
+
+def graph_inputs(config: ModelConfig, image: torch.Tensor, *rest: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``predict``'s arguments as the exported graph (and :class:`PolicyPredictor`) takes them: the
+    (B, V, 3, H, W) image split into one (B, 3, H, W) tensor per camera, then ``rest`` unchanged."""
+    if len(config.cameras) == 1:
+        return (image if image.dim() == 4 else image[:, 0], *rest)
+    return (*image.unbind(1), *rest)
 
 
 def stats_to_json(stats: Mapping[str, P.Normalizer]) -> dict[str, Any]:
@@ -263,6 +294,7 @@ __all__ = [
     "VLAPolicy",
     "count_parameters",
     "example_inputs",
+    "graph_inputs",
     "stats_from_json",
     "stats_to_json",
 ]

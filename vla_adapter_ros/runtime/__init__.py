@@ -6,6 +6,8 @@ A robot needs numpy, OpenCV, tokenizers and onnxruntime only::
 
     with OnnxPolicy.from_dir("models/default", adapter="faucet_open") as policy:
         result = policy.infer(rgb, "open the faucet", proprio)
+        # a multi-camera model (names and order: policy.manifest.cameras):
+        # result = policy.infer({"front": front_rgb, "wrist": wrist_rgb}, "open the faucet", proprio)
 
 Names are resolved lazily so that importing a submodule (e.g. the manifest rules,
 which the exporter uses) does not load onnxruntime.

@@ -24,7 +24,9 @@ def check_graph(manifest: Manifest, session: ort.InferenceSession, adapter_input
     actual = [*session.get_inputs(), *session.get_outputs(), *session.get_overridable_initializers()]
     names = [a.name for a in actual]
     if sorted(names) != sorted(declared):
-        raise ManifestError(f"{rel}: graph tensors {sorted(names)[:8]} differ from the manifest's {sorted(declared)[:8]}")
+        missing, extra = sorted(set(declared) - set(names)), sorted(set(names) - set(declared))
+        raise ManifestError(f"{rel}: the graph lacks {missing[:8]} that the manifest declares, and has {extra[:8]} "
+                            "the manifest does not declare")
     for a in actual:
         want = declared[a.name]
         shape = [d if isinstance(d, int) else "?" for d in a.shape]

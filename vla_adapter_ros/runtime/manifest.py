@@ -17,6 +17,10 @@ of the directory is defined here too (paths are relative to the model directory)
     merged_fp16/<name>.onnx           merged_fp16_file(name): optional, --fp16 (fp32 inputs/outputs, fp16 inside)
     language/encoder.onnx             LANGUAGE_FILE: all-MiniLM-L6-v2, mean pooling + L2 norm inside
     language/tokenizer.json           TOKENIZER_FILE (+ tokenizer_config.json, vocab.txt, special_tokens_map.json)
+
+``manifest.cameras`` lists the graph's image inputs in order (one per camera view) and
+``manifest.contract`` is the robot contract the model was trained for; both are derived for a
+format version 1 manifest, which has neither section.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from vla_adapter_ros import processing
+from vla_adapter_ros.contract import RobotContract
 from vla_adapter_ros.runtime.errors import ChecksumError, ManifestError
 from vla_adapter_ros.runtime.manifest_sections import (
     LANGUAGE_INPUTS,
@@ -38,27 +43,35 @@ from vla_adapter_ros.runtime.manifest_sections import (
     POLICY_OUTPUTS,
     ActionSpec,
     AdapterSpec,
+    CameraInput,
     ImageSpec,
     LanguageSpec,
     ProprioSpec,
     SharedSpec,
     TensorSpec,
+    contract_from_dict,
+    contract_mismatches,
+    derived_contract,
     get,
     mapping,
+    policy_inputs,
 )
 
 __all__ = [
     "FORMAT", "FORMAT_VERSION", "LANGUAGE_DIR", "LANGUAGE_FILE", "LANGUAGE_INPUTS", "LANGUAGE_OUTPUTS",
     "MANIFEST_NAME", "POLICY_INPUTS", "POLICY_OUTPUTS", "READABLE_VERSIONS", "SHARED_FILE", "TOKENIZER_FILE",
-    "ActionSpec", "AdapterSpec", "ChecksumError", "ImageSpec", "LanguageSpec", "Manifest", "ManifestError",
+    "ActionSpec", "AdapterSpec", "CameraInput", "ChecksumError", "ImageSpec", "LanguageSpec", "Manifest", "ManifestError",
     "ProprioSpec", "SharedSpec", "TensorSpec", "adapter_file", "hash_directory", "merged_file", "merged_fp16_file",
-    "sha256_file",
+    "contract_mismatches", "derived_contract", "policy_inputs", "sha256_file",
 ]
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "vla_adapter_ros/model"
-FORMAT_VERSION = 1  # what the exporter writes
-READABLE_VERSIONS = (1,)  # what this runtime reads
+# Version 2 added the ``cameras`` and ``contract`` sections (multi-camera models); a version 1 manifest
+# describes one camera named "camera" (graph input "image") and the contract contract.default_contract
+# gives its proprio and action names.
+FORMAT_VERSION = 2  # what the exporter writes
+READABLE_VERSIONS = (1, 2)  # what this runtime reads
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
 
@@ -102,6 +115,8 @@ class Manifest:
     root: Path
     name: str
     image: ImageSpec
+    cameras: tuple[CameraInput, ...] = field(repr=False)  # the graph's image inputs, one per camera, in order
+    contract: RobotContract = field(repr=False)  # the robot contract the model was trained for
     proprio: ProprioSpec = field(repr=False)
     actions: ActionSpec = field(repr=False)
     language: LanguageSpec = field(repr=False)
@@ -118,6 +133,7 @@ class Manifest:
     backbone: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
     parity: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)  # the dict it was read from
+    format_version: int = FORMAT_VERSION  # the layout to_dict writes: a version 1 manifest is written back as read
 
     # ------------------------------------------------------------------ reading
     @classmethod
@@ -140,15 +156,26 @@ class Manifest:
     def from_dict(cls, raw: Any, root: str | Path) -> Manifest:
         """Validate a manifest dict (the exporter runs this on what it writes, before it publishes)."""
         d = mapping(raw, "manifest")
-        _check_format(d)
+        version = _check_format(d)
         adapter_entries = get(d, "adapters", list, "manifest")
         adapters = tuple(AdapterSpec.from_dict(a, f"adapters[{i}]") for i, a in enumerate(adapter_entries))
+        image = ImageSpec.from_dict(get(d, "image", dict, "manifest"))
+        proprio = ProprioSpec.from_dict(get(d, "proprio", dict, "manifest"))
+        actions = ActionSpec.from_dict(get(d, "actions", dict, "manifest"))
+        if version == 1:  # one camera "camera" (input "image"); the contract of a model exported before contracts
+            cameras = (CameraInput("camera", processing.IMAGE, image.height, image.width),)
+            contract = derived_contract(("camera",), proprio.names, actions.names, actions.low, actions.high)
+        else:
+            cameras = CameraInput.list_from(get(d, "cameras", list, "manifest"))
+            contract = contract_from_dict(get(d, "contract", dict, "manifest"))
         manifest = cls(
             root=Path(root),
             name=get(d, "name", str, "manifest"),
-            image=ImageSpec.from_dict(get(d, "image", dict, "manifest")),
-            proprio=ProprioSpec.from_dict(get(d, "proprio", dict, "manifest")),
-            actions=ActionSpec.from_dict(get(d, "actions", dict, "manifest")),
+            image=image,
+            cameras=cameras,
+            contract=contract,
+            proprio=proprio,
+            actions=actions,
             language=LanguageSpec.from_dict(get(d, "language", dict, "manifest")),
             inputs=TensorSpec.list_from(d, "inputs", "manifest"),
             outputs=TensorSpec.list_from(d, "outputs", "manifest"),
@@ -162,7 +189,9 @@ class Manifest:
             backbone=mapping(d.get("backbone", {}), "backbone"),
             parity=None if d.get("parity") is None else mapping(d["parity"], "parity"),
             raw=d,
+            format_version=version,
         )
+        manifest._check_cameras()
         manifest._check_io()
         manifest._check_references(adapter_entries)
         return manifest
@@ -170,10 +199,16 @@ class Manifest:
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (what ``vla-adapter export`` writes; ``from_dict`` reads it back)."""
         out = {
-            "format": FORMAT, "format_version": FORMAT_VERSION, "name": self.name, "created_utc": self.created_utc,
-            "versions": dict(self.versions), "model_config": dict(self.model_config), "backbone": dict(self.backbone),
+            "format": FORMAT, "format_version": self.format_version, "name": self.name,
+            "created_utc": self.created_utc, "versions": dict(self.versions), "model_config": dict(self.model_config),
+            "backbone": dict(self.backbone),
             "inputs": [t.to_dict() for t in self.inputs], "outputs": [t.to_dict() for t in self.outputs],
-            "image": self.image.to_dict(), "proprio": self.proprio.to_dict(), "actions": self.actions.to_dict(),
+            "image": self.image.to_dict(),
+        }
+        if self.format_version >= 2:  # version 1 has neither section (both are derived when it is read)
+            out.update(cameras=[c.to_dict() for c in self.cameras], contract=self.contract.to_dict())
+        out |= {
+            "proprio": self.proprio.to_dict(), "actions": self.actions.to_dict(),
             "language": self.language.to_dict(), "shared": self.shared.to_dict(),
             "adapters": [a.to_dict() for a in self.adapters], "default_adapter": self.default_adapter,
             "files": {rel: {"sha256": sha, "size": size} for rel, (sha, size) in self.files.items()},
@@ -190,16 +225,33 @@ class Manifest:
         return replace(self, files=dict(files), adapters=adapters)
 
     # ------------------------------------------------------------------ consistency between sections
+    def _check_cameras(self) -> None:
+        """Cameras: the image section's size (one shared encoder), and the contract's cameras, state and actions."""
+        for c in self.cameras:
+            if c.size != self.image_size:
+                raise ManifestError(f"camera {c.name!r} is {c.height}x{c.width}; the image section (one vision encoder "
+                                    f"for every view) says {self.image.height}x{self.image.width}")
+        problems = contract_mismatches(self.contract, self.camera_names, self.proprio.names, self.actions.names)
+        if problems:
+            raise ManifestError("the manifest's contract does not describe its model (cameras, proprio.names, "
+                                "actions.names): " + "; ".join(problems))
+
     def _check_io(self) -> None:
         """The policy graph's inputs/outputs must be the contract's names with the shapes the other sections imply."""
         inputs, outputs = self.inputs, self.outputs
-        if tuple(t.name for t in inputs) != POLICY_INPUTS or tuple(t.name for t in outputs) != POLICY_OUTPUTS:
+        names = policy_inputs(self.camera_names)
+        if tuple(t.name for t in inputs) != names or tuple(t.name for t in outputs) != POLICY_OUTPUTS:
+            missing = [n for n in names if n not in {t.name for t in inputs}]
             raise ManifestError(
                 f"policy graph is {[t.name for t in inputs]} -> {[t.name for t in outputs]}; "
-                f"the runtime expects {list(POLICY_INPUTS)} -> {list(POLICY_OUTPUTS)}"
+                f"for cameras {list(self.camera_names)} the runtime expects {list(names)} -> {list(POLICY_OUTPUTS)}"
+                + (f" (missing {missing})" if missing else "")
             )
+        clash = {t.name for t in self.shared.adapter_inputs} & {*names, *POLICY_OUTPUTS}
+        if clash:
+            raise ManifestError(f"shared.adapter_inputs reuse policy input/output names {sorted(clash)}")
         expected = {
-            processing.IMAGE: (3, self.image.height, self.image.width),
+            **{c.input: (3, c.height, c.width) for c in self.cameras},
             processing.INSTRUCTION_EMBEDDING: (self.language.embedding_dim,),
             processing.PROPRIO: (len(self.proprio.names),),
             processing.ACTIONS: (self.actions.chunk_length, len(self.actions.names)),
@@ -311,6 +363,10 @@ class Manifest:
         return (self.image.height, self.image.width)
 
     @property
+    def camera_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.cameras)
+
+    @property
     def proprio_names(self) -> tuple[str, ...]:
         return self.proprio.names
 
@@ -341,8 +397,8 @@ class Manifest:
 
 
 # ---------------------------------------------------------------------- helpers
-def _check_format(d: Mapping[str, Any]) -> None:
-    """The format name and a version this runtime reads; otherwise say which it reads and what to do."""
+def _check_format(d: Mapping[str, Any]) -> int:
+    """The format name and a version this runtime reads (returned); otherwise say which it reads and what to do."""
     fmt, version = d.get("format"), d.get("format_version")
     if fmt != FORMAT:
         raise ManifestError(f"manifest format is {fmt!r}; this runtime reads {FORMAT!r} (an exported model directory)")
@@ -356,6 +412,7 @@ def _check_format(d: Mapping[str, Any]) -> None:
     if version not in READABLE_VERSIONS:
         raise ManifestError(f"manifest format_version {version} is older than this runtime reads (version {readable}); "
                             "export the model again with `vla-adapter export`")
+    return version
 
 
 def _safe_rel(rel: str, where: str) -> str:

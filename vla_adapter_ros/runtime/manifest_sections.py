@@ -10,22 +10,34 @@ objects and serialises them, the runtime parses them back.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vla_adapter_ros import processing
+from vla_adapter_ros.contract import CameraSpec as ContractCamera
+from vla_adapter_ros.contract import ContractError, RobotContract, default_contract
 from vla_adapter_ros.names import AdapterNameError, validate_adapter_name
 from vla_adapter_ros.runtime.errors import ManifestError
 
 # Graph names: the contract between export and runtime (docs/DESIGN.md, "Exported graph").
-POLICY_INPUTS = (processing.IMAGE, processing.INSTRUCTION_EMBEDDING, processing.PROPRIO)
+
+
+def policy_inputs(cameras: Sequence[str]) -> tuple[str, ...]:
+    """The policy graph's inputs: one image per camera (``processing.image_input_name``), embedding, proprio."""
+    return (*(processing.image_input_name(c, len(cameras)) for c in cameras), processing.INSTRUCTION_EMBEDDING,
+            processing.PROPRIO)
+
+
+POLICY_INPUTS = policy_inputs(("camera",))  # a single-camera model's (every format 1 manifest's)
 POLICY_OUTPUTS = (processing.ACTIONS,)
 LANGUAGE_INPUTS = ("input_ids", "attention_mask")
 LANGUAGE_OUTPUTS = ("embedding",)
 # What processing.preprocess_image feeds the graph (the only image format the runtime makes).
 COLOR_ORDER, LAYOUT = "RGB", "CHW"
 PIXEL_RANGE = (-1.0, 1.0)
+_CAMERA_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")  # ModelConfig.cameras and the contract's rule
 RESIZE = "cv2 INTER_AREA when shrinking, INTER_LINEAR when growing (processing.preprocess_image)"
 
 
@@ -88,6 +100,84 @@ class ImageSpec:
             "pixel_mean": processing.PIXEL_MEAN, "pixel_scale": processing.PIXEL_SCALE, "range": list(PIXEL_RANGE),
             "resize": RESIZE,
         }
+
+
+@dataclass(frozen=True)
+class CameraInput:
+    """One camera view the graph takes, in order: the camera's name (the robot contract's), its graph
+    input (``processing.image_input_name``) and the (height, width) its frames are resized to."""
+
+    name: str
+    input: str
+    height: int
+    width: int
+
+    @classmethod
+    def list_from(cls, values: Any) -> tuple[CameraInput, ...]:
+        """The ``cameras`` section: a list of 1 to 4 cameras with distinct names, inputs named by the rule."""
+        if not isinstance(values, list) or not 1 <= len(values) <= 4:
+            raise ManifestError(f"cameras must be a list of 1 to 4 cameras, got {values!r}")
+        cameras = tuple(cls.from_dict(v, f"cameras[{i}]") for i, v in enumerate(values))
+        names = [c.name for c in cameras]
+        if len(set(names)) != len(names):
+            raise ManifestError(f"cameras has a name twice: {names}")
+        for c in cameras:
+            expected = processing.image_input_name(c.name, len(cameras))
+            if c.input != expected:
+                raise ManifestError(f"camera {c.name!r} has graph input {c.input!r}; for {len(cameras)} camera(s) "
+                                    f"its input is {expected!r} (processing.image_input_name)")
+        return cameras
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str) -> CameraInput:
+        d = mapping(d, where)
+        name = get(d, "name", str, where)
+        if not _CAMERA_NAME_RE.match(name):
+            raise ManifestError(f"{where}.name {name!r} is not a camera name (a letter, then letters, digits or _)")
+        height, width = get(d, "height", int, where), get(d, "width", int, where)
+        if height <= 0 or width <= 0:
+            raise ManifestError(f"{where} ({name!r}) size must be positive, got {height}x{width}")
+        return cls(name, get(d, "input", str, where), height, width)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return (self.height, self.width)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "input": self.input, "height": self.height, "width": self.width}
+
+
+def contract_from_dict(d: Any) -> RobotContract:
+    """The ``contract`` section: the robot contract the model was trained for (``RobotContract.to_dict``)."""
+    try:
+        return RobotContract.from_dict(mapping(d, "contract"))
+    except ContractError as exc:
+        raise ManifestError(f"manifest {exc}") from exc
+
+
+def contract_mismatches(contract: RobotContract, cameras: Sequence[str], state: Sequence[str],
+                        actions: Sequence[str]) -> list[str]:
+    """How a contract and a model's cameras, proprio names and action names differ (empty: they agree)."""
+    return [f"{what}: the contract has {list(theirs)} ({len(theirs)}), the model {list(mine)} ({len(mine)})"
+            for what, theirs, mine in (("cameras", contract.camera_names, cameras),
+                                       ("state", contract.state_names, state),
+                                       ("actions", contract.action_names, actions))
+            if tuple(theirs) != tuple(mine)]
+
+
+def derived_contract(cameras: Sequence[str], proprio_names: Sequence[str], action_names: Sequence[str],
+                     low: Sequence[float], high: Sequence[float]) -> RobotContract:
+    """The contract of a model that has none (exported without ``contract.yaml``, or format 1):
+    ``contract.default_contract`` with the model's cameras (``/<name>/image_raw``; the single camera
+    ``camera`` keeps ``/camera/image_raw``) and its action bounds (a pinned dimension, low == high, is
+    left unbounded: a contract's low is below its high; the manifest's bounds are what the runtime clips to)."""
+    base = default_contract(proprio_names, action_names)
+    if tuple(cameras) != tuple(c.name for c in base.cameras):
+        base = replace(base, cameras=tuple(ContractCamera(c, f"/{c}/image_raw") for c in cameras),
+                       reference_camera=cameras[0])
+    actions = tuple(replace(a, low=lo, high=hi) if lo < hi else replace(a, low=-math.inf, high=math.inf)
+                    for a, lo, hi in zip(base.actions, low, high, strict=True))
+    return replace(base, actions=actions)
 
 
 @dataclass(frozen=True)
@@ -224,16 +314,13 @@ class SharedSpec:
     @classmethod
     def from_dict(cls, d: Any) -> SharedSpec:
         d = mapping(d, "shared")
-        spec = cls(
+        # Adapter inputs that reuse a policy input's name are refused by Manifest._check_io (it knows the cameras).
+        return cls(
             file=get(d, "file", str, "shared"),
             adapter_inputs=TensorSpec.list_from(d, "adapter_inputs", "shared"),
             method=str(d.get("method", "")),
             layout=mapping(d.get("layout", {}), "shared.layout"),
         )
-        clash = {t.name for t in spec.adapter_inputs} & set(POLICY_INPUTS)
-        if clash:
-            raise ManifestError(f"shared.adapter_inputs reuse policy input names {sorted(clash)}")
-        return spec
 
     def to_dict(self) -> dict[str, Any]:
         return {

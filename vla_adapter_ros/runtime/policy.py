@@ -19,6 +19,10 @@ Switching is one reference assignment under a lock. ``infer`` reads that referen
 when it starts, so an inference already running finishes with the adapter it started with
 and reports that adapter, while the next one uses the new adapter.
 
+Cameras: ``infer`` takes a single-camera model's frame as one (H, W, 3) uint8 array, or a mapping
+camera name -> frame for any model (the names and order are ``manifest.cameras``); each frame is
+resized and normalised by ``processing.preprocess_image`` and fed to that camera's graph input.
+
 Imports neither torch nor rclpy (a robot needs numpy, OpenCV, tokenizers and onnxruntime).
 """
 
@@ -27,7 +31,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +51,7 @@ from vla_adapter_ros.runtime.errors import (
     UnknownAdapterError,
 )
 from vla_adapter_ros.runtime.language import LanguageEncoder
-from vla_adapter_ros.runtime.manifest import POLICY_OUTPUTS, AdapterSpec, Manifest, TensorSpec
+from vla_adapter_ros.runtime.manifest import POLICY_OUTPUTS, AdapterSpec, CameraInput, Manifest, TensorSpec
 from vla_adapter_ros.runtime.providers import (
     CPU,
     ModelKey,
@@ -61,7 +65,7 @@ from vla_adapter_ros.runtime.serving import BoundRunner, PlainRunner
 
 MODES = ("shared", "merged")
 # Manifest sections a re-read manifest must keep unchanged before load_adapter trusts it.
-_BACKBONE_KEYS = ("inputs", "outputs", "image", "proprio", "actions", "language", "shared")
+_BACKBONE_KEYS = ("inputs", "outputs", "image", "cameras", "contract", "proprio", "actions", "language", "shared")
 _ACTIVE = object()  # run_network's "whatever adapter is active" default
 
 
@@ -307,20 +311,29 @@ class OnnxPolicy:
             return slot.spec  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ inference
-    def infer(self, rgb: np.ndarray, instruction: str, proprio: Sequence[float] | np.ndarray | None = None) -> InferenceResult:
-        """(H, W, 3) uint8 RGB frame + instruction + raw proprio -> clipped (K, A) actions in robot units."""
+    def infer(
+        self, images: np.ndarray | Mapping[str, np.ndarray], instruction: str,
+        proprio: Sequence[float] | np.ndarray | None = None,
+    ) -> InferenceResult:
+        """Camera frame(s) + instruction + raw proprio -> clipped (K, A) actions in robot units.
+
+        ``images``: the (H, W, 3) uint8 RGB frame of a single-camera model, or a mapping camera name ->
+        frame with exactly the cameras of ``manifest.cameras`` (any model).
+        """
         slot = self._require_open()  # read once: this inference uses this adapter throughout
-        m = self._manifest
         t0 = time.perf_counter()
-        try:
-            image = processing.preprocess_image(np.asarray(rgb), m.image_size)[None]  # (1, 3, H, W)
-        except processing.ProcessingError as exc:
-            raise InputError(str(exc)) from exc
+        feeds = {}
+        for camera, rgb in self._by_camera(images, "(H, W, 3) uint8 frame"):
+            try:
+                feeds[camera.input] = processing.preprocess_image(np.asarray(rgb), camera.size)[None]  # (1, 3, H, W)
+            except processing.ProcessingError as exc:
+                where = "" if isinstance(images, np.ndarray) else f"camera {camera.name!r}: "
+                raise InputError(f"{where}{exc}") from exc
         prop = self._proprio(proprio)  # (1, P)
         t1 = time.perf_counter()
         embedding, cached = self.language.encode(instruction)
         t2 = time.perf_counter()
-        feeds = {processing.IMAGE: image, processing.INSTRUCTION_EMBEDDING: embedding[None], processing.PROPRIO: prop}
+        feeds |= {processing.INSTRUCTION_EMBEDDING: embedding[None], processing.PROPRIO: prop}
         (raw,) = self._run(slot, feeds)
         t3 = time.perf_counter()
         actions = self._postprocess(raw[0], slot.name, instruction)
@@ -335,21 +348,47 @@ class OnnxPolicy:
         return InferenceResult(actions, slot.name, instruction, slot.provider, timing, cached)
 
     def run_network(
-        self, image: np.ndarray, instruction_embedding: np.ndarray, proprio: np.ndarray, adapter: Any = _ACTIVE
+        self, image: np.ndarray | Mapping[str, np.ndarray], instruction_embedding: np.ndarray, proprio: np.ndarray,
+        adapter: Any = _ACTIVE,
     ) -> np.ndarray:
-        """Raw network call on already-processed batches: (B,3,H,W), (B,E), (B,P) -> normalised (B,K,A).
+        """Raw network call on already-processed batches -> normalised (B,K,A).
 
+        ``image``: (B, V, 3, H, W) in ``manifest.cameras`` order, (B, 3, H, W) for a single-camera model,
+        or a mapping camera name -> (B, 3, H, W); then (B, E) embeddings and (B, P) normalised proprio.
         For parity checks and benchmarks; ``adapter`` defaults to the active one.
         """
         slot = self._require_open() if adapter is _ACTIVE else self._slots.get(adapter)
         if slot is None:
             raise self._unknown(adapter)
-        feeds = {
-            processing.IMAGE: np.ascontiguousarray(image, np.float32),
+        cameras = self._manifest.cameras
+        if isinstance(image, np.ndarray) and image.ndim == 5:
+            if image.shape[1] != len(cameras):
+                raise InputError(f"image has {image.shape[1]} views (shape {image.shape}); this model takes "
+                                 f"{len(cameras)}: {list(self._manifest.camera_names)}")
+            image = {c.name: image[:, i] for i, c in enumerate(cameras)}  # (B, 3, H, W) per camera
+        feeds = {camera.input: np.ascontiguousarray(x, np.float32) for camera, x in self._by_camera(image, "(B, 3, H, W) batch")}
+        feeds |= {
             processing.INSTRUCTION_EMBEDDING: np.ascontiguousarray(instruction_embedding, np.float32),
             processing.PROPRIO: np.ascontiguousarray(proprio, np.float32),
         }
         return self._run(slot, feeds)[0]
+
+    def _by_camera(self, images: Any, what: str) -> list[tuple[CameraInput, Any]]:
+        """(camera, its image) in ``manifest.cameras`` order, from one array (a single-camera model) or a
+        mapping camera name -> array; any other camera set is an InputError naming the expected ones."""
+        cameras = self._manifest.cameras
+        expected = list(self._manifest.camera_names)
+        if isinstance(images, Mapping):
+            missing = [c for c in expected if c not in images]
+            unknown = [c for c in images if c not in expected]
+            if missing or unknown:
+                raise InputError(f"images for cameras {list(images)}: missing {missing}, unknown {unknown}; "
+                                 f"this model takes one {what} for each of {expected}")
+            return [(c, images[c.name]) for c in cameras]
+        if len(cameras) != 1:
+            raise InputError(f"this model has {len(cameras)} cameras {expected}: pass a mapping camera name -> {what}, "
+                             f"got {type(images).__name__}")
+        return [(cameras[0], images)]
 
     def _run(self, slot: _Slot, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         try:
@@ -494,9 +533,8 @@ class OnnxPolicy:
     def _zeros(self) -> dict[str, np.ndarray]:
         """Batch-1 network inputs of the manifest's shapes (warm-up feeds, IOBinding buffer shapes)."""
         m = self._manifest
-        h, w = m.image_size
         return {
-            processing.IMAGE: np.zeros((1, 3, h, w), np.float32),
+            **{c.input: np.zeros((1, 3, c.height, c.width), np.float32) for c in m.cameras},
             processing.INSTRUCTION_EMBEDDING: np.zeros((1, m.language.embedding_dim), np.float32),
             processing.PROPRIO: np.zeros((1, len(m.proprio_names)), np.float32),
         }

@@ -10,8 +10,10 @@ What lands in ``--out`` (layout and manifest schema: :mod:`vla_adapter_ros.runti
   and folded (self-contained; what TensorRT likes); ``merged_fp16/`` with ``--fp16``;
 - ``language/``: all-MiniLM-L6-v2 (mean pooling + L2 norm inside), int8 with
   ``--quantize-language``, and its tokenizer files;
-- ``manifest.json``: inputs/outputs, image size and colour order, normalisation, action
-  spec, adapters, every file's sha256, versions and the parity table.
+- ``manifest.json``: inputs/outputs (one image input per camera), cameras, the robot contract
+  (``<checkpoint>/contract.yaml``, else the one derived from the model's names and bounds), image
+  size and colour order, normalisation, action spec, adapters, every file's sha256, versions and
+  the parity table.
 
 Adapters may differ in rank, placement and scaling as long as they share a method (and,
 for bottlenecks, an activation): the shared graph carries the union of their slots at the
@@ -43,8 +45,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from vla_adapter_ros.contract import ContractError, RobotContract
 from vla_adapter_ros.core.adapters import AdapterLoadError, SavedAdapter, load_adapter
-from vla_adapter_ros.core.checkpoint import CheckpointError, load_checkpoint
+from vla_adapter_ros.core.checkpoint import CONFIG_NAME, CONTRACT_NAME, CheckpointError, load_checkpoint
 from vla_adapter_ros.names import AdapterNameError, validate_adapter_name
 from vla_adapter_ros.runtime import manifest as mf
 
@@ -102,8 +105,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quantize-language", action="store_true", help="ship the language encoder int8-quantised")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="max abs difference allowed (fp32)")
-    parser.add_argument("--action-low", default="-1", help="action lower bound(s): one number or a comma list")
-    parser.add_argument("--action-high", default="1", help="action upper bound(s): one number or a comma list")
+    parser.add_argument("--action-low", default=None,
+                        help="action lower bound(s): one number or a comma list (default: the contract's, else -1)")
+    parser.add_argument("--action-high", default=None,
+                        help="action upper bound(s): one number or a comma list (default: the contract's, else 1)")
     parser.add_argument("--language-model", type=Path, default=None, help="all-MiniLM-L6-v2 directory (default: bundled)")
     parser.add_argument("--force", action="store_true", help="replace --out if it exists")
 
@@ -131,7 +136,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bounds(text: str, flag: str) -> list[float]:
+def _bounds(text: str | None, flag: str) -> list[float] | None:
+    if text is None:
+        return None
     try:
         return [float(x) for x in str(text).split(",") if x.strip()]
     except ValueError as exc:
@@ -160,14 +167,18 @@ def export_model(
     quantize_language: bool = False,
     opset: int = DEFAULT_OPSET,
     tolerance: float = DEFAULT_TOLERANCE,
-    action_low: Sequence[float] = (-1.0,),
-    action_high: Sequence[float] = (1.0,),
+    action_low: Sequence[float] | None = None,
+    action_high: Sequence[float] | None = None,
     language_model: str | Path | None = None,
     min_language_cosine: float = DEFAULT_MIN_LANGUAGE_COSINE,
     force: bool = False,
     log: Callable[[str], None] = print,
 ) -> ExportResult:
-    """Export ``checkpoint`` + ``adapters`` into the model directory ``out`` (see the module doc)."""
+    """Export ``checkpoint`` + ``adapters`` into the model directory ``out`` (see the module doc).
+
+    ``action_low`` / ``action_high``: one value or one per action; None = the bounds of
+    ``<checkpoint>/contract.yaml`` where it gives them, else -1 / 1.
+    """
     start = time.perf_counter()
     out = Path(out)
     if not adapters:
@@ -186,8 +197,8 @@ def export_model(
     try:
         result = _export_into(
             tmp, out, Path(checkpoint), [Path(a) for a in adapters], name=name or out.name, fp16=fp16,
-            quantize_language=quantize_language, opset=opset, tolerance=tolerance, action_low=list(action_low),
-            action_high=list(action_high), language_model=language_model, min_language_cosine=min_language_cosine,
+            quantize_language=quantize_language, opset=opset, tolerance=tolerance, action_low=action_low,
+            action_high=action_high, language_model=language_model, min_language_cosine=min_language_cosine,
             log=log,
         )
         _publish(tmp, out, force)
@@ -237,22 +248,27 @@ def _export_into(
     quantize_language: bool,
     opset: int,
     tolerance: float,
-    action_low: list[float],
-    action_high: list[float],
+    action_low: Sequence[float] | None,
+    action_high: Sequence[float] | None,
     language_model: str | Path | None,
     min_language_cosine: float,
     log: Callable[[str], None],
 ) -> ExportResult:
     torch.manual_seed(0)
     model, names = _load_policy(checkpoint, adapter_dirs)
-    bounds = _action_bounds(action_low, action_high, model.config.action_names)
-    log(f"backbone {checkpoint} ({model.num_backbone_parameters():,} parameters), adapters {names}")
+    cfg = model.config
+    contract = _load_contract(checkpoint, cfg)
+    bounds = _action_bounds(action_low, action_high, cfg.action_names, contract)
+    if contract is None:
+        contract = mf.derived_contract(cfg.cameras, cfg.proprio_names, cfg.action_names, *bounds)
+    log(f"backbone {checkpoint} ({model.num_backbone_parameters():,} parameters), cameras {list(cfg.cameras)}, "
+        f"adapters {names}")
     layout = _write_policy_graphs(tmp, model, names, opset, fp16, log)
 
     log("exporting the language encoder ...")
     encoder = load_encoder(language_model)
     language = export_encoder(encoder, tmp, opset)
-    manifest = write_manifest(build_manifest(tmp, name, model, names, layout, bounds, language,
+    manifest = write_manifest(build_manifest(tmp, name, model, names, layout, bounds, language, contract,
                                              fp16=fp16, opset=opset, checkpoint=checkpoint))
     # -- quantise after the fp32 reference is in place (its error is measured against it)
     language_info: dict[str, Any] = {}
@@ -325,7 +341,28 @@ def _load_policy(checkpoint: Path, adapter_dirs: list[Path]) -> tuple[Any, list[
     return model, names
 
 
-def _action_bounds(low: list[float], high: list[float], action_names: Sequence[str]) -> tuple[list[float], list[float]]:
+def _load_contract(checkpoint: Path, config: Any) -> RobotContract | None:
+    """``<checkpoint>/contract.yaml`` (saved beside the checkpoint by training), checked against the model; None without one."""
+    path = checkpoint / CONTRACT_NAME
+    if not path.is_file():
+        return None
+    try:
+        contract = RobotContract.load(path)
+    except ContractError as exc:
+        raise ExportError(f"checkpoint {str(checkpoint)!r} has an unusable {CONTRACT_NAME}: {exc}") from exc
+    problems = mf.contract_mismatches(contract, config.cameras, config.proprio_names, config.action_names)
+    if problems:
+        raise ExportError(f"{path} does not describe the model in {str(checkpoint)!r} ({CONFIG_NAME}): "
+                          + "; ".join(problems))
+    return contract
+
+
+def _action_bounds(low: Sequence[float] | None, high: Sequence[float] | None, action_names: Sequence[str],
+                   contract: RobotContract | None = None) -> tuple[list[float], list[float]]:
+    """Per-action bounds: the given ones (one value = every action), else the contract's finite ones, else -1 / 1."""
+    limits = [(a.low, a.high) for a in contract.actions] if contract is not None else [(-np.inf, np.inf)] * len(action_names)
+    low = list(low) if low is not None else [lo if np.isfinite(lo) else -1.0 for lo, _ in limits]
+    high = list(high) if high is not None else [hi if np.isfinite(hi) else 1.0 for _, hi in limits]
     n = len(action_names)
     low = low * n if len(low) == 1 else low
     high = high * n if len(high) == 1 else high

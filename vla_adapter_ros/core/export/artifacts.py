@@ -13,6 +13,7 @@ import onnxruntime as ort
 import torch
 
 from vla_adapter_ros import __version__, processing
+from vla_adapter_ros.contract import RobotContract
 from vla_adapter_ros.core.tuners import tuner_parameters
 from vla_adapter_ros.runtime import manifest as mf
 
@@ -39,11 +40,13 @@ def adapter_spec(model: Any, name: str, method: str, fp16: bool) -> mf.AdapterSp
 
 def build_manifest(
     root: Path, name: str, model: Any, names: list[str], layout: SharedLayout, bounds: tuple[list[float], list[float]],
-    language: mf.LanguageSpec, *, fp16: bool, opset: int, checkpoint: Path,
+    language: mf.LanguageSpec, contract: RobotContract, *, fp16: bool, opset: int, checkpoint: Path,
 ) -> mf.Manifest:
     """The manifest of the model directory being written in ``root`` (files table still empty)."""
     cfg, stats = model.config, model.stats
     low, high = bounds
+    cameras = tuple(mf.CameraInput(c, processing.image_input_name(c, len(cfg.cameras)), cfg.image_size, cfg.image_size)
+                    for c in cfg.cameras)
     return mf.Manifest(
         root=root,
         name=name,
@@ -54,12 +57,14 @@ def build_manifest(
         backbone={"fingerprint": model.backbone_fingerprint(), "num_parameters": int(model.num_backbone_parameters()),
                   "checkpoint": checkpoint.name},
         inputs=(
-            mf.TensorSpec(processing.IMAGE, ("batch", 3, cfg.image_size, cfg.image_size), "float32"),
+            *(mf.TensorSpec(c.input, ("batch", 3, c.height, c.width), "float32") for c in cameras),
             mf.TensorSpec(processing.INSTRUCTION_EMBEDDING, ("batch", cfg.lang_dim), "float32"),
             mf.TensorSpec(processing.PROPRIO, ("batch", cfg.proprio_dim), "float32"),
         ),
         outputs=(mf.TensorSpec(processing.ACTIONS, ("batch", cfg.chunk_length, cfg.action_dim), "float32"),),
         image=mf.ImageSpec(cfg.image_size, cfg.image_size),
+        cameras=cameras,
+        contract=contract,
         proprio=mf.ProprioSpec(tuple(cfg.proprio_names), stats["proprio"]),
         actions=mf.ActionSpec(tuple(cfg.action_names), tuple(low), tuple(high), cfg.chunk_length, float(cfg.dt),
                               stats["actions"]),

@@ -32,7 +32,7 @@ from vla_adapter_ros.core.adapters import Bottleneck, adapter_state_dict, add_ad
 from vla_adapter_ros.core.adapters.config import method_of
 from vla_adapter_ros.core.config import AdapterConfig, LoraConfig
 from vla_adapter_ros.core.lora import LoraUnit, add_lora
-from vla_adapter_ros.core.model import VLAPolicy, example_inputs
+from vla_adapter_ros.core.model import VLAPolicy, example_inputs, graph_inputs
 from vla_adapter_ros.core.tuners import iter_tuner_layers, tuner_state_dict
 from vla_adapter_ros.runtime import manifest as mf
 
@@ -173,18 +173,21 @@ def export_shared(template: Any, layout: SharedLayout, opset: int) -> Any:
             super().__init__()
             self.predictor, self.fqns = predictor, fqns
 
-        def forward(self, image, instruction_embedding, proprio, adapter):  # noqa: ANN001 - traced
+        def forward(self, *inputs):  # noqa: ANN002 - traced: one image per camera, embedding, proprio, adapter list
+            *policy_inputs, adapter = inputs
             params = dict(zip(self.fqns, adapter, strict=True))
-            return torch.func.functional_call(self.predictor, params, (image, instruction_embedding, proprio), strict=False)
+            return torch.func.functional_call(self.predictor, params, tuple(policy_inputs), strict=False)
 
     wrapper = SharedPredictor(template.predictor().eval(), layout.fqns).eval()
-    args = example_inputs(template.config, batch_size=2)
+    args = graph_inputs(template.config, *example_inputs(template.config, batch_size=2))
     adapter_args = [torch.from_numpy(layout.defaults[k].copy()) for k in layout.keys]
+    names = mf.policy_inputs(template.config.cameras)
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
-    dyn = ({0: batch}, {0: batch}, {0: batch}, [None] * len(adapter_args))
-    input_names = [*mf.POLICY_INPUTS, *(ADAPTER_INPUT_PREFIX + k for k in layout.keys)]
+    # forward(*inputs): torch.export matches dynamic_shapes to the signature, one entry for the varargs tuple.
+    dyn = ((*({0: batch} for _ in args), [None] * len(adapter_args)),)
+    input_names = [*names, *(ADAPTER_INPUT_PREFIX + k for k in layout.keys)]
     proto = torch_export(wrapper, (*args, adapter_args), input_names, dyn, opset, "policy")
-    finish_io(proto, {"__output__": processing.ACTIONS}, {n: ("batch",) for n in (*mf.POLICY_INPUTS, processing.ACTIONS)})
+    finish_io(proto, {"__output__": processing.ACTIONS}, {n: ("batch",) for n in (*names, processing.ACTIONS)})
     for k in layout.keys:  # graph inputs that ALSO have initializers: overridable per run
         proto.graph.initializer.append(numpy_helper.from_array(layout.defaults[k], ADAPTER_INPUT_PREFIX + k))
     return proto
@@ -198,11 +201,11 @@ def export_predictor(model: Any, path: str | Path, opset: int = DEFAULT_OPSET) -
     benchmarks for the backbone-alone baseline.
     """
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
-    proto = torch_export(
-        model.predictor().eval(), example_inputs(model.config, batch_size=2), list(mf.POLICY_INPUTS),
-        ({0: batch}, {0: batch}, {0: batch}), opset, "policy",
-    )
-    finish_io(proto, {"__output__": processing.ACTIONS}, {n: ("batch",) for n in (*mf.POLICY_INPUTS, processing.ACTIONS)})
+    args = graph_inputs(model.config, *example_inputs(model.config, batch_size=2))
+    names = mf.policy_inputs(model.config.cameras)
+    dyn = (tuple({0: batch} for _ in args),)  # PolicyPredictor.forward(*inputs): one entry for the varargs tuple
+    proto = torch_export(model.predictor().eval(), args, list(names), dyn, opset, "policy")
+    finish_io(proto, {"__output__": processing.ACTIONS}, {n: ("batch",) for n in (*names, processing.ACTIONS)})
     save_proto(proto, Path(path))
     return Path(path)
 

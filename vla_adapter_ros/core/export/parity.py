@@ -100,18 +100,19 @@ def measure_parity(
     """Model directory ``tmp`` served by the runtime vs ``model`` in PyTorch, one row per check.
 
     Shared and merged mode (and fp16, measured only), every adapter, random and realistic
-    inputs at batch 3 and 2; the language encoder against ``encoder``; and ``infer`` end to
-    end (frame + text + raw proprio) against the training code path.
+    inputs at batch 3 and 2 (one frame per camera); the language encoder against ``encoder``; and
+    ``infer`` end to end (frames + text + raw proprio) against the training code path.
     """
     cfg = model.config
-    size = (cfg.image_size, cfg.image_size)
+    size, V = (cfg.image_size, cfg.image_size), len(cfg.cameras)
     g = torch.Generator().manual_seed(1234)
     random_inputs = (
-        torch.rand(3, 3, *size, generator=g) * 2 - 1,
+        torch.rand(3, *(() if V == 1 else (V,)), 3, *size, generator=g) * 2 - 1,  # (B, V, 3, H, W); one view: (B, 3, H, W)
         torch.nn.functional.normalize(torch.randn(3, cfg.lang_dim, generator=g), dim=-1),
         torch.randn(3, cfg.proprio_dim, generator=g),
     )
-    frames = scene_frames(2, seed=7)
+    frames = scene_frames(2 * V, seed=7)
+    samples = [frames[b * V:(b + 1) * V] for b in range(2)]  # per sample, one frame per camera
     stats = model.stats
     rng = np.random.default_rng(7)
     raw_proprio = stats["proprio"].mean + stats["proprio"].std * rng.normal(0, 0.5, (2, cfg.proprio_dim)).astype(np.float32)
@@ -120,8 +121,7 @@ def measure_parity(
     def real_inputs(adapter: str) -> tuple[Any, ...]:
         c = model.tuner_configs[adapter]
         texts = (list(c.instruction_examples) + [c.task or adapter, "do the task"])[:2]
-        image = torch.from_numpy(np.stack([processing.preprocess_image(f, size) for f in frames]))
-        return image, encoder.encode(texts).detach().cpu(), torch.from_numpy(stats["proprio"].normalize(raw_proprio)), texts
+        return batch_images(samples, size), encoder.encode(texts).detach().cpu(), torch.from_numpy(stats["proprio"].normalize(raw_proprio)), texts
 
     ref: dict[tuple[str, str], np.ndarray] = {}
     inputs: dict[tuple[str, str], tuple[Any, ...]] = {}
@@ -146,7 +146,7 @@ def measure_parity(
                     rows.append(ParityRow(check, artifact, n, kind, len(x[0]), diff, None if precision == "fp16" else tolerance))
             if mode == "shared":
                 rows += _language_rows(policy, encoder, tolerance, quantized_language)
-                rows += _infer_rows(policy, model, encoder, names, frames[0], raw_proprio[0], real_inputs, tolerance,
+                rows += _infer_rows(policy, model, encoder, names, samples[0], raw_proprio[0], real_inputs, tolerance,
                                     quantized_language)
     return rows
 
@@ -159,20 +159,29 @@ def _language_rows(policy: Any, encoder: Any, tolerance: float, quantized: bool)
     return [ParityRow("language", "language", "-", "sentences", len(texts), diff, None if quantized else tolerance)]
 
 
+def batch_images(samples: Sequence[Sequence[np.ndarray]], size: tuple[int, int]) -> torch.Tensor:
+    """B samples of V (H, W, 3) uint8 camera frames -> (B, V, 3, H, W) model input; (B, 3, H, W) for one camera."""
+    image = np.stack([np.stack([processing.preprocess_image(f, size) for f in views]) for views in samples])
+    return torch.from_numpy(image[:, 0] if image.shape[1] == 1 else image)  # (B, V, 3, H, W)
+
+
 def _infer_rows(
-    policy: Any, model: Any, encoder: Any, names: list[str], frame: np.ndarray, raw_proprio: np.ndarray,
+    policy: Any, model: Any, encoder: Any, names: list[str], views: Sequence[np.ndarray], raw_proprio: np.ndarray,
     real_inputs: Callable[[str], tuple[Any, ...]], tolerance: float, quantized: bool,
 ) -> list[ParityRow]:
-    """End to end: camera frame + text + raw proprio through runtime.infer vs the training code path."""
+    """End to end: one frame per camera + text + raw proprio through runtime.infer vs the training code path."""
     spec = policy.manifest.actions
+    cameras = policy.manifest.camera_names
+    # What a caller passes: a single-camera model's one frame as is (today's call), else camera -> frame.
+    images = views[0] if len(cameras) == 1 else dict(zip(cameras, views, strict=True))
     rows = []
     for n in names:
         text = real_inputs(n)[3][0]
         policy.switch(n)
-        result = policy.infer(frame, text, raw_proprio)
+        result = policy.infer(images, text, raw_proprio)
         with torch.no_grad():
             set_adapter(model, n)
-            image = torch.from_numpy(processing.preprocess_image(frame, policy.manifest.image_size)[None])
+            image = batch_images([views], policy.manifest.image_size)
             prop = torch.from_numpy(model.stats["proprio"].normalize(raw_proprio)[None])
             actions = model.denormalize_actions(model.predict(image, encoder.encode([text]), prop))[0].numpy()
             set_adapter(model, None)

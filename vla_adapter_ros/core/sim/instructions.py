@@ -6,7 +6,7 @@ word order and phrasing), to measure whether a policy follows the meaning of
 an instruction rather than its exact string. The two sets are disjoint after
 :func:`vla_adapter_ros.processing.normalize_instruction` and lower-casing.
 
-Covered: the MT10 tasks and 20 more (30 tasks). Keys are Meta-World v3 names.
+Covered: every Meta-World v3 task (MT50). Keys are Meta-World v3 names.
 Plain Python: no numpy, no Meta-World import.
 """
 
@@ -165,6 +165,106 @@ INSTRUCTIONS: dict[str, TaskInstructions] = {
          "pick up the stick and push the bottle", "push the thermos with the stick", "grab the stick and push the can"),
         ("take the rod and shove the bottle forward", "move the bottle using the stick as a tool",
          "slide the flask toward the target with the stick")),
+    # -- the rest of MT50 (with the above: every Meta-World v3 task) ----------------------------------
+    "assembly-v3": _t(
+        ("put the ring on the peg", "assemble the ring onto the peg", "pick up the nut and place it over the peg",
+         "slide the ring down onto the peg", "fit the round nut onto the peg"),
+        ("thread the washer over the post", "lower the ring so the peg goes through it",
+         "mount the nut on the vertical pin")),
+    "bin-picking-v3": _t(
+        ("move the cube from one bin to the other", "pick the cube out of the bin and put it in the other bin",
+         "transfer the block to the other bin", "pick up the cube and drop it in the target bin",
+         "take the cube from the left bin to the right bin"),
+        ("relocate the block into the second container", "lift the cube over the wall and release it in the next bin",
+         "carry the small block across to the empty bin")),
+    "button-press-topdown-wall-v3": _t(
+        ("press the button from the top behind the wall", "push the button down past the wall",
+         "reach over the wall and press the button", "press down on the button behind the wall",
+         "push the walled button down from above"),
+        ("get over the barrier and push the switch downward", "press the top of the button that sits behind a wall",
+         "activate the button from above while avoiding the wall")),
+    "button-press-wall-v3": _t(
+        ("press the button behind the wall", "push the button past the wall", "reach around the wall and press the button",
+         "press the button through the gap by the wall", "push the button on the far side of the wall"),
+        ("get around the barrier and hit the button", "push in the switch hidden behind the wall",
+         "activate the button without hitting the wall")),
+    "coffee-pull-v3": _t(
+        ("pull the mug from the coffee machine", "take the cup away from the coffee machine",
+         "drag the mug out of the coffee machine", "pull the coffee cup to the target", "slide the mug back to the goal"),
+        ("retrieve the cup from under the coffee maker", "bring the mug toward you off the machine",
+         "draw the coffee cup out to the marked spot")),
+    "disassemble-v3": _t(
+        ("take the ring off the peg", "pick the nut off the peg", "lift the ring up and off the peg",
+         "remove the nut from the peg", "disassemble the ring from the peg"),
+        ("pull the washer up until it clears the post", "unmount the nut from the vertical pin",
+         "free the ring from the peg by lifting it")),
+    "door-lock-v3": _t(
+        ("lock the door", "turn the lock on the door", "rotate the door lock down", "lock the safe door with the knob",
+         "turn the door lock to locked"),
+        ("secure the door by turning its latch", "twist the lock so the door is locked", "engage the door's lock")),
+    "door-unlock-v3": _t(
+        ("unlock the door", "turn the lock the other way to unlock the door", "rotate the door lock up",
+         "unlock the safe door with the knob", "turn the door lock to unlocked"),
+        ("release the latch on the door", "twist the lock so the door is free", "disengage the door's lock")),
+    "hand-insert-v3": _t(
+        ("put the puck in the hole", "insert the puck into the hole", "slide the puck into the hole in the table",
+         "move the puck into the hole", "push the puck into the hole"),
+        ("drop the disc into the opening", "guide the puck down into the cavity", "get the puck inside the hole")),
+    "handle-press-side-v3": _t(
+        ("press the handle down from the side", "push the side handle down", "press down on the handle from the side",
+         "push the lever on the side down", "press the sideways handle down"),
+        ("lower the handle that sticks out to the side", "force the side lever downward",
+         "bring the side handle all the way down")),
+    "handle-pull-side-v3": _t(
+        ("pull the handle up from the side", "lift the side handle up", "pull up on the handle from the side",
+         "raise the lever on the side", "pull the sideways handle up"),
+        ("lift the handle that sticks out to the side", "draw the side lever upward",
+         "bring the side handle all the way up")),
+    "peg-unplug-side-v3": _t(
+        ("unplug the peg", "pull the peg out of the hole", "remove the peg from the side hole",
+         "pull the plug out sideways", "take the peg out of the socket"),
+        ("withdraw the pin from its slot", "yank the plug free from the side", "extract the peg from the hole")),
+    "pick-out-of-hole-v3": _t(
+        ("pick the puck out of the hole", "lift the puck out of the hole", "take the puck out of the hole",
+         "grab the puck from the hole and raise it", "remove the puck from the hole"),
+        ("fish the disc up out of the opening", "retrieve the puck from inside the cavity",
+         "raise the puck clear of the hole")),
+    "pick-place-wall-v3": _t(
+        ("pick up the puck and place it behind the wall", "grasp the puck and put it on the target past the wall",
+         "lift the puck over the wall to the goal", "pick and place the puck on the other side of the wall",
+         "move the puck over the wall onto the target"),
+        ("carry the disc across the barrier to the marked spot", "take the puck up and over the wall to the goal",
+         "transport the puck past the wall and set it down")),
+    "plate-slide-back-v3": _t(
+        ("slide the plate back", "push the plate back to the target", "slide the plate away from the goal area",
+         "move the plate back by sliding it", "slide the plate back into place"),
+        ("glide the dish backward to its spot", "pull the plate back along the table",
+         "return the plate to the back position")),
+    "plate-slide-back-side-v3": _t(
+        ("slide the plate back from the side", "push the plate back sideways", "slide the plate back to the side target",
+         "move the plate back to the side by sliding it", "slide the plate sideways back into place"),
+        ("glide the dish back toward the side spot", "shift the plate back along the side",
+         "return the plate to its place at the side")),
+    "plate-slide-side-v3": _t(
+        ("slide the plate to the side", "push the plate sideways into the goal", "slide the plate to the side target",
+         "move the plate to the side by sliding it", "slide the plate sideways"),
+        ("glide the dish over to the side", "shift the plate laterally onto the target",
+         "nudge the plate along to the side spot")),
+    "push-wall-v3": _t(
+        ("push the puck past the wall to the goal", "slide the puck around the wall to the target",
+         "push the puck to the goal behind the wall", "shove the puck around the wall",
+         "move the puck past the wall by pushing it"),
+        ("steer the disc around the barrier to the marked spot", "nudge the puck beyond the wall onto the target",
+         "get the puck to the goal without lifting it over the wall")),
+    "stick-pull-v3": _t(
+        ("pull the bottle with the stick", "use the stick to pull the bottle", "pick up the stick and pull the bottle",
+         "pull the thermos toward you with the stick", "grab the stick and pull the can"),
+        ("hook the bottle with the rod and draw it back", "bring the flask closer using the stick as a tool",
+         "drag the bottle to the target with the stick")),
+    "sweep-v3": _t(
+        ("sweep the puck off the table", "push the puck off the edge", "sweep the cube to the side",
+         "slide the puck off the table edge", "sweep the block off the table"),
+        ("brush the disc over the edge", "clear the puck off the tabletop", "knock the block off the side")),
 }
 
 

@@ -124,6 +124,11 @@ def align(bag: BagMessages, contract: RobotContract, instruction: str | None = N
                                        f"dropped {dropped}")
     views = {c.name: decode_frames(bag.path, f"camera {c.name!r} image", c.topic, c.type,
                                    [fs.items[c.name] for fs, *_ in kept]) for c in contract.cameras}
+    for c in contract.cameras:
+        if c.size is not None and views[c.name].shape[1:3] != c.size:
+            h, w = views[c.name].shape[1:3]
+            raise BadMessageError(bag.path, f"camera {c.name!r} on {c.topic!r} publishes {w}x{h} images, the "
+                                            f"contract says {c.size[1]}x{c.size[0]} (remove its size to accept any)")
     alignment = {"frames": len(kept), "dropped": dropped, "unpaired": unpaired,
                  "max_camera_skew_ns": max(fs.skew_ns for fs, *_ in kept)}
     return Aligned(np.asarray([fs.stamp_ns for fs, *_ in kept], np.int64), views, [k[1] for k in kept],

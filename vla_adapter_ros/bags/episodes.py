@@ -38,16 +38,8 @@ from vla_adapter_ros.bags.align import (
     unique_frames,
 )
 from vla_adapter_ros.bags.errors import AlignmentError, BadMessageError, BagNotFoundError
-from vla_adapter_ros.bags.layout import (  # noqa: F401 - the names callers import from here
-    DEFAULT_ACTION_NAMES,
-    DEFAULT_PROPRIO_NAMES,
-    DEFAULT_TOPICS,
-    METADATA_KEY,
-    SINGLE_CAMERA,
-    STORAGES,
-    EpisodeTopics,
-)
-from vla_adapter_ros.bags.reader import BagMessages, Role, header_stamp_ns, read_roles, stored_contract  # noqa: F401
+from vla_adapter_ros.bags.layout import DEFAULT_TOPICS, SINGLE_CAMERA, EpisodeTopics
+from vla_adapter_ros.bags.reader import BagMessages, Role, read_roles, stored_contract  # noqa: F401 - API
 from vla_adapter_ros.bags.writer import EpisodeWriter  # noqa: F401 - part of this module's API
 from vla_adapter_ros.contract import RobotContract
 

@@ -356,7 +356,7 @@ class TrainConfig(ConfigBase):
     # pre-trained model takes its cameras / proprio / action names from it (fine-tuning checks them against the
     # backbone's; default there: the backbone's own contract.yaml). "" = single-camera bags with `topics`.
     contract: str = ""
-    instruction: str = ""  # the instruction of bags that record none (a robot's own recording); "" = they must
+    instruction: str = ""  # bags read through a contract that record no instruction get this one; "" = they must
 
     augment: bool = False  # random-shift augmentation of training images
     num_workers: int = 0

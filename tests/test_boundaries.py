@@ -105,7 +105,7 @@ ALLOWED = {
     "decoding": {"processing", "contract"},
     "execution": {"names", "contract"},
     "core": {"names", "processing", "contract", "pairing", "decoding", "bags", "runtime", "dds_env", "__init__"},
-    "tools": {"runtime", "processing", "dds_env", "contract", "__init__", "cli"},
+    "tools": {"runtime", "processing", "dds_env", "contract", "bags", "decoding", "ros.params", "__init__", "cli"},
     "ros": {"names", "processing", "contract", "pairing", "decoding", "dds_env", "runtime", "bags", "serving",
             "execution", "core.sim", "core.evaluate", "__init__"},
     "cli": set(),  # imports the chosen command's module by name, at run time

@@ -81,6 +81,12 @@ def test_defaults_and_derived_names():
     (dict(action_source={"topic": "/leader/joint_states", "type": "JointState"}), "needs its entries"),
     (dict(action_source={"topic": "/leader/joint_states", "type": "JointState", "fields": ["position.a"]}),
      "1 entries for 2 actions"),
+    (dict(action_source={"topic": "/servo/twist", "type": "TwistStamped", "fields": ["linear.x", "linear.w"]}),
+     "'linear.w' is not an entry of a TwistStamped (use linear.<x|y|z> or angular.<x|y|z>)"),
+    (dict(action_source={"topic": "/servo/twist", "type": "TwistStamped"}), "a TwistStamped source needs its entries"),
+    (dict(action_source={"topic": "/vla/action", "max_skew": 0.1}), "an ActionChunk source is matched without a skew"),
+    (dict(action_source={"topic": "/leader/joint_states", "type": "JointState", "max_skew": -1.0,
+                         "fields": ["position.j1", "position.j2"]}), "action_source.max_skew: must be >= 0"),
     (dict(outputs=[{"type": "TwistStamped", "topic": "/servo/twist"}]), "needs the frame"),
     (dict(outputs=[{"type": "JointTrajectory", "topic": "/jtc/joint_trajectory", "actions": ["j9"]}]),
      "['j9'] are not action names"),
@@ -107,11 +113,16 @@ def test_file_errors_name_the_file(tmp_path):
 
 
 def test_leader_arm_and_outputs_are_typed():
+    twist = RobotContract.from_dict(with_(action_source={"topic": "/servo/twist", "type": "TwistStamped",
+                                                         "fields": ["linear.x", "angular.z"], "max_skew": 0.02}))
+    assert [f.name for f in twist.action_source.fields] == ["linear.x", "angular.z"]
+    assert twist.action_source.max_skew == 0.02 and RobotContract.from_dict(yaml.safe_load(twist.to_yaml())) == twist
     c = RobotContract.from_dict(with_(
         action_source={"topic": "/leader/joint_states", "type": "JointState", "fields": ["position.j1", "position.j2"]},
         outputs=[{"type": "JointTrajectory", "topic": "/arm/joint_trajectory"},
                  {"type": "TwistStamped", "topic": "/servo/twist", "frame_id": "base_link", "actions": ["j1"]}]))
     assert [f.name for f in c.action_source.fields] == ["position.j1", "position.j2"]
+    assert c.action_source.max_skew == 0.1  # the default for a stamped source
     assert c.outputs[0].actions == () and c.outputs[1].frame_id == "base_link"
     assert RobotContract.from_dict(yaml.safe_load(c.to_yaml())) == c
 

@@ -21,6 +21,8 @@ from typing import Any
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "version": ("vla_adapter_ros.tools.version", "print the package version"),
     "doctor": ("vla_adapter_ros.tools.doctor", "report what this machine has and what is missing"),
+    "contract": ("vla_adapter_ros.tools.contract_cli",
+                 "check a robot contract (the node's topics and QoS), or start one from a bag"),
     "switch": ("vla_adapter_ros.ros.clients", "switch the policy node's adapter (SwitchAdapter service)"),
     "list": ("vla_adapter_ros.ros.clients", "list the policy node's adapters (ListAdapters service)"),
     "send-instruction": ("vla_adapter_ros.ros.clients", "publish an instruction (reliable, transient local)"),

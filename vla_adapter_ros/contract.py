@@ -49,7 +49,8 @@ RELIABILITY = ("best_effort", "reliable")
 # Per action dimension: what the number commands. *_position / gripper are absolute targets,
 # *_delta are increments per step, *_velocity are rates.
 ACTION_KINDS = ("joint_position", "joint_delta", "joint_velocity", "ee_delta", "ee_velocity", "gripper")
-ACTION_SOURCE_TYPES = ("ActionChunk", "Float32MultiArray", "Float64MultiArray", "JointState")
+ACTION_SOURCE_TYPES = ("ActionChunk", "Float32MultiArray", "Float64MultiArray", "JointState", "TwistStamped")
+TWIST_FIELDS = ("linear", "angular")  # TwistStamped entries: linear.x ... angular.z
 OUTPUT_TYPES = ("JointTrajectory", "TwistStamped", "Float64MultiArray")
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _TOPIC_RE = re.compile(r"^/?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -205,16 +206,25 @@ class ActionDim:
 
 @dataclass(frozen=True)
 class ActionSource:
-    """Where a robot's bags hold the demonstrated actions (training from ``ros2 bag record``)."""
+    """Where a robot's bags hold the demonstrated actions (training from ``ros2 bag record``).
+
+    An ActionChunk answers the frame whose stamp its header carries; a MultiArray (no header) is
+    the first one logged at or after a frame; a JointState (a teleoperation leader arm) or a
+    TwistStamped (a teleoperated end-effector velocity) is the sample nearest the frame's stamp
+    within ``max_skew`` seconds.
+    """
 
     topic: str
     type: str = "ActionChunk"
-    fields: tuple[StateField, ...] = ()  # JointState / MultiArray sources: the entries, in action order
+    fields: tuple[StateField, ...] = ()  # JointState / MultiArray / TwistStamped sources: the entries, in order
+    max_skew: float = 0.1  # s: JointState / TwistStamped sources
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"topic": self.topic, "type": self.type}
         if self.fields:
             out["fields"] = [f.name for f in self.fields]
+        if self.type in ("JointState", "TwistStamped"):
+            out["max_skew"] = self.max_skew
         return out
 
 
@@ -396,13 +406,14 @@ def _cameras(data: Mapping) -> tuple[CameraSpec, ...]:
 def _fields(values: Any, where: str, msg_type: str) -> tuple[StateField, ...]:
     if not isinstance(values, list) or not values:
         raise ContractError(f"{where}: expected a non-empty list of entries, got {values!r}")
-    allowed = JOINT_STATE_FIELDS if msg_type == "JointState" else ("data",)
+    allowed, example = {
+        "JointState": (JOINT_STATE_FIELDS, "position.<joint>, velocity.<joint> or effort.<joint>"),
+        "TwistStamped": (TWIST_FIELDS, "linear.<x|y|z> or angular.<x|y|z>"),
+    }.get(msg_type, (("data",), "data.<index>"))
     out = []
     for i, v in enumerate(values):
         source, _, key = str(v).partition(".")
-        if source not in allowed or not key:
-            example = "position.<joint>, velocity.<joint> or effort.<joint>" if msg_type == "JointState" \
-                else "data.<index>"
+        if source not in allowed or not key or source in TWIST_FIELDS and key not in ("x", "y", "z"):
             raise ContractError(f"{where}[{i}]: {v!r} is not an entry of a {msg_type} (use {example})")
         if source == "data" and not key.isdigit():
             raise ContractError(f"{where}[{i}]: {v!r}: the index after 'data.' must be a number")
@@ -445,19 +456,26 @@ def _actions(items: list) -> tuple[ActionDim, ...]:
 
 
 def _action_source(data: Mapping, n_actions: int) -> ActionSource:
-    r = _Reader(data, "contract.action_source", ("topic", "type", "fields"))
+    r = _Reader(data, "contract.action_source", ("topic", "type", "fields", "max_skew"))
     msg_type = r.choice("type", ACTION_SOURCE_TYPES, "ActionChunk")
+    stamped = msg_type in ("JointState", "TwistStamped")  # matched to frames by stamp, within max_skew
     fields: tuple[StateField, ...] = ()
-    if msg_type in ("JointState", "Float32MultiArray", "Float64MultiArray") and "fields" in r.data:
+    if msg_type != "ActionChunk" and "fields" in r.data:
         fields = _fields(r.get("fields", list), "contract.action_source.fields",
-                         "JointState" if msg_type == "JointState" else "MultiArray")
+                         msg_type if stamped else "MultiArray")
         if len(fields) != n_actions:
             raise ContractError(f"contract.action_source.fields: {len(fields)} entries for {n_actions} actions")
-    elif msg_type == "JointState":
-        raise ContractError("contract.action_source.fields: a JointState source needs its entries in action order")
+    elif stamped:
+        raise ContractError(f"contract.action_source.fields: a {msg_type} source needs its entries in action order")
     elif "fields" in r.data:
         raise ContractError(f"contract.action_source.fields: an {msg_type} source carries its actions; no fields")
-    return ActionSource(r.topic("topic"), msg_type, fields)
+    if "max_skew" in r.data and not stamped:
+        raise ContractError(f"contract.action_source.max_skew: an {msg_type} source is matched without a skew "
+                            "(ActionChunk: by stamp; MultiArray: the first after the frame); remove it")
+    skew = r.get("max_skew", float, 0.1)
+    if skew < 0:
+        raise ContractError(f"contract.action_source.max_skew: must be >= 0, got {skew}")
+    return ActionSource(r.topic("topic"), msg_type, fields, skew)
 
 
 def _output(data: Any, where: str, action_names: Sequence[str]) -> OutputSpec:

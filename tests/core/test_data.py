@@ -59,8 +59,8 @@ def test_items_are_exact(recorded, storage):
         for t in range(len(images)):
             item = ds[i]
             i += 1
-            assert item[IMAGE].dtype == torch.float32 and item[IMAGE].shape == (3, 12, 12)
-            assert np.array_equal(item[IMAGE].numpy(), preprocess_image(images[t], (12, 12)))
+            assert item[IMAGE].dtype == torch.float32 and item[IMAGE].shape == (1, 3, 12, 12)  # (V = 1, 3, H, W)
+            assert np.array_equal(item[IMAGE].numpy()[0], preprocess_image(images[t], (12, 12)))
             assert item[INSTRUCTION] == f"task {e}"
             assert np.array_equal(item[PROPRIO].numpy(), fitted[0].normalize(proprio[t]))
             valid = min(3, len(images) - t)
@@ -92,7 +92,7 @@ def test_resize_batches_and_augmentation(recorded):
     dirs, _ = recorded
     ds = EpisodeDataset(dirs["mcap"], image_size=(8, 6), chunk_length=4, augment=True, max_shift=2)
     batch = next(iter(DataLoader(ds, batch_size=4, shuffle=False)))
-    assert batch[IMAGE].shape == (4, 3, 8, 6) and batch[ACTIONS].shape == (4, 4, 4)
+    assert batch[IMAGE].shape == (4, 1, 3, 8, 6) and batch[ACTIONS].shape == (4, 4, 4)
     assert batch[ACTIONS_MASK].dtype == torch.bool and batch[INSTRUCTION] == ["task 0"] * 4
     assert ds.instructions == ["task 0", "task 1"]
 

@@ -19,8 +19,10 @@ import numpy as np
 from rosbags.rosbag2 import Reader
 
 from vla_adapter_ros.bags import typestore as ts
-from vla_adapter_ros.bags.episodes import DEFAULT_TOPICS, EpisodeTopics, _open_reader, _stamp_ns
 from vla_adapter_ros.bags.errors import BadMessageError, MissingTopicError, TopicTypeError
+from vla_adapter_ros.bags.layout import DEFAULT_TOPICS, EpisodeTopics
+from vla_adapter_ros.bags.reader import header_stamp_ns, open_reader
+from vla_adapter_ros.decoding import DecodeError, action_chunk_to_array
 
 
 def read_action_chunks(path: str | Path, topic: str = DEFAULT_TOPICS.action,
@@ -28,7 +30,7 @@ def read_action_chunks(path: str | Path, topic: str = DEFAULT_TOPICS.action,
     """header stamp (ns) -> (K, A) float32 chunk, for every ActionChunk on ``topic``."""
     path = Path(path)
     store = typestore if typestore is not None else ts.make_typestore()
-    reader: Reader = _open_reader(path)
+    reader: Reader = open_reader(path)
     try:
         conns = [c for c in reader.connections if c.topic == topic]
         if not conns:
@@ -40,11 +42,11 @@ def read_action_chunks(path: str | Path, topic: str = DEFAULT_TOPICS.action,
         out: dict[int, np.ndarray] = {}
         for conn, log_ns, raw in reader.messages(connections=conns):
             m = store.deserialize_cdr(raw, conn.msgtype)
-            k, a = int(m.chunk_length), int(m.action_dim)
-            values = np.asarray(m.actions, dtype=np.float32)
-            if k < 1 or a < 1 or values.size != k * a:
-                raise BadMessageError(path, f"ActionChunk {k}x{a} with {values.size} values on {topic!r}")
-            out.setdefault(_stamp_ns(m.header, log_ns), values.reshape(k, a))
+            try:
+                chunk = action_chunk_to_array(m)
+            except DecodeError as exc:
+                raise BadMessageError(path, f"ActionChunk on {topic!r}: {exc}") from exc
+            out.setdefault(header_stamp_ns(m, log_ns), chunk)
         return out
     finally:
         reader.close()

@@ -30,9 +30,20 @@ EPISODE_STATUS = f"{INTERFACES_PACKAGE}/msg/EpisodeStatus"
 ADAPTER_INFO = f"{INTERFACES_PACKAGE}/msg/AdapterInfo"
 
 IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 JOINT_STATE = "sensor_msgs/msg/JointState"
 STRING = "std_msgs/msg/String"
 FLOAT32_MULTI_ARRAY = "std_msgs/msg/Float32MultiArray"
+FLOAT64_MULTI_ARRAY = "std_msgs/msg/Float64MultiArray"
+TWIST_STAMPED = "geometry_msgs/msg/TwistStamped"
+
+# A robot contract's short type names (contract.CAMERA_TYPES, STATE_TYPES, ACTION_SOURCE_TYPES) -> ROS 2 types.
+CONTRACT_TYPES = {
+    "Image": IMAGE, "CompressedImage": COMPRESSED_IMAGE, "JointState": JOINT_STATE,
+    "Float32MultiArray": FLOAT32_MULTI_ARRAY, "Float64MultiArray": FLOAT64_MULTI_ARRAY,
+    "ActionChunk": ACTION_CHUNK, "TwistStamped": TWIST_STAMPED, "String": STRING,
+}
+SHORT_TYPES = {full: short for short, full in CONTRACT_TYPES.items()}
 
 _SOURCE_MSG_DIR = Path(__file__).resolve().parents[2] / INTERFACES_PACKAGE / "msg"
 

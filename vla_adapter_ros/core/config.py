@@ -352,6 +352,12 @@ class TrainConfig(ConfigBase):
     data: tuple[str, ...] = ()  # rosbag2 episode directories or globs
     val_data: tuple[str, ...] = ()
     topics: dict[str, Any] = field(default_factory=dict)  # EpisodeTopics overrides, e.g. {"image": "/cam"}
+    # Robot contract YAML (config/robots/*.yaml): the data's cameras, state and actions are read through it, and a
+    # pre-trained model takes its cameras / proprio / action names from it (fine-tuning checks them against the
+    # backbone's; default there: the backbone's own contract.yaml). "" = single-camera bags with `topics`.
+    contract: str = ""
+    instruction: str = ""  # bags read through a contract that record no instruction get this one; "" = they must
+
     augment: bool = False  # random-shift augmentation of training images
     num_workers: int = 0
     # --- optimisation ---
@@ -392,6 +398,12 @@ class TrainConfig(ConfigBase):
         if not isinstance(self.topics, Mapping) or not all(isinstance(k, str) for k in self.topics):
             raise ValueError(f"topics must map topic roles to names, got {self.topics!r}")
         self.topics = dict(self.topics)
+        for name in ("contract", "instruction"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"{name} must be a string, got {getattr(self, name)!r}")
+        if self.contract and self.topics:
+            raise ValueError(f"topics {self.topics!r} and contract {self.contract!r} both name topics; the contract's "
+                             "are read, so leave topics empty")
         self.val_data = (self.val_data,) if isinstance(self.val_data, str) else tuple(self.val_data)
         for name in ("steps", "batch_size"):
             _positive_int(name, getattr(self, name))

@@ -1,11 +1,15 @@
 """`vla-adapter record-sim`: Meta-World expert demonstrations as rosbag2 episodes.
 
 For each task and seed, the scripted expert runs until the task succeeds or the
-step limit; every frame (camera image, proprio, expert action) goes to one bag
+step limit; every frame (camera image(s), proprio, expert action) goes to one bag
 per episode through :class:`~vla_adapter_ros.bags.episodes.EpisodeWriter`, with
 an instruction drawn by the seed from the task's *training* paraphrases. Bags
 land in ``OUT/<task>/<task>_seed<seed>/``; seed, success, camera and image size
 are recorded in the bag (EpisodeStatus + metadata.yaml custom_data).
+
+With ``--contract`` (config/robots/metaworld_sawyer.yaml) every camera of the contract is
+rendered (corner = MuJoCo ``corner4``, wrist = ``gripperPOV``, :data:`CONTRACT_CAMERAS`) and
+written on the contract's topics, and the contract is stored in each bag.
 """
 
 from __future__ import annotations
@@ -24,14 +28,17 @@ from tqdm import tqdm
 from vla_adapter_ros.bags.episodes import EpisodeWriter
 from vla_adapter_ros.bags.errors import BagError, BagWriteError
 from vla_adapter_ros.bags.typestore import make_typestore
+from vla_adapter_ros.contract import ContractError, RobotContract
 from vla_adapter_ros.core.sim.instructions import sample_instruction
 from vla_adapter_ros.core.sim.metaworld_env import (
     ACTION_NAMES,
     DEFAULT_CAMERA,
+    DEFAULT_IMAGE_SIZE,
     PROPRIO_NAMES,
     MetaWorldEnv,
     UnknownTaskError,
     canonical_task,
+    contract_views,
 )
 
 
@@ -53,7 +60,8 @@ def episode_path(out: Path, task: str, seed: int) -> Path:
 
 
 def rollout(env: Any, seed: int) -> tuple[list[tuple[int, Any, Any, Any, bool]], bool]:
-    """Run the expert from ``reset(seed)``; returns frames (stamp_ns, image, proprio, action, success) and success.
+    """Run the expert from ``reset(seed)``; returns frames (stamp_ns, views, proprio, action, success) and
+    success, ``views`` = {view name: image}.
 
     Stops at the first step whose success flag is set, or at the step limit.
     """
@@ -61,16 +69,19 @@ def rollout(env: Any, seed: int) -> tuple[list[tuple[int, Any, Any, Any, bool]],
     frames = []
     while True:
         action = env.expert_action()
-        stamp, image, proprio = obs["stamp_ns"], obs["image"], obs["proprio"]
+        stamp, views, proprio = obs["stamp_ns"], obs["views"], obs["proprio"]
         obs, info = env.step(action)
-        frames.append((stamp, image, proprio, action, info["success"]))
+        frames.append((stamp, views, proprio, action, info["success"]))
         if info["success"] or obs["done"]:
             return frames, bool(info["success"])
 
 
 def record_episode(env: Any, out: Path, seed: int, *, storage: str = "mcap", typestore: Any = None,
-                   only_success: bool = False, episode: int = 0) -> EpisodeSummary:
-    """One expert episode of ``env`` (a MetaWorldEnv) with ``seed``, written unless it failed and ``only_success``."""
+                   only_success: bool = False, episode: int = 0, contract: RobotContract | None = None
+                   ) -> EpisodeSummary:
+    """One expert episode of ``env`` (a MetaWorldEnv) with ``seed``, written unless it failed and ``only_success``.
+
+    ``contract``: write every view of ``env`` (named as the contract's cameras) through it."""
     path = episode_path(out, env.task, seed)
     if path.exists():
         raise BagWriteError(path, "exists already; choose another --out or remove it")
@@ -88,12 +99,14 @@ def record_episode(env: Any, out: Path, seed: int, *, storage: str = "mcap", typ
     metadata = {"instruction": instruction, "instruction_split": "train", "camera": env.camera,
                 "image_size": [h, w], "fast_render": env.fast_render, "max_steps": env.max_steps,
                 "source": "metaworld scripted expert", "recorder": "vla-adapter record-sim"}
+    if contract is not None:
+        metadata["cameras"] = dict(env.views)  # contract camera -> MuJoCo camera
     writer = EpisodeWriter(path, task=env.task, seed=seed, episode=episode, max_steps=env.max_steps,
                            storage=storage, typestore=typestore, proprio_names=PROPRIO_NAMES,
-                           action_names=ACTION_NAMES, dt=env.dt, metadata=metadata).open()
+                           action_names=ACTION_NAMES, dt=env.dt, metadata=metadata, contract=contract).open()
     try:
-        for stamp, image, proprio, action, step_success in frames:
-            writer.write_step(stamp, image, proprio, action, instruction=instruction, success=step_success)
+        for stamp, views, proprio, action, step_success in frames:
+            writer.write_step(stamp, views, proprio, action, instruction=instruction, success=step_success)
         writer.finish(success=success)
         writer.close()
     except BaseException:  # incl. Ctrl-C: leave no half-written bag (it would block a re-run)
@@ -105,18 +118,38 @@ def record_episode(env: Any, out: Path, seed: int, *, storage: str = "mcap", typ
     return summary
 
 
-def record(tasks: Sequence[str], episodes: int, seed: int, out: str | Path, *, image_size: int = 96,
+def contract_image_size(contract: RobotContract, image_size: int | None) -> int:
+    """The square image size to render a contract's cameras at: theirs (all alike), or ``image_size``
+    when the contract leaves it open; a ``image_size`` other than the contract's is an error."""
+    sizes = sorted({c.size for c in contract.cameras if c.size is not None})
+    if not sizes:
+        return DEFAULT_IMAGE_SIZE if image_size is None else image_size
+    if len(sizes) > 1 or sizes[0][0] != sizes[0][1]:
+        raise ValueError(f"contract {contract.robot!r}: record-sim renders square views of one size, the cameras "
+                         f"have sizes {sizes}")
+    if image_size is not None and image_size != sizes[0][0]:
+        raise ValueError(f"--image-size {image_size}: contract {contract.robot!r} says its cameras publish "
+                         f"{sizes[0][1]}x{sizes[0][0]} images")
+    return sizes[0][0]
+
+
+def record(tasks: Sequence[str], episodes: int, seed: int, out: str | Path, *, image_size: int | None = None,
            storage: str = "mcap", only_success: bool = False, max_steps: int | None = None,
-           camera: str | None = None, max_attempts: int | None = None, progress: bool = True
-           ) -> list[EpisodeSummary]:
+           camera: str | None = None, max_attempts: int | None = None, progress: bool = True,
+           contract: RobotContract | None = None) -> list[EpisodeSummary]:
     """Record ``episodes`` per task with seeds ``seed, seed + 1, ...``.
 
     With ``only_success`` failed episodes are not written and further seeds are
     tried until ``episodes`` succeed or ``max_attempts`` (default ``2 * episodes + 10``) seeds were used.
+    ``contract``: render and write every camera of it (``camera`` must then be None).
     Returns one summary per attempted episode.
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if contract is not None and camera is not None:
+        raise ValueError(f"--camera {camera!r}: the contract {contract.robot!r} names the cameras")
+    views = contract_views(contract.camera_names) if contract is not None else None
+    size = contract_image_size(contract, image_size) if contract is not None else image_size or DEFAULT_IMAGE_SIZE
     names = [canonical_task(t) for t in tasks]
     attempts_per_task = (max_attempts or 2 * episodes + 10) if only_success else episodes
     typestore = make_typestore()
@@ -125,14 +158,14 @@ def record(tasks: Sequence[str], episodes: int, seed: int, out: str | Path, *, i
     bar = tqdm(total=len(names) * episodes, unit="ep", desc="record-sim", disable=not progress)
     try:
         for task in names:
-            with MetaWorldEnv(task, image_size=image_size, camera=camera or DEFAULT_CAMERA,
-                              max_steps=max_steps) as env:
+            with MetaWorldEnv(task, image_size=size, camera=camera or DEFAULT_CAMERA, max_steps=max_steps,
+                              views=views) as env:
                 written = 0
                 for attempt in range(attempts_per_task):
                     if written == episodes:
                         break
                     s = record_episode(env, out, seed + attempt, storage=storage, typestore=typestore,
-                                       only_success=only_success, episode=written)
+                                       only_success=only_success, episode=written, contract=contract)
                     results.append(s)
                     bar.set_postfix(task=task, success=f"{sum(r.success for r in results)}/{len(results)}",
                                     frames=sum(r.frames for r in results if r.path is not None), refresh=False)
@@ -172,21 +205,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episodes", type=int, default=10, help="episodes per task (default 10)")
     parser.add_argument("--seed", type=int, default=0, help="first seed; episode i uses seed + i (default 0)")
     parser.add_argument("--out", type=Path, required=True, help="output directory (one bag per episode)")
-    parser.add_argument("--image-size", type=int, default=96, help="square camera image size (default 96)")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="square camera image size (default: the contract's, else 96)")
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="rosbag2 storage")
     parser.add_argument("--only-success", action="store_true",
                         help="write successful episodes only, trying further seeds until --episodes succeed")
     parser.add_argument("--max-steps", type=int, default=None, help="step limit (default: the task's, 500)")
     parser.add_argument("--camera", default=None, help="MuJoCo camera name (default corner4)")
+    parser.add_argument("--contract", type=Path, default=None, metavar="FILE",
+                        help="robot contract (config/robots/metaworld_sawyer.yaml): record each of its cameras "
+                             "(corner = corner4, wrist = gripperPOV) on its topics and store it in the bags")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
+        contract = RobotContract.load(args.contract) if args.contract is not None else None
         results = record(args.task, args.episodes, args.seed, args.out, image_size=args.image_size,
                          storage=args.storage, only_success=args.only_success, max_steps=args.max_steps,
-                         camera=args.camera, progress=not args.no_progress)
-    except (UnknownTaskError, BagError, ValueError) as exc:
+                         camera=args.camera, progress=not args.no_progress, contract=contract)
+    except (UnknownTaskError, BagError, ContractError, ValueError) as exc:
         print(f"record-sim: {exc}", file=sys.stderr)
         return 2
     print(format_summary(results, args.out))

@@ -24,6 +24,7 @@ DistributedSampler; only rank 0 writes, except each rank's own RNG state).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
 import json
 import math
@@ -45,6 +46,7 @@ from tqdm import tqdm
 
 from .. import processing as P
 from ..bags.episodes import EpisodeTopics
+from ..contract import RobotContract
 from .adapters import add_adapter, parameter_report, save_adapter
 from .checkpoint import CONFIG_NAME, load_checkpoint, save_checkpoint
 from .config import ModelConfig, TrainConfig
@@ -147,6 +149,53 @@ def expand_paths(patterns: tuple[str, ...] | list[str]) -> list[str]:
     return out
 
 
+CONTRACT_FILE = "contract.yaml"  # beside a checkpoint and an adapter: the robot contract it was trained with
+
+
+def contract_file(cfg: TrainConfig) -> Path | None:
+    """The robot contract of a run: ``cfg.contract``; when fine-tuning without one, the backbone's own."""
+    if cfg.contract:
+        return Path(cfg.contract)
+    if cfg.regime != "pretrain" and (Path(cfg.init_checkpoint) / CONTRACT_FILE).is_file():
+        return Path(cfg.init_checkpoint) / CONTRACT_FILE
+    return None
+
+
+def model_config_for(model: ModelConfig, contract: RobotContract) -> ModelConfig:
+    """``model`` with the contract's cameras, state and action names (what a pre-trained model takes)."""
+    if contract.state is None:
+        raise ValueError(f"contract {contract.path or contract.robot}: the policy needs a state (proprio) input; "
+                         "the contract has no 'state'")
+    return dataclasses.replace(model, cameras=contract.camera_names, proprio_names=contract.state_names,
+                               proprio_dim=len(contract.state_names), action_names=contract.action_names,
+                               action_dim=len(contract.action_names))
+
+
+def check_contract(model: ModelConfig, contract: RobotContract, backbone: str | Path) -> None:
+    """A fine-tuning contract must give the backbone the inputs and outputs it was trained with."""
+    problems = [f"{what}: the contract {contract.path or contract.robot} has {list(theirs)}, the backbone "
+                f"{backbone} was trained with {list(ours)}"
+                for what, theirs, ours in (("cameras", contract.camera_names, model.cameras),
+                                           ("state", contract.state_names, model.proprio_names),
+                                           ("actions", contract.action_names, model.action_names))
+                if tuple(theirs) != tuple(ours)]
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+def resolve_contract(cfg: TrainConfig) -> tuple[TrainConfig, RobotContract | None]:
+    """``cfg`` with the model the contract describes (pre-training) or checked against the backbone
+    (fine-tuning), and the contract (None: single-camera bags, the model as configured)."""
+    path = contract_file(cfg)
+    if path is None:
+        return cfg, None
+    contract = RobotContract.load(path)
+    if cfg.regime == "pretrain":
+        return dataclasses.replace(cfg, model=model_config_for(cfg.model, contract)), contract
+    check_contract(ModelConfig.load(Path(cfg.init_checkpoint) / CONFIG_NAME), contract, cfg.init_checkpoint)
+    return cfg, contract
+
+
 def build_dataset(
     paths: list[str],
     model_config,
@@ -154,16 +203,26 @@ def build_dataset(
     *,
     topics: Mapping[str, str | None] | None = None,
     augment: bool = False,
+    contract: RobotContract | None = None,
+    instruction: str | None = None,
 ):
     """An ``EpisodeDataset`` (core/data.py) over rosbag2 episodes, shaped by ``model_config``.
 
-    ``stats``: normalise with these (fine-tuning must use the backbone's statistics);
-    otherwise the dataset fits its own. The episodes' proprio / action dimensions must
-    match the model's.
+    ``contract``: read the bags through it, yielding the model's cameras in its order; without one,
+    single-camera bags (``topics``) for a one-camera model. ``stats``: normalise with these
+    (fine-tuning must use the backbone's statistics); otherwise the dataset fits its own. The
+    episodes' proprio / action dimensions must match the model's.
     """
-    kwargs: dict[str, Any] = {"topics": EpisodeTopics(**topics)} if topics else {}
-    ds = EpisodeDataset(paths, image_size=model_config.image_size, chunk_length=model_config.chunk_length,
-                        stats=stats, proprio_names=model_config.proprio_names, augment=augment, **kwargs)
+    common: dict[str, Any] = dict(image_size=model_config.image_size, chunk_length=model_config.chunk_length,
+                                  stats=stats, augment=augment, instruction=instruction)
+    if contract is not None:
+        ds = EpisodeDataset(paths, contract=contract, cameras=model_config.cameras, **common)
+    elif len(model_config.cameras) != 1:
+        raise ValueError(f"the model takes cameras {list(model_config.cameras)}; bags are read without a robot "
+                         "contract as single-camera episodes: set TrainConfig.contract")
+    else:
+        kwargs: dict[str, Any] = {"topics": EpisodeTopics(**topics)} if topics else {}
+        ds = EpisodeDataset(paths, proprio_names=model_config.proprio_names, **common, **kwargs)
     for what, ours in (("proprio_dim", model_config.proprio_dim), ("action_dim", model_config.action_dim)):
         theirs = getattr(ds, what)
         if theirs != ours:
@@ -195,6 +254,7 @@ def train(
     ``stop_after``: stop after this many steps in this call (the schedule still spans
     ``cfg.steps``); with ``save_every`` and ``resume`` this splits a run.
     """
+    cfg, _ = resolve_contract(cfg)
     d = setup_distributed(cfg.device)
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     try:
@@ -420,8 +480,13 @@ class Trainer:
     def _save_artifact(self) -> Path:
         if self.cfg.regime in ("adapter", "lora"):
             name = self.cfg.adapter_name
-            return save_adapter(self.model, name, self.out / "adapters" / name)
-        return save_checkpoint(self.model, self.out / "checkpoint", adapters=False)
+            artifact = save_adapter(self.model, name, self.out / "adapters" / name)
+        else:
+            artifact = save_checkpoint(self.model, self.out / "checkpoint", adapters=False)
+        contract = contract_file(self.cfg)
+        if contract is not None:  # the robot it was trained for travels with it (export copies it)
+            shutil.copyfile(contract, artifact / CONTRACT_FILE)
+        return artifact
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -471,14 +536,16 @@ def train_from_config(cfg: TrainConfig, *, stop_after: int | None = None, langua
     with the statistics stored in ``cfg.init_checkpoint`` (the backbone's), never their own."""
     if not cfg.data:
         raise ValueError("TrainConfig.data lists no episode directories")
+    cfg, contract = resolve_contract(cfg)
     if cfg.regime == "pretrain":
         model_config, stats = cfg.model, None
     else:
         model_config = ModelConfig.load(Path(cfg.init_checkpoint) / CONFIG_NAME)
         stats = load_checkpoint(cfg.init_checkpoint, adapters=False).stats
-    dataset = build_dataset(expand_paths(cfg.data), model_config, stats, topics=cfg.topics, augment=cfg.augment)
+    data = dict(topics=cfg.topics, contract=contract, instruction=cfg.instruction or None)
+    dataset = build_dataset(expand_paths(cfg.data), model_config, stats, augment=cfg.augment, **data)
     train_stats = stats or getattr(dataset, "stats", None)
-    val = build_dataset(expand_paths(cfg.val_data), model_config, train_stats, topics=cfg.topics) if cfg.val_data else None
+    val = build_dataset(expand_paths(cfg.val_data), model_config, train_stats, **data) if cfg.val_data else None
     return train(cfg, dataset, val, stats=train_stats, stop_after=stop_after, language=language)
 
 

@@ -1,10 +1,11 @@
 """Message <-> numpy/str conversions for the policy node. Pure functions, no node state.
 
-Images go through :func:`vla_adapter_ros.processing.image_to_rgb` (the same code the
-dataset uses), so a frame served on the robot is decoded exactly as in training.
-Every refusal raises :class:`ConversionError` whose ``kind`` is a short, stable key
-the node counts in its diagnostics (``image_encoding``, ``proprio_missing_joint``, ...)
-and whose message quotes the offending value.
+The decoders (camera message -> RGB, JointState -> proprio, ActionChunk -> array, stamps) are
+:mod:`vla_adapter_ros.decoding`'s, re-exported here under the node's names: the bag reader
+calls the same functions, so a frame served on the robot is decoded exactly as in training.
+Every refusal raises :class:`ConversionError` (= ``decoding.DecodeError``) whose ``kind`` is a
+short, stable key the node counts in its diagnostics (``image_encoding``,
+``proprio_missing_joint``, ...) and whose message quotes the offending value.
 """
 
 from __future__ import annotations
@@ -13,68 +14,27 @@ import array
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import cv2
 import numpy as np
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from sensor_msgs.msg import CompressedImage, Image, JointState
+from sensor_msgs.msg import Image
 from std_msgs.msg import Float32MultiArray, Header, MultiArrayDimension
 
 from vla_adapter_interfaces.msg import ActionChunk, AdapterInfo
-from vla_adapter_ros.processing import ENCODING_CHANNELS, MAX_IMAGE_PIXELS, ProcessingError, image_to_rgb
+from vla_adapter_ros.decoding import (  # noqa: F401 - the node's decoders, re-exported under their names
+    DecodeError,
+    action_chunk_to_array,
+    compressed_msg_to_rgb,
+    image_msg_to_rgb,
+    joint_state_to_proprio,
+    stamp_to_ns,
+)
 
-# CompressedImage.format values we decode ("jpeg", "png", "rgb8; jpeg compressed bgr8", ...).
-# "compressedDepth" (16-bit depth PNG with a header) is not an RGB camera image.
-_DEPTH_FORMAT_MARK = "compressedDepth"
-
-
-class ConversionError(ProcessingError):
-    """A message that cannot be turned into a policy input. ``kind`` is the diagnostics key."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
+# The decoders live in vla_adapter_ros.decoding (ROS-free, shared with the bag reader): one implementation.
+ConversionError = DecodeError  # the node's name for it: ``kind`` is the diagnostics key
 
 
 # --- images -------------------------------------------------------------------
-def image_msg_to_rgb(msg: Image) -> np.ndarray:
-    """sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8; any size, padded rows) -> (H, W, 3) uint8 RGB."""
-    encoding = msg.encoding
-    if encoding.lower() not in ENCODING_CHANNELS:
-        raise ConversionError(
-            "image_encoding",
-            f"unsupported image encoding {encoding!r}; supported: {', '.join(sorted(ENCODING_CHANNELS))}",
-        )
-    if len(msg.data) == 0:
-        raise ConversionError("image_empty", f"image {msg.height}x{msg.width} {encoding} has no data")
-    try:
-        # msg.data is an array.array('B') (or bytes); frombuffer inside image_to_rgb does not copy it.
-        return image_to_rgb(msg.data, encoding, int(msg.height), int(msg.width), int(msg.step))
-    except ProcessingError as exc:
-        raise ConversionError("image_size", str(exc)) from exc
-
-
-def compressed_msg_to_rgb(msg: CompressedImage) -> np.ndarray:
-    """sensor_msgs/CompressedImage (JPEG, PNG, anything OpenCV decodes) -> (H, W, 3) uint8 RGB."""
-    if _DEPTH_FORMAT_MARK.lower() in msg.format.lower():
-        raise ConversionError("compressed_format", f"compressed format {msg.format!r} is depth, not a camera image")
-    if len(msg.data) == 0:
-        raise ConversionError("image_empty", f"compressed image (format {msg.format!r}) has no data")
-    buf = np.frombuffer(msg.data, dtype=np.uint8)
-    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    if bgr is None:
-        head = bytes(buf[:8]).hex()
-        raise ConversionError(
-            "compressed_decode",
-            f"compressed payload of {buf.size} bytes (format {msg.format!r}, starts {head}) is not a decodable image",
-        )
-    if bgr.shape[0] * bgr.shape[1] > MAX_IMAGE_PIXELS:
-        raise ConversionError(
-            "image_size", f"decoded image {bgr.shape[0]}x{bgr.shape[1]} exceeds the {MAX_IMAGE_PIXELS}-pixel limit"
-        )
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
 def rgb_to_image_msg(rgb: np.ndarray, header: Header | None = None, encoding: str = "rgb8") -> Image:
     """(H, W, 3) uint8 RGB -> sensor_msgs/Image in ``encoding`` (rgb8 or bgr8); for publishers and tests."""
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
@@ -91,46 +51,6 @@ def rgb_to_image_msg(rgb: np.ndarray, header: Header | None = None, encoding: st
     msg.step = int(rgb.shape[1] * 3)
     msg.data = np.ascontiguousarray(pixels).tobytes()
     return msg
-
-
-# --- proprioception -----------------------------------------------------------
-def joint_state_to_proprio(msg: JointState, names: Sequence[str]) -> np.ndarray:
-    """JointState -> (P,) float32 ordered as ``names``, picked by joint name.
-
-    A message without names is accepted positionally when it has exactly P
-    positions (simple publishers do that); any other mismatch is refused.
-    """
-    names = list(names)
-    positions = np.asarray(msg.position, dtype=np.float64)
-    if not names:
-        raise ConversionError("proprio_config", "no proprio joint names configured (manifest or parameter)")
-    if len(msg.name) == 0:
-        if positions.size != len(names):
-            raise ConversionError(
-                "proprio_length",
-                f"JointState has no names and {positions.size} positions; expected {len(names)} ({', '.join(names)})",
-            )
-        values = positions
-    else:
-        if len(msg.name) != positions.size:
-            raise ConversionError(
-                "proprio_length", f"JointState has {len(msg.name)} names but {positions.size} positions"
-            )
-        index = {n: i for i, n in enumerate(msg.name)}
-        missing = [n for n in names if n not in index]
-        if missing:
-            raise ConversionError(
-                "proprio_missing_joint",
-                f"JointState lacks joint(s) {missing}; it has {list(msg.name)}, the policy needs {names}",
-            )
-        values = positions[[index[n] for n in names]]
-    with np.errstate(over="ignore"):
-        out = values.astype(np.float32)  # a finite 1e300 overflows to inf here: check after the cast
-    if not np.all(np.isfinite(out)):
-        bad = [n for n, v in zip(names, out, strict=True) if not np.isfinite(v)]
-        raise ConversionError("proprio_nonfinite", f"JointState position of {bad} is not finite in float32: "
-                                                   f"{values.tolist()}")
-    return out
 
 
 # --- actions ------------------------------------------------------------------
@@ -185,16 +105,6 @@ def first_action_msg(actions: np.ndarray, action_names: Sequence[str] = ()) -> F
     return msg
 
 
-def action_chunk_to_array(msg: ActionChunk) -> np.ndarray:
-    """ActionChunk -> (K, A) float32 (inverse of the row-major packing)."""
-    data = np.asarray(msg.actions, dtype=np.float32)
-    if data.size != msg.chunk_length * msg.action_dim:
-        raise ConversionError(
-            "action_shape", f"{data.size} values for chunk_length {msg.chunk_length} x action_dim {msg.action_dim}"
-        )
-    return data.reshape(msg.chunk_length, msg.action_dim)
-
-
 def adapter_info_msg(spec: Any) -> AdapterInfo:
     """runtime AdapterSpec (manifest entry) -> AdapterInfo."""
     return AdapterInfo(
@@ -205,11 +115,6 @@ def adapter_info_msg(spec: Any) -> AdapterInfo:
 
 
 # --- time and diagnostics -----------------------------------------------------
-def stamp_to_ns(stamp: Any) -> int:
-    """builtin_interfaces/Time -> integer nanoseconds."""
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
 def ns_to_stamp(ns: int) -> Time:
     return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
 

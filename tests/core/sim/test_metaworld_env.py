@@ -29,7 +29,8 @@ def env():
 
 def test_observation_is_image_and_four_dim_proprio(env):
     obs = env.reset(0)
-    assert set(obs) == {"image", "proprio", "success", "step", "stamp_ns", "done"}
+    assert set(obs) == {"image", "views", "proprio", "success", "step", "stamp_ns", "done"}
+    assert list(obs["views"]) == ["camera"] and obs["views"]["camera"] is obs["image"]
     assert obs["image"].shape == (24, 24, 3) and obs["image"].dtype == np.uint8 and obs["image"].std() > 5
     assert obs["proprio"].shape == (PROPRIO_DIM,) == (4,) and obs["proprio"].dtype == np.float32
     hand = env._env.data.body("hand").xpos
@@ -119,3 +120,25 @@ def test_importing_changes_no_process_state_and_rendering_is_headless_by_default
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res["mujoco"] is False and res["gl"] is None  # importing the module: nothing loaded, nothing set
     assert res["gl_after"] == "egl" and res["std"] > 5  # the first environment: EGL, a real picture
+
+
+def test_several_named_views_share_one_renderer():
+    """The simulated Sawyer's contract cameras: corner = corner4 (as the one-camera environment renders it),
+    wrist = gripperPOV (upright as rendered), both in one observation."""
+    from vla_adapter_ros.core.sim.metaworld_env import contract_views
+
+    views = contract_views(("corner", "wrist"))
+    assert views == {"corner": "corner4", "wrist": "gripperPOV"}
+    with MetaWorldEnv("pick-place", image_size=32, views=views) as two, MetaWorldEnv("pick-place", image_size=32) as one:
+        first, single = two.reset(4), one.reset(4)
+        assert list(first["views"]) == ["corner", "wrist"] and first["image"] is first["views"]["corner"]
+        assert np.array_equal(first["views"]["corner"], single["image"])
+        wrist = [first["views"]["wrist"]]
+        for _ in range(40):  # the expert reaches for the object: the wrist view changes as it comes close
+            obs, _ = two.step(two.expert_action())
+            wrist.append(obs["views"]["wrist"])
+        assert two.render_count == 2 * 41 and two._renderer is not None
+        assert wrist[0].std() > 5 and np.abs(wrist[-1].astype(int) - wrist[0]).mean() > 10
+        assert two.render("wrist").shape == (32, 32, 3)
+    with pytest.raises(ValueError, match="camera 'eye' is not in the reach-v3 model"):
+        MetaWorldEnv("reach", views={"corner": "corner4", "eye": "eye"})

@@ -44,3 +44,27 @@ def test_short_failed_episode_is_recorded_with_its_flag_and_skipped_with_only_su
     skipped = record(["drawer-open"], episodes=1, seed=11, out=tmp_path / "ok", image_size=16, max_steps=20,
                      only_success=True, max_attempts=1, progress=False)
     assert skipped[0].path is None and not (tmp_path / "ok").exists()
+
+
+def test_cli_records_both_views_of_the_sawyer_contract(tmp_path):
+    from vla_adapter_ros.bags.episodes import stored_contract
+    from vla_adapter_ros.contract import RobotContract
+
+    sawyer = ROOT / "config" / "robots" / "metaworld_sawyer.yaml"
+    out = tmp_path / "demos"
+    cmd = [sys.executable, "-m", "vla_adapter_ros.cli", "record-sim", "--task", "reach", "--episodes", "1",
+           "--seed", "3", "--out", str(out), "--max-steps", "30", "--contract", str(sawyer), "--no-progress"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert res.returncode == 0, res.stderr
+    [bag] = find_episodes(out)
+    contract = stored_contract(bag)
+    assert contract == RobotContract.load(sawyer)  # the bag says which robot made it
+    ep = read_episode(bag, contract=contract)
+    assert ep.cameras == ("corner", "wrist") and ep.views["wrist"].shape == (len(ep), 96, 96, 3)
+    assert ep.metadata["cameras"] == {"corner": "corner4", "wrist": "gripperPOV"} and ep.metadata["finished"]
+    assert not np.array_equal(ep.views["corner"], ep.views["wrist"]) and ep.proprio_names == contract.state_names
+    assert ep.metadata["alignment"]["max_camera_skew_ns"] == 0  # both views stamped with the frame
+    bad = [sys.executable, "-m", "vla_adapter_ros.cli", "record-sim", "--task", "reach", "--out", str(tmp_path / "x"),
+           "--contract", str(sawyer), "--image-size", "32"]
+    res = subprocess.run(bad, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert res.returncode == 2 and "--image-size 32: contract 'metaworld_sawyer'" in res.stderr

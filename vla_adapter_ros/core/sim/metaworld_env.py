@@ -1,6 +1,6 @@
-"""One Meta-World v3 task seen through a camera, with its scripted expert.
+"""One Meta-World v3 task seen through one or several cameras, with its scripted expert.
 
-What a policy may see is exactly :meth:`MetaWorldEnv.observe`: the camera image
+What a policy may see is exactly :meth:`MetaWorldEnv.observe`: the camera image(s)
 and the proprioception (end-effector xyz + gripper opening, P = 4). Meta-World's
 39-dim state also holds object poses and the goal; only the scripted expert
 (:meth:`MetaWorldEnv.expert_action`) reads it, so a learned policy that claims
@@ -12,9 +12,12 @@ object/goal layout from it (Meta-World's ``seeded_rand_vec`` path), and
 before in the same process.
 
 Rendering: one ``mujoco.Renderer`` per environment, created on first use and
-kept until :meth:`close` (a renderer per frame costs a GL context each time).
-``fast_render`` sets ``offsamples = 0`` (no multisampling) and switches off
-shadows and reflections: about 10x cheaper on a CPU renderer at 96x96.
+kept until :meth:`close` (a renderer per frame costs a GL context each time), shared
+by every view (``views``: view name -> MuJoCo camera, e.g. the contract
+config/robots/metaworld_sawyer.yaml's ``corner`` = ``corner4`` and ``wrist`` =
+``gripperPOV``). ``fast_render`` sets ``offsamples = 0`` (no multisampling) and switches
+off shadows and reflections: about 10x cheaper on a CPU renderer at 96x96. A second view
+costs one more scene update and render per frame (docs/ROBOTS.md: the cost of one vs two).
 Headless by default: MuJoCo picks its OpenGL backend when it is first imported, so
 MuJoCo and Meta-World are imported by :func:`simulator` on first use, right after it
 defaults ``MUJOCO_GL`` to ``egl`` (an explicit ``MUJOCO_GL`` wins). Importing this
@@ -27,6 +30,7 @@ import functools
 import os
 import time
 import warnings
+from collections.abc import Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -35,6 +39,11 @@ import numpy as np
 HEADLESS_GL = "egl"  # MUJOCO_GL unless the environment sets it (osmesa also renders without a display)
 
 DEFAULT_CAMERA = "corner4"  # sees the whole table and the arm; objects stay in view (checked for 20 tasks)
+SINGLE_VIEW = "camera"  # the view name of a one-camera environment (ModelConfig.cameras' default)
+# A robot contract's camera names for the simulated Sawyer (config/robots/metaworld_sawyer.yaml) -> MuJoCo cameras.
+CONTRACT_CAMERAS = {"corner": "corner4", "wrist": "gripperPOV"}
+# Cameras that render upright; the others (the fixed corner and top views) render upside down and are turned.
+UPRIGHT_CAMERAS = ("gripperPOV", "behindGripper")
 DEFAULT_IMAGE_SIZE = 96
 PROPRIO_NAMES = ("ee_x", "ee_y", "ee_z", "gripper")
 ACTION_NAMES = ("dx", "dy", "dz", "gripper")
@@ -100,20 +109,31 @@ def _size(image_size: int | tuple[int, int]) -> tuple[int, int]:
     return int(h), int(w)
 
 
-class MetaWorldEnv:
-    """A Meta-World v3 task with a fixed camera. Context manager; call :meth:`reset` first.
+def contract_views(camera_names: Sequence[str]) -> dict[str, str]:
+    """A contract's camera names -> MuJoCo cameras: :data:`CONTRACT_CAMERAS`, or the name itself."""
+    return {name: CONTRACT_CAMERAS.get(name, name) for name in camera_names}
 
-    Observations are dicts: ``image`` (H, W, 3) uint8 RGB, ``proprio`` (4,) float32,
+
+class MetaWorldEnv:
+    """A Meta-World v3 task with fixed cameras. Context manager; call :meth:`reset` first.
+
+    Observations are dicts: ``image`` (H, W, 3) uint8 RGB (the first view), ``views``
+    {view name: (H, W, 3) uint8 RGB} in ``views`` order, ``proprio`` (4,) float32,
     ``success`` bool (the task criterion at this step), ``step`` int, ``stamp_ns``
     int (simulation time of the observation), ``done`` bool (step limit reached).
+
+    ``views``: view name -> MuJoCo camera; default one view, ``camera`` (named ``"camera"``).
+    ``flip_image``: turn the cameras that render upside down upright (all but :data:`UPRIGHT_CAMERAS`).
     """
 
     def __init__(self, task: str, *, image_size: int | tuple[int, int] = DEFAULT_IMAGE_SIZE,
                  camera: str = DEFAULT_CAMERA, fast_render: bool = True, max_steps: int | None = None,
-                 flip_image: bool = True) -> None:
+                 flip_image: bool = True, views: Mapping[str, str] | None = None) -> None:
         self.task = canonical_task(task)
         self.image_size = _size(image_size)
-        self.camera, self.fast_render, self.flip_image = camera, bool(fast_render), bool(flip_image)
+        self.views = dict(views) if views else {SINGLE_VIEW: camera}
+        self.camera = next(iter(self.views.values()))  # the first view's MuJoCo camera
+        self.fast_render, self.flip_image = bool(fast_render), bool(flip_image)
         sim = simulator()
         env = sim.tasks[self.task]()
         # The goal must be in the state: several experts steer to it. Policies never see the state.
@@ -128,10 +148,12 @@ class MetaWorldEnv:
             raise ValueError(f"max_steps must be in 1..{limit} for {self.task}, got {max_steps}")
         self.max_steps = int(max_steps) if max_steps is not None else limit
         mujoco = sim.mujoco
-        self._camera_id = mujoco.mj_name2id(env.model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
-        if self._camera_id < 0:
+        self._camera_ids = {name: mujoco.mj_name2id(env.model, mujoco.mjtObj.mjOBJ_CAMERA, cam)
+                            for name, cam in self.views.items()}
+        missing = [self.views[name] for name, cid in self._camera_ids.items() if cid < 0]
+        if missing:
             cams = [mujoco.mj_id2name(env.model, mujoco.mjtObj.mjOBJ_CAMERA, i) for i in range(env.model.ncam)]
-            raise ValueError(f"camera {camera!r} is not in the {self.task} model; cameras: {cams}")
+            raise ValueError(f"camera {missing[0]!r} is not in the {self.task} model; cameras: {cams}")
         if self.fast_render:
             env.model.vis.quality.offsamples = 0  # read when the GL framebuffer is created
         self._expert = sim.experts[self.task]()
@@ -204,11 +226,13 @@ class MetaWorldEnv:
         return self.observe(render=render), {"success": self._success, "reward": float(reward)}
 
     def observe(self, *, render: bool = True) -> dict[str, Any]:
-        """What a policy may see now: camera image and proprio (no object or goal state)."""
+        """What a policy may see now: camera images and proprio (no object or goal state)."""
         if self._state is None:
             raise SimStateError(f"{self.task}: call reset(seed) before observe()")
-        return {"image": self.render() if render else None, "proprio": self.proprio(), "success": self._success,
-                "step": self.steps, "stamp_ns": self.stamp_ns, "done": self.steps >= self.max_steps}
+        views = self.render_views() if render else None
+        return {"image": next(iter(views.values())) if views else None, "views": views, "proprio": self.proprio(),
+                "success": self._success, "step": self.steps, "stamp_ns": self.stamp_ns,
+                "done": self.steps >= self.max_steps}
 
     def proprio(self) -> np.ndarray:
         """(4,) float32: end-effector xyz (m) and gripper opening (0 closed .. 1 open)."""
@@ -225,8 +249,11 @@ class MetaWorldEnv:
             action = self._expert.get_action(self._state)
         return np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
 
-    def render(self) -> np.ndarray:
-        """(H, W, 3) uint8 RGB from the fixed camera, upright (Meta-World's cameras render upside down)."""
+    def render(self, view: str | None = None) -> np.ndarray:
+        """(H, W, 3) uint8 RGB of one view (default the first), upright."""
+        name = next(iter(self.views)) if view is None else view
+        if name not in self._camera_ids:
+            raise ValueError(f"no view {name!r}; views: {list(self.views)}")
         start = time.perf_counter()
         if self._renderer is None:
             h, w = self.image_size
@@ -235,11 +262,15 @@ class MetaWorldEnv:
             if self.fast_render:
                 self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
                 self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
-        self._renderer.update_scene(self._env.data, camera=self._camera_id)
+        self._renderer.update_scene(self._env.data, camera=self._camera_ids[name])
         image = self._renderer.render()
-        if self.flip_image:
-            image = image[::-1, ::-1]
+        if self.flip_image and self.views[name] not in UPRIGHT_CAMERAS:
+            image = image[::-1, ::-1]  # Meta-World's fixed cameras render upside down
         image = np.ascontiguousarray(image)
         self.render_seconds += time.perf_counter() - start
         self.render_count += 1
         return image
+
+    def render_views(self) -> dict[str, np.ndarray]:
+        """Every view, in ``views`` order: {view name: (H, W, 3) uint8 RGB}."""
+        return {name: self.render(name) for name in self.views}

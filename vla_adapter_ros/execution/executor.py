@@ -139,6 +139,7 @@ class ChunkExecutor:
         self._ages: deque[float] = deque(maxlen=age_window)
         self.state = "disabled"
         self.reason = "start-up: disabled until ~/enable"
+        self.last_refusal = ""  # "<kind>: <reason>" of the last chunk not executed (log lines are throttled)
         self._enabled = self._stopped = self._final_pending = False
         self._pending: ChunkTrajectory | None = None
         self._newest: ChunkTrajectory | None = None  # newest chunk in the plan
@@ -162,13 +163,21 @@ class ChunkExecutor:
     # --- chunks -------------------------------------------------------------------
     def accept(self, stamp_ns: int, dt: float, names: Sequence[str], actions: Any, adapter: str,
                now_ns: int) -> Verdict:
-        verdict = self._judge(stamp_ns, dt, names, actions, adapter, now_ns)
+        return self._count(self._judge(stamp_ns, dt, names, actions, adapter, now_ns))
+
+    def refuse(self, kind: str, reason: str) -> Verdict:
+        """Count a chunk refused before the core could read it (e.g. its actions do not unpack)."""
+        return self._count(Verdict(False, kind, reason))
+
+    def _count(self, verdict: Verdict) -> Verdict:
         with self._lock:
             self.counts["chunks_in"] += 1
             if verdict.refused:
                 self.refused[verdict.kind] += 1
             elif not verdict.accepted:
                 self.ignored[verdict.kind] += 1
+            if not verdict.accepted and verdict.kind != "not_enabled":
+                self.last_refusal = f"{verdict.kind}: {verdict.reason}"
         return verdict
 
     def _judge(self, stamp_ns: int, dt: float, names: Sequence[str], actions: Any, adapter: str,
@@ -261,21 +270,26 @@ class ChunkExecutor:
                               self._newest.newest_stamp_ns if self._newest is not None else 0)
 
     def _set_state(self, state: str, why: str) -> None:
-        if state != self.state:
-            self.counts["state_changes"] += 1
-            log = self._warning if state in ("ramping", "stopped") else self._info
-            log(f"executor state {self.state} -> {state}: {why}")
-            self.state, self.reason = state, why
+        if state == self.state:
+            return
+        self.counts["state_changes"] += 1
+        message = f"executor state {self.state} -> {state}: {why}"
+        self.state, self.reason = state, why
+        # One call site per severity: rclpy refuses a logging call site that changes severity.
+        if state in ("ramping", "stopped"):
+            self._warning(message)
+        else:
+            self._info(message)
 
     # --- control ticks ------------------------------------------------------------
     def command(self, now_ns: int, preview_points: int = 0) -> Command:
         with self._lock:
             self.counts["ticks"] += 1
-            if not self._enabled:
+            if not self._enabled or self._stopped:
                 final, self._final_pending = self._final_pending, False
-                return self._resting(now_ns, "disabled", publish=final)
-            if self._stopped:
-                return self._resting(now_ns, "stopped", publish=self._last_value is not None)
+                cmd = self._resting(now_ns, "stopped" if self._enabled else "disabled",
+                                    publish=self._stopped or final)
+                return self._with_preview(cmd, None, preview_points) if preview_points > 0 else cmd
             self._promote(now_ns)
             fresh, why = self._fresh(now_ns)
             s = self.settings
@@ -364,13 +378,13 @@ class ChunkExecutor:
         zeros = np.zeros(len(self.dims))
         return Command(now_ns, state, False, zeros, zeros)
 
-    def _with_preview(self, cmd: Command, source: Trajectory, points: int) -> Command:
+    def _with_preview(self, cmd: Command, source: Trajectory | None, points: int) -> Command:
         """The tick's command one control period ahead (the first point must lie in the future: a
         trajectory controller drops points at or before now; MoveIt Servo uses one publish period),
         then the newest chunk's remaining knots, as the plan gives them, clipped to the bounds."""
         period_ns = int(round(self.settings.period * NS))
         times = [cmd.stamp_ns + period_ns]
-        if cmd.state == "executing" and self._newest is not None:
+        if cmd.state == "executing" and source is not None and self._newest is not None:
             later = self._newest.knot_times_ns()
             times += [int(t) for t in later[later > times[0] + 1_000_000]][: points - 1]
         values = [cmd.value] + [np.clip(source.value(t), self._limiter.low, self._limiter.high) for t in times[1:]]
@@ -386,6 +400,7 @@ class ChunkExecutor:
                 "state": self.state, "reason": self.reason, "enabled": self._enabled, "stopped": self._stopped,
                 "counts": dict(self.counts), "refused": dict(self.refused), "ignored": dict(self.ignored),
                 "clamped": dict(self.clamps), "adapter": self._adapter, "newest_stamp_ns": self._newest_stamp,
+                "last_refusal": self.last_refusal,
             }
         p50, p99 = (np.percentile(ages, [50, 99]) * 1e3).tolist() if ages else (float("nan"),) * 2
         out["age_p50_ms"], out["age_p99_ms"] = p50, p99

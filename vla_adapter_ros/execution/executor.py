@@ -129,6 +129,7 @@ class ChunkExecutor:
         self.settings = settings
         self.interpolation = dims.interpolation(settings.interpolation)
         self.is_position = dims.is_position
+        self._all_positions = bool(self.is_position.all())
         self._info, self._warning = info, warning
         self._lock = threading.Lock()
         self._limiter = Limiter(dims)
@@ -330,8 +331,10 @@ class ChunkExecutor:
 
     def _target(self, plan: Trajectory, now_ns: int) -> np.ndarray:
         """Positions as planned at the tick; rates averaged over the tick (so deltas add up exactly)."""
-        mean = plan.mean(now_ns, now_ns + int(round(self.settings.period * NS)))
-        return np.where(self.is_position, plan.value(now_ns), mean)
+        value = plan.value(now_ns)
+        if self._all_positions:
+            return value
+        return np.where(self.is_position, value, plan.mean(now_ns, now_ns + int(round(self.settings.period * NS))))
 
     def _promote(self, now_ns: int) -> None:
         """The pending chunk joins the plan at this tick."""
@@ -387,10 +390,13 @@ class ChunkExecutor:
         if cmd.state == "executing" and source is not None and self._newest is not None:
             later = self._newest.knot_times_ns()
             times += [int(t) for t in later[later > times[0] + 1_000_000]][: points - 1]
-        values = [cmd.value] + [np.clip(source.value(t), self._limiter.low, self._limiter.high) for t in times[1:]]
-        velocities = [cmd.velocity] + [source.velocity(t) for t in times[1:]]
+        later = np.array(times[1:], np.int64)
+        values, velocities = cmd.value[None, :], cmd.velocity[None, :]
+        if later.size:
+            values = np.vstack([values, np.clip(source.sample(later), self._limiter.low, self._limiter.high)])
+            velocities = np.vstack([velocities, source.velocities(later)])
         offsets = (np.array(times, np.int64) - cmd.stamp_ns) / NS
-        return replace(cmd, preview_s=offsets, preview_value=np.array(values), preview_velocity=np.array(velocities))
+        return replace(cmd, preview_s=offsets, preview_value=values, preview_velocity=velocities)
 
     # --- status -------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:

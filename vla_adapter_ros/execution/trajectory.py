@@ -23,7 +23,7 @@ Interpolation (per dimension, :meth:`Dims.interpolation`):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -34,6 +34,11 @@ def smootherstep(x: float) -> float:
     """Ken Perlin's quintic 6x^5 - 15x^4 + 10x^3 on [0, 1]: zero first and second derivative at both
     ends, so a cross-fade with it keeps position, velocity and acceleration continuous."""
     x = min(1.0, max(0.0, x))
+    return x * x * x * (x * (6.0 * x - 15.0) + 10.0)
+
+
+def smootherstep_array(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
     return x * x * x * (x * (6.0 * x - 15.0) + 10.0)
 
 
@@ -62,20 +67,29 @@ def natural_spline_second_derivatives(values: np.ndarray) -> np.ndarray:
 
 
 class Trajectory:
-    """Base of everything the executor samples (see the module docstring)."""
+    """Base of everything the executor samples (see the module docstring). Subclasses implement
+    ``sample(times) -> (N, A)``, vectorised over times: a trajectory message's points cost one
+    numpy pass per chunk, not one per point."""
 
     newest_stamp_ns: int = 0
     adapter: str = ""
 
-    def value(self, t_ns: int) -> np.ndarray:
+    def sample(self, times_ns: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
     def covers(self, t_ns: int) -> bool:
         raise NotImplementedError
 
-    def velocity(self, t_ns: int, h_ns: int = 1_000_000) -> np.ndarray:
-        """Central difference over +-h (1 ms): what a trajectory message's velocities carry."""
-        return (self.value(t_ns + h_ns) - self.value(t_ns - h_ns)) * (NS / (2.0 * h_ns))
+    def value(self, t_ns: int) -> np.ndarray:
+        return self.sample(np.array([t_ns], np.int64))[0]
+
+    def velocities(self, times_ns: np.ndarray, h_ns: int = 1_000_000) -> np.ndarray:
+        """Central differences over +-h (1 ms): what a trajectory message's velocities carry."""
+        times_ns = np.asarray(times_ns, np.int64)
+        return (self.sample(times_ns + h_ns) - self.sample(times_ns - h_ns)) * (NS / (2.0 * h_ns))
+
+    def velocity(self, t_ns: int) -> np.ndarray:
+        return self.velocities(np.array([t_ns], np.int64))[0]
 
     def mean(self, t0_ns: int, t1_ns: int) -> np.ndarray:
         """The average over ``[t0, t1)`` (rate dimensions; a tick's command holds for one period, so
@@ -86,7 +100,11 @@ class Trajectory:
 
 
 class ChunkTrajectory(Trajectory):
-    """One accepted chunk in command space, interpolated per dimension."""
+    """One accepted chunk in command space, interpolated per dimension.
+
+    Positions interpolated linear / cubic / spline are one table of cubic polynomials per segment,
+    ``p(u) = a + b u + c u^2 + d u^3`` on ``u`` in [0, 1] from knot k to k+1, built once per chunk;
+    sampling is a gather and a Horner evaluation whatever the method."""
 
     def __init__(self, stamp_ns: int, dt: float, values: np.ndarray, interpolation: Sequence[str],
                  is_position: np.ndarray, adapter: str = "") -> None:
@@ -97,50 +115,86 @@ class ChunkTrajectory(Trajectory):
         self.end_ns = self.stamp_ns + int(round(self.k * self.dt * NS))
         self.adapter = adapter
         methods = np.array(interpolation)
+        # What the chunk really predicts: up to its last knot, except when every dimension holds its
+        # actions over their steps (step). An ensemble counts only these votes (a chunk holding its last
+        # knot would drag the average at every chunk's end).
+        smooth = self.k > 1 and bool(np.any(methods != "step"))
+        self.vote_end_ns = self.stamp_ns + int(round((self.k - 1) * self.dt * NS)) + 1 if smooth else self.end_ns
         is_position = np.asarray(is_position, bool)
-        # Index groups, fixed per chunk so value() does no per-dimension Python work.
         self._step = np.flatnonzero(methods == "step")
-        self._pos_linear = np.flatnonzero((methods == "linear") & is_position)
         self._rate_linear = np.flatnonzero((methods == "linear") & ~is_position)
-        self._cubic = np.flatnonzero(methods == "cubic")
-        self._spline = np.flatnonzero(methods == "spline")
-        if self._cubic.size and self.k > 1:
-            v = self.values[:, self._cubic]
-            tangents = np.empty_like(v)  # per step (unit spacing); one-sided at the ends
-            tangents[0], tangents[-1] = v[1] - v[0], v[-1] - v[-2]
-            tangents[1:-1] = (v[2:] - v[:-2]) / 2.0
-            self._tangents = tangents
-        if self._spline.size:
-            self._second = natural_spline_second_derivatives(self.values[:, self._spline])
-        rates = self.values[:, ~is_position]
+        self._poly = np.flatnonzero((methods != "step") & is_position)
+        self._coef = self._coefficients(self.values[:, self._poly], methods[self._poly])
+        self._knots: np.ndarray | None = None
+        # Rate dimensions: cumulative integrals (in steps) at step starts (step) and at step midpoints (linear).
         self._rate = np.flatnonzero(~is_position)
         self._rate_is_linear = np.isin(self._rate, self._rate_linear)
-        # Cumulative integrals (in steps) at step starts (step) and at step midpoints (linear).
+        rates = self.values[:, self._rate]
         self._cum_step = np.vstack([np.zeros((1, rates.shape[1])), np.cumsum(rates, axis=0)])
         trapezoids = (rates[:-1] + rates[1:]) / 2.0
         self._cum_mid = 0.5 * rates[:1] + np.vstack([np.zeros((1, rates.shape[1])), np.cumsum(trapezoids, axis=0)])
+
+    @staticmethod
+    def _coefficients(v: np.ndarray, methods: np.ndarray) -> np.ndarray:
+        """(segments, 4, A) a, b, c, d per segment (unit spacing) for linear, cubic (Hermite with
+        Catmull-Rom tangents, one-sided at the ends) and spline (natural) dimensions."""
+        k = v.shape[0]
+        coef = np.zeros((max(k - 1, 1), 4, v.shape[1]))
+        coef[:, 0] = v[:-1] if k > 1 else v
+        if k == 1:
+            return coef
+        p0, p1 = v[:-1], v[1:]
+        coef[:, 1] = p1 - p0  # linear
+        cubic = methods == "cubic"
+        if cubic.any():
+            m = np.empty_like(v)
+            m[0], m[-1] = v[1] - v[0], v[-1] - v[-2]
+            m[1:-1] = (v[2:] - v[:-2]) / 2.0
+            m0, m1 = m[:-1], m[1:]
+            coef[:, 1, cubic] = m0[:, cubic]
+            coef[:, 2, cubic] = (-3 * p0 - 2 * m0 + 3 * p1 - m1)[:, cubic]
+            coef[:, 3, cubic] = (2 * p0 + m0 - 2 * p1 + m1)[:, cubic]
+        spline = methods == "spline"
+        if spline.any():
+            # S(u) = (1-u) p0 + u p1 + ((w^3 - w) M0 + (u^3 - u) M1) / 6, w = 1 - u, expanded in u
+            m = natural_spline_second_derivatives(v[:, spline])
+            m0, m1 = m[:-1], m[1:]
+            coef[:, 1, spline] = (p1 - p0)[:, spline] - (2 * m0 + m1) / 6.0
+            coef[:, 2, spline] = m0 / 2.0
+            coef[:, 3, spline] = (m1 - m0) / 6.0
+        return coef
 
     def covers(self, t_ns: int) -> bool:
         return self.stamp_ns <= t_ns < self.end_ns
 
     def knot_times_ns(self) -> np.ndarray:
-        return self.stamp_ns + np.round(np.arange(self.k) * self.dt * NS).astype(np.int64)
+        if self._knots is None:
+            self._knots = self.stamp_ns + np.round(np.arange(self.k) * self.dt * NS).astype(np.int64)
+        return self._knots
 
-    def value(self, t_ns: int) -> np.ndarray:
-        s = (t_ns - self.stamp_ns) / (self.dt * NS)  # steps since the stamp
-        out = np.empty(self.a)
-        last = self.k - 1
+    def sample(self, times_ns: np.ndarray) -> np.ndarray:
+        s = (np.asarray(times_ns, np.int64) - self.stamp_ns) / (self.dt * NS)  # (N,) steps since the stamp
+        out = np.empty((s.size, self.a))
         if self._step.size:
-            out[self._step] = self.values[min(last, max(0, math.floor(s))), self._step]
-        if self._rate_linear.size:
-            out[self._rate_linear] = self._lerp(s - 0.5, self._rate_linear)
-        if self._pos_linear.size:
-            out[self._pos_linear] = self._lerp(s, self._pos_linear)
-        if self._cubic.size:
-            out[self._cubic] = self._hermite(s)
-        if self._spline.size:
-            out[self._spline] = self._natural(s)
+            k = np.clip(np.floor(s), 0, self.k - 1).astype(int)
+            out[:, self._step] = self.values[k][:, self._step]
+        if self._poly.size:
+            k, u = self._segment(s)
+            c = self._coef[k]  # (N, 4, A)
+            out[:, self._poly] = ((c[:, 3] * u + c[:, 2]) * u + c[:, 1]) * u + c[:, 0]
+        if self._rate_linear.size:  # through the step midpoints
+            k, u = self._segment(s - 0.5)
+            v = self.values[:, self._rate_linear]
+            out[:, self._rate_linear] = v[k] if self.k == 1 else (1.0 - u) * v[k] + u * v[k + 1]
         return out
+
+    def _segment(self, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Segment k and position u in it (s = k + u), clipped to [0, K-1]: outside, the end knots hold."""
+        if self.k == 1:
+            return np.zeros(s.size, int), np.zeros((s.size, 1))
+        s = np.clip(s, 0.0, self.k - 1.0)
+        k = np.minimum(np.floor(s).astype(int), self.k - 2)
+        return k, (s - k)[:, None]
 
     def integral(self, t_ns: int) -> np.ndarray:
         """Rate dimensions: the integral from the stamp to ``t`` (value x seconds); zero outside the
@@ -162,48 +216,14 @@ class ChunkTrajectory(Trajectory):
         return out * self.dt
 
     def mean(self, t0_ns: int, t1_ns: int) -> np.ndarray:
-        out = self.value(t0_ns)
-        if self._rate.size and t1_ns > t0_ns:
-            out[self._rate] = (self.integral(t1_ns) - self.integral(t0_ns)) * (NS / (t1_ns - t0_ns))
+        """Rate dimensions averaged over [t0, t1); position dimensions are left at zero (not used)."""
+        out = np.zeros(self.a)
+        if self._rate.size:
+            if t1_ns > t0_ns:
+                out[self._rate] = (self.integral(t1_ns) - self.integral(t0_ns)) * (NS / (t1_ns - t0_ns))
+            else:
+                out[self._rate] = self.value(t0_ns)[self._rate]
         return out
-
-    def _segment(self, s: float) -> tuple[int, float] | None:
-        """(k, u) with s = k + u inside [0, K-1], or None when s lies outside (hold an end)."""
-        if s <= 0.0 or self.k == 1:
-            return None
-        k = min(self.k - 2, math.floor(s))
-        return (k, s - k) if s < self.k - 1 else None
-
-    def _end(self, s: float, idx: np.ndarray) -> np.ndarray:
-        return self.values[0 if s <= 0.0 else self.k - 1, idx]
-
-    def _lerp(self, s: float, idx: np.ndarray) -> np.ndarray:
-        seg = self._segment(s)
-        if seg is None:
-            return self._end(s, idx)
-        k, u = seg
-        return (1.0 - u) * self.values[k, idx] + u * self.values[k + 1, idx]
-
-    def _hermite(self, s: float) -> np.ndarray:
-        seg = self._segment(s)
-        if seg is None:
-            return self._end(s, self._cubic)
-        k, u = seg
-        u2, u3 = u * u, u * u * u
-        p0, p1 = self.values[k, self._cubic], self.values[k + 1, self._cubic]
-        m0, m1 = self._tangents[k], self._tangents[k + 1]
-        return ((2 * u3 - 3 * u2 + 1) * p0 + (u3 - 2 * u2 + u) * m0 + (-2 * u3 + 3 * u2) * p1
-                + (u3 - u2) * m1)
-
-    def _natural(self, s: float) -> np.ndarray:
-        seg = self._segment(s)
-        if seg is None:
-            return self._end(s, self._spline)
-        k, u = seg
-        w = 1.0 - u
-        p0, p1 = self.values[k, self._spline], self.values[k + 1, self._spline]
-        m0, m1 = self._second[k], self._second[k + 1]
-        return w * p0 + u * p1 + ((w ** 3 - w) * m0 + (u ** 3 - u) * m1) / 6.0
 
 
 class HoldTrajectory(Trajectory):
@@ -240,10 +260,10 @@ class HoldTrajectory(Trajectory):
         factor = (self._travelled(t1_ns) - self._travelled(t0_ns)) * NS / (t1_ns - t0_ns)
         return np.where(self.is_position, self.value(t0_ns), self.v0 * factor)
 
-    def value(self, t_ns: int) -> np.ndarray:
-        tau = min(max(0.0, (t_ns - self.start_ns) / NS), self.ramp_s)
+    def sample(self, times_ns: np.ndarray) -> np.ndarray:
+        tau = np.clip((np.asarray(times_ns, np.int64) - self.start_ns) / NS, 0.0, self.ramp_s)[:, None]
         if self.ramp_s <= 0.0:
-            travelled, rate = 0.0, 0.0
+            travelled, rate = np.zeros_like(tau), np.zeros_like(tau)
         else:
             travelled, rate = tau - tau * tau / (2.0 * self.ramp_s), 1.0 - tau / self.ramp_s
         return np.where(self.is_position, self.p0 + self.v0 * travelled, self.v0 * rate)
@@ -266,13 +286,15 @@ class BlendTrajectory(Trajectory):
     def covers(self, t_ns: int) -> bool:
         return self.new.covers(t_ns)
 
-    def value(self, t_ns: int) -> np.ndarray:
-        if t_ns >= self.end_ns:
-            return self.new.value(t_ns)
-        if t_ns <= self.start_ns:
-            return self.old.value(t_ns)
-        a = smootherstep((t_ns - self.start_ns) / (self.end_ns - self.start_ns))
-        return (1.0 - a) * self.old.value(t_ns) + a * self.new.value(t_ns)
+    def sample(self, times_ns: np.ndarray) -> np.ndarray:
+        times_ns = np.asarray(times_ns, np.int64)
+        out = self.new.sample(times_ns)
+        fading = times_ns < self.end_ns
+        if fading.any():
+            t = times_ns[fading]
+            a = smootherstep_array((t - self.start_ns) / max(1, self.end_ns - self.start_ns))[:, None]
+            out[fading] = (1.0 - a) * self.old.sample(t) + a * out[fading]
+        return out
 
     def mean(self, t0_ns: int, t1_ns: int) -> np.ndarray:
         if t0_ns >= self.end_ns:
@@ -288,13 +310,15 @@ class BlendTrajectory(Trajectory):
 
 class EnsembleTrajectory(Trajectory):
     """ACT's temporal ensembling (Zhao et al. 2023, Algorithm 2; LeRobot ``ACTTemporalEnsembler``): every
-    chunk covering t votes with weight ``exp(-m * i)``, i = 0 for the oldest of them, normalised. m > 0
-    favours older chunks (ACT's 0.01 is nearly uniform), m < 0 newer ones. Outside every chunk the
-    newest chunk's extension is used."""
+    chunk predicting t (up to its last knot, ``vote_end_ns``) votes with weight ``exp(-m * i)``, i = 0
+    for the oldest of them, normalised. m > 0 favours older chunks (ACT's 0.01 is nearly uniform),
+    m < 0 newer ones. Where no chunk predicts, the newest chunk's extension is used."""
 
     def __init__(self, chunks: Sequence[ChunkTrajectory], m: float) -> None:
         self.chunks = list(chunks)  # accepted order = stamp order, oldest first
         self.m = float(m)
+        self._starts = np.array([[c.stamp_ns] for c in self.chunks], np.int64)
+        self._ends = np.array([[c.vote_end_ns] for c in self.chunks], np.int64)
         self.newest_stamp_ns = self.chunks[-1].newest_stamp_ns
         self.adapter = self.chunks[-1].adapter
 
@@ -302,21 +326,25 @@ class EnsembleTrajectory(Trajectory):
         return any(c.covers(t_ns) for c in self.chunks)
 
     def voters(self, t_ns: int) -> list[ChunkTrajectory]:
-        return [c for c in self.chunks if c.covers(t_ns)]
+        return [c for c in self.chunks if c.stamp_ns <= t_ns < c.vote_end_ns]
 
-    def _vote(self, t_ns: int, sample: Callable[[ChunkTrajectory], np.ndarray]) -> np.ndarray:
-        voters = self.voters(t_ns)
-        if not voters:
-            return sample(self.chunks[-1])
-        weights = np.exp(-self.m * np.arange(len(voters)))
-        weights /= weights.sum()
-        return np.sum([w * sample(c) for w, c in zip(weights, voters, strict=True)], axis=0)
+    def _weights(self, times_ns: np.ndarray) -> np.ndarray:
+        """(C, N) normalised weights: exp(-m * i) for the covering chunks, i their age rank at that time;
+        the newest chunk alone where none covers."""
+        t = np.asarray(times_ns, np.int64)[None, :]
+        covering = (self._starts <= t) & (t < self._ends)  # (C, N)
+        covering[-1] |= ~covering.any(axis=0)
+        rank = np.cumsum(covering, axis=0) - 1
+        weights = np.where(covering, np.exp(-self.m * rank), 0.0)
+        return weights / weights.sum(axis=0)
 
-    def value(self, t_ns: int) -> np.ndarray:
-        return self._vote(t_ns, lambda c: c.value(t_ns))
+    def sample(self, times_ns: np.ndarray) -> np.ndarray:
+        weights = self._weights(times_ns)
+        return sum(w[:, None] * c.sample(times_ns) for w, c in zip(weights, self.chunks, strict=True) if w.any())
 
     def mean(self, t0_ns: int, t1_ns: int) -> np.ndarray:
-        return self._vote((t0_ns + t1_ns) // 2, lambda c: c.mean(t0_ns, t1_ns))
+        weights = self._weights(np.array([(t0_ns + t1_ns) // 2], np.int64))[:, 0]
+        return sum(w * c.mean(t0_ns, t1_ns) for w, c in zip(weights, self.chunks, strict=True) if w > 0)
 
 
 def settle(plan: Trajectory, now_ns: int, max_depth: int) -> tuple[Trajectory, int]:

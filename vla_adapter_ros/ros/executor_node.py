@@ -175,6 +175,10 @@ class ExecutorNode(LifecycleNode):
         self.lifecycle_state = "active"
         self.timing.restart()
         if self.config.control_loop == "thread":
+            # The loop thread waits for the GIL when it wakes; CPython makes the holder (the ROS executor
+            # thread) let go only every switch interval, 5 ms by default: half a 100 Hz period. A twentieth
+            # of the period bounds that wait (docs/BENCHMARKS.md measured both).
+            sys.setswitchinterval(min(sys.getswitchinterval(), 0.05 / self.rate))
             self._loop = DeadlineLoop(1.0 / self.rate, self.tick, name="executor_control", on_error=self.on_tick_error,
                                       priority=self.config.realtime_priority, on_priority=self.get_logger().info)
             self._loop.start()

@@ -317,9 +317,9 @@ def test_a_burst_faster_than_the_control_rate_is_survived_and_the_newest_chunk_w
     planned = counter(after, "accepted") - counter(after, "superseded") - (
         counter(before, "accepted") - counter(before, "superseded"))
     assert 10 <= received <= 300 and planned < received, (received, planned, burst_s)
-    span = max(burst_s, 0.5)
-    during = d.received(shared.array, since=t0)
-    assert len([t for t, _ in during if t <= t0 + span]) >= 0.3 * span * RATE, "commands kept flowing"
+    ticks = counter(after, "ticks") - counter(before, "ticks")
+    missed = counter(after, "missed_ticks") - counter(before, "missed_ticks")
+    assert ticks > 0 and missed <= 0.2 * (ticks + missed), f"the control loop kept its rate: {missed} of {ticks} missed"
     assert after["state"] == "executing" and shared.proc.alive()
     assert d.enable(False).success
 

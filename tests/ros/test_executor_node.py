@@ -7,6 +7,7 @@ Timing bounds are what a loaded 2-core machine meets; the real numbers are bench
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import os
@@ -76,19 +77,19 @@ class Executor:
             self.driver.close()
         return self.proc.stop()
 
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 @pytest.fixture()
 def start_executor(ros_env, tmp_path):
-    started: list[Executor] = []
-
-    def start(contract_data: dict | None = None, **params) -> Executor:
-        e = Executor(ros_env, tmp_path, contract_data, **params)
-        started.append(e)
-        return e
-
-    yield start
-    for e in started:
-        e.close()
+    """start(contract_data=None, **parameters) -> a running Executor, stopped after the test."""
+    with contextlib.ExitStack() as stack:
+        yield lambda contract_data=None, **params: stack.enter_context(Executor(ros_env, tmp_path, contract_data,
+                                                                               **params))
 
 
 @pytest.fixture(scope="module")
@@ -344,6 +345,19 @@ def test_enable_and_stop_storms_end_in_the_last_requested_state(shared):
         assert d.stop().success
         d.wait_status(lambda s: s["state"] == "stopped", 10, "stopped after the storm")
     assert shared.proc.alive() and d.enable(False).success
+
+
+def test_parameters_change_at_run_time_or_say_why_not(shared):
+    d = shared.driver
+    assert d.set_parameter("ramp_time", 0.35) == (True, "")
+    assert d.status()["ramp_time_s"] == pytest.approx(0.35)
+    for name, value, needle in (("ramp_time", -1.0, "value: -1.0"),  # rclpy checks the declared range first
+                                ("strategy", "hold", "only while the node is unconfigured"),
+                                ("chunk_topic", "/elsewhere", "read-only"),
+                                ("blend_window", float("inf"), "must be finite")):
+        ok, reason = d.set_parameter(name, value)
+        assert not ok and needle in reason, (name, reason)
+    assert d.set_parameter("ramp_time", 0.2)[0] and d.status()["strategy"] == "blend"
 
 
 # --- start-up ----------------------------------------------------------------------

@@ -151,6 +151,7 @@ class ChunkExecutor:
         self._last_target: np.ndarray | None = None
         self._newest_stamp = 0
         self._last_accept_ns: int | None = None
+        self._last_tick_ns: int | None = None
         self._adapter = ""
 
     # --- settings -----------------------------------------------------------------
@@ -294,13 +295,18 @@ class ChunkExecutor:
             self._promote(now_ns)
             fresh, why = self._fresh(now_ns)
             s = self.settings
+            # Velocities and rate limits over the time that really passed since the last tick (a late tick
+            # moves further, not faster); a pause beyond a few periods counts as one period.
+            elapsed = (now_ns - self._last_tick_ns) / NS if self._last_tick_ns is not None else s.period
+            period = elapsed if 0.0 < elapsed <= 4.0 * s.period else s.period
+            self._last_tick_ns = now_ns
             if fresh:
                 plan = self._plan
                 target = self._target(plan, now_ns)
-                target_velocity = None if self._last_target is None else (target - self._last_target) / s.period
+                target_velocity = None if self._last_target is None else (target - self._last_target) / period
                 if self._hold is not None:
                     self._hold = None
-                limited = self._limiter.apply(target, self._last_value, self._last_velocity, s.period, target_velocity)
+                limited = self._limiter.apply(target, self._last_value, self._last_velocity, period, target_velocity)
                 self._last_target = target
                 self._set_state("executing", f"executing chunk stamped {plan.newest_stamp_ns / NS:.6f} s")
                 self._ages.append((now_ns - plan.newest_stamp_ns) / NS)
@@ -312,7 +318,7 @@ class ChunkExecutor:
                 if self._hold is None:
                     self._hold = self._make_hold(now_ns, s.ramp_time)
                 target = self._target(self._hold, now_ns)
-                limited = self._limiter.apply(target, self._last_value, self._last_velocity, s.period,
+                limited = self._limiter.apply(target, self._last_value, self._last_velocity, period,
                                               accelerate=False)
                 self._last_target = None
                 self._set_state("ramping" if self._hold.ramping(now_ns) else "holding", why)

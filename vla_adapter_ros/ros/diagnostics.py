@@ -71,13 +71,10 @@ class DiagnosticsReport:
     @staticmethod
     def _level(state: str, delta: dict[str, int], snap: dict[str, Any], adapter: str, provider: str,
                last_error: str) -> tuple[str, str]:
-        if state == "unconfigured" and last_error:
-            return "ERROR", f"model not loaded: {last_error}"
-        failed = sum(v for k, v in delta.items() if k.startswith("errors."))
-        if failed:
-            return "ERROR", f"{failed} inference(s) failed this period: {last_error}"
-        if state != "active":
-            return "WARN", f"node is {state}, not serving"
+        lifecycle = lifecycle_level(state, delta, last_error, unloaded="model not loaded",
+                                    failures="inference(s)", idle="serving")
+        if lifecycle is not None:
+            return lifecycle
         refused = {k[len('refused.'):]: v for k, v in delta.items() if k.startswith("refused.") and v}
         unserved = {k: delta.get(k, 0) for k in _UNSERVED if delta.get(k, 0)}
         if refused or unserved:
@@ -87,6 +84,20 @@ class DiagnosticsReport:
             return "WARN", "no camera frames this period"
         return "OK", (f"serving adapter {adapter or '(backbone)'!r} on {provider}: "
                       f"{snap['input_rate_hz']:.1f} Hz in, {snap['output_rate_hz']:.1f} Hz out")
+
+
+def lifecycle_level(state: str, delta: dict[str, int], last_error: str, *, unloaded: str, failures: str,
+                    idle: str) -> tuple[str, str] | None:
+    """The levels every node shares: ERROR when configure failed or work failed this period (``errors.*``
+    counters), WARN when not active; None: the node's own rules decide."""
+    if state == "unconfigured" and last_error:
+        return "ERROR", f"{unloaded}: {last_error}"
+    failed = sum(v for k, v in delta.items() if k.startswith("errors."))
+    if failed:
+        return "ERROR", f"{failed} {failures} failed this period: {last_error}"
+    if state != "active":
+        return "WARN", f"node is {state}, not {idle}"
+    return None
 
 
 def serve_status(node: Any, period_s: float, build: Callable[[bool], DiagnosticStatus]) -> Any:
@@ -146,6 +157,8 @@ class ExecutorReport:
             values.update({f"{group}.{k}": v for k, v in sorted(core[group].items())})
         values["errors_total"] = sum(errors.values())
         values.update({f"errors.{k}": v for k, v in sorted(errors.items())})
+        for key in ("max_chunk_age", "stale_policy_timeout", "ramp_time", "blend_window"):
+            values[f"{key}_s"] = getattr(config, key)
         values["last_refusal"] = core["last_refusal"]
         values["last_error"] = last_error
         level, message = self._level(lifecycle_state, core, delta, last_error, values)
@@ -154,13 +167,10 @@ class ExecutorReport:
     @staticmethod
     def _level(lifecycle_state: str, core: dict[str, Any], delta: dict[str, int], last_error: str,
                values: dict[str, Any]) -> tuple[str, str]:
-        if lifecycle_state == "unconfigured" and last_error:
-            return "ERROR", f"contract not loaded: {last_error}"
-        failed = sum(v for k, v in delta.items() if k.startswith("errors."))
-        if failed:
-            return "ERROR", f"{failed} control tick(s) failed this period: {last_error}"
-        if lifecycle_state != "active":
-            return "WARN", f"node is {lifecycle_state}, not commanding"
+        lifecycle = lifecycle_level(lifecycle_state, delta, last_error, unloaded="contract not loaded",
+                                    failures="control tick(s)", idle="commanding")
+        if lifecycle is not None:
+            return lifecycle
         problems = [f"{k} {v}" for k, v in delta.items()
                     if v and (k.startswith("refused.") or (k.startswith("ignored.") and k != "ignored.not_enabled"))]
         if delta.get("missed_ticks", 0):

@@ -145,6 +145,15 @@ class ExecutorDriver:
                 values[k] = v
         return values
 
+    def set_parameter(self, name: str, value: bool | int | float | str, timeout: float = 10.0) -> tuple[bool, str]:
+        """``ros2 param set``: (successful, reason)."""
+        from rcl_interfaces.srv import SetParameters
+        from rclpy.parameter import Parameter
+
+        request = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()])
+        (result,) = self._call(SetParameters, "set_parameters", request, timeout).results
+        return result.successful, result.reason
+
     def _call(self, srv: Any, service: str, request: Any, timeout: float) -> Any:
         from vla_adapter_ros.ros.harness import service_name
 

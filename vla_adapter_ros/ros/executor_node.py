@@ -16,6 +16,7 @@ that chose the default. Chunk callbacks only convert the message and hand it to 
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections import Counter
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from std_srvs.srv import SetBool, Trigger
 
 from vla_adapter_interfaces.msg import ActionChunk
@@ -43,6 +44,7 @@ from vla_adapter_ros.ros import conversions, qos
 from vla_adapter_ros.ros.command_outputs import DELTA_OUTPUTS, TRAJECTORY_MODES, CommandOutputs, plan_outputs
 from vla_adapter_ros.ros.diagnostics import ExecutorReport, serve_status
 from vla_adapter_ros.ros.entry import run_node
+from vla_adapter_ros.ros.lifecycle import ReleasingLifecycleNode
 from vla_adapter_ros.ros.params import CONFIGURE, RUNTIME, NodeConfig, config_file, param
 from vla_adapter_ros.serving.stats import ProblemLog
 
@@ -64,8 +66,10 @@ class ExecutorConfig(NodeConfig):
                                 CONFIGURE, min=0.0, max=1000.0)
     control_loop: str = param("thread", "thread: a dedicated thread with absolute deadlines; timer: an rclpy "
                                         "timer on the node's executor", CONFIGURE, choices=CONTROL_LOOPS)
-    realtime_priority: int = param(0, "SCHED_FIFO priority of the control thread (needs rtprio); 0 = normal",
-                                   CONFIGURE, min=0, max=99)
+    # SCHED_FIFO 50 like ros2_control's controller_manager: tried, and the node says so and carries on at
+    # normal priority where the user has no rtprio. Only it kept 100 Hz under a loaded machine (BENCHMARKS.md).
+    realtime_priority: int = param(50, "SCHED_FIFO priority of the control thread (the ROS executor thread one "
+                                       "below); 0 = normal scheduling", CONFIGURE, min=0, max=99)
     strategy: str = param("blend", "how chunks combine: hold (newest replaces), temporal_ensemble (ACT's "
                                    "weighted vote), blend (cross-fade over blend_window)", CONFIGURE, choices=STRATEGIES)
     interpolation: str = param("cubic", "between chunk steps: step, linear, cubic (C1 Hermite), spline (C2); "
@@ -117,7 +121,7 @@ RUNTIME_SETTINGS = ("max_chunk_age", "max_clock_skew", "ensemble_m", "blend_wind
                     "ramp_time")
 
 
-class ExecutorNode(LifecycleNode):
+class ExecutorNode(ReleasingLifecycleNode):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(ExecutorConfig.NODE_NAME, **kwargs)
         self.config = cfg = ExecutorConfig.declare(self)  # ValueError on a bad value: main() reports it
@@ -126,11 +130,11 @@ class ExecutorNode(LifecycleNode):
         self.contract: RobotContract | None = None
         self.timing: PeriodStats | None = None
         self.rate = 0.0
-        self.lifecycle_state = "unconfigured"
         self.last_error = ""
         self._loop: DeadlineLoop | None = None
         self._timer = None
         self._enabled_once = False
+        self._spin_thread_id = threading.get_native_id()  # run_node spins the executor on the constructing thread
         self._lock = threading.Lock()
         self.node_counts: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
@@ -179,6 +183,8 @@ class ExecutorNode(LifecycleNode):
             # thread) let go only every switch interval, 5 ms by default: half a 100 Hz period. A twentieth
             # of the period bounds that wait (docs/BENCHMARKS.md measured both).
             sys.setswitchinterval(min(sys.getswitchinterval(), 0.05 / self.rate))
+            if self.config.realtime_priority > 1:
+                self._raise_spin_thread(self.config.realtime_priority - 1)
             self._loop = DeadlineLoop(1.0 / self.rate, self.tick, name="executor_control", on_error=self.on_tick_error,
                                       priority=self.config.realtime_priority, on_priority=self.get_logger().info)
             self._loop.start()
@@ -189,25 +195,21 @@ class ExecutorNode(LifecycleNode):
             self.get_logger().info(f"start_enabled: {self.core.enable(True, self._now())}")
         return result
 
+    def _raise_spin_thread(self, priority: int) -> None:
+        """The ROS executor thread one step below the control thread: when it holds the GIL the control
+        thread waits for it, so other processes must not preempt it then (a priority inversion that
+        cost missed ticks under load, docs/BENCHMARKS.md)."""
+        try:
+            os.sched_setscheduler(self._spin_thread_id, os.SCHED_FIFO, os.sched_param(priority))
+        except (AttributeError, OSError) as exc:
+            self.get_logger().info(f"ROS executor thread stays at normal priority ({exc})")
+
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_loop()
         self.core.enable(False, self._now())
         self.tick()  # the final hold / zero velocity while the publishers are still on
         self.lifecycle_state = "inactive"
         return super().on_deactivate(state)
-
-    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._release()
-        return super().on_cleanup(state)
-
-    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._release()
-        self.lifecycle_state = "finalized"
-        return super().on_shutdown(state)
-
-    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
 
     def _stop_loop(self) -> None:
         loop, self._loop = self._loop, None
@@ -325,10 +327,7 @@ class ExecutorNode(LifecycleNode):
 
 
 def _autostart(node: ExecutorNode) -> int | None:
-    if not node.config.autostart:
-        return None
-    if (node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-            and node.trigger_activate() == TransitionCallbackReturn.SUCCESS):
+    if not node.config.autostart or node.autostart():
         return None
     node.get_logger().fatal(f"autostart did not reach 'active' ({node.last_error}); exiting with status 1")
     return 1

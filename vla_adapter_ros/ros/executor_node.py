@@ -231,7 +231,10 @@ class ExecutorNode(ReleasingLifecycleNode):
         if self.lifecycle_state == "active":
             self._stop_loop()
             self.core.enable(False, self._now())
-            self.tick()
+            try:
+                self.tick()
+            except RuntimeError as exc:  # rclpy's RCLError: the context is already shut down
+                self.get_logger().warning(f"no final hold sent at exit: {exc}")
         self._release()
 
     # --- control ticks (the loop thread, or the timer) ----------------------------

@@ -21,6 +21,10 @@ Each output carries a subset of the action dimensions (its ``actions``, all when
   each message. ``per_chunk``: one message per accepted chunk, ``header.stamp`` = the chunk's
   stamp and knot k at ``k * dt``: JTC itself drops the points already in the past and splices
   (ros2_controllers "Trajectory Replacement"); needs synchronised clocks.
+lerobot-ros (ycheng517/lerobot-ros, ``ros_interface.py``) drives the same three controller families
+(JointTrajectory with one point per action, Float64MultiArray for a position controller, Twist to MoveIt
+Servo, the gripper on its own trajectory or GripperCommand action); here every message comes from the
+control-rate executor instead of the policy's own step.
 The gripper is an output of its own when the contract lists it alone (a Float64MultiArray for a
 forward controller, or a one-joint JointTrajectory); control_msgs/GripperCommand is an action this
 project cannot build (no control_msgs wheel): README "Driving a controller" shows the bridge.

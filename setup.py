@@ -48,6 +48,7 @@ setup(
             "vla-adapter = vla_adapter_ros.cli:main",
             "vla_adapter_node = vla_adapter_ros.ros.policy_node:main",
             "vla_adapter_sim = vla_adapter_ros.ros.sim_node:main",
+            "vla_adapter_executor = vla_adapter_ros.ros.executor_node:main",
         ],
     },
 )

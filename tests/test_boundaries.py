@@ -45,9 +45,9 @@ def test_core_bags_and_tools_never_import_rclpy():
     assert "rclpy" not in res["loaded"], res
 
 
-def test_runtime_and_serving_import_neither_torch_nor_rclpy():
+def test_runtime_serving_and_execution_import_neither_torch_nor_rclpy():
     res = _import_all("vla_adapter_ros.runtime", "vla_adapter_ros.serving", "vla_adapter_ros.processing",
-                      "vla_adapter_ros.names")
+                      "vla_adapter_ros.names", "vla_adapter_ros.execution")
     assert res["loaded"] == [], res
 
 

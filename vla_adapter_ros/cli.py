@@ -27,6 +27,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "list": ("vla_adapter_ros.ros.clients", "list the policy node's adapters (ListAdapters service)"),
     "send-instruction": ("vla_adapter_ros.ros.clients", "publish an instruction (reliable, transient local)"),
     "status": ("vla_adapter_ros.ros.clients", "print the policy node's /diagnostics status once"),
+    "executor": ("vla_adapter_ros.ros.executor_client", "enable, disable or stop the action executor "
+                                                          "(~/enable, ~/stop)"),
     "reset-sim": ("vla_adapter_ros.ros.clients", "start a simulator bridge episode (ResetEpisode service)"),
     "record-sim": ("vla_adapter_ros.core.record", "record Meta-World expert demonstrations as rosbag2 episodes"),
     "train": ("vla_adapter_ros.core.train", "train a backbone, adapter or baseline"),

@@ -20,12 +20,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from vla_adapter_ros.ros.executor_node import ExecutorConfig
 from vla_adapter_ros.ros.params import PACKAGE, PolicyNodeConfig
 from vla_adapter_ros.ros.sim_node import SimNodeConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
-CONFIGS = {"vla_adapter_node": PolicyNodeConfig, "vla_adapter_sim": SimNodeConfig}  # executable -> parameters
+CONFIGS = {"vla_adapter_node": PolicyNodeConfig, "vla_adapter_sim": SimNodeConfig,
+           "vla_adapter_executor": ExecutorConfig}  # executable -> parameters
+FORWARDS_ARGUMENTS = ("vla_adapter_node", "vla_adapter_executor")  # launch files forward PARAMETER_ARGUMENTS to
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +75,9 @@ def parse(path: Path) -> tuple[ast.Module, dict, list[ast.Call]]:
     return tree, module_constants(tree), calls
 
 
-def test_there_is_a_policy_launch_file():
+def test_there_are_policy_and_executor_launch_files():
     assert (ROOT / "launch" / "vla_adapter.launch.py") in LAUNCH_FILES
+    assert (ROOT / "launch" / "vla_adapter_executor.launch.py") in LAUNCH_FILES
 
 
 @pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
@@ -104,7 +108,7 @@ def test_every_parameter_set_is_declared_by_the_node(path):
     forwarded = set(constants.get("PARAMETER_ARGUMENTS", {}))
     for exe, nodes in _node_calls(calls, constants).items():
         fields_ = {f.name for f in fields(CONFIGS[exe])}
-        set_names: set[str] = set(forwarded) if exe == "vla_adapter_node" else set()
+        set_names: set[str] = set(forwarded) if exe in FORWARDS_ARGUMENTS else set()
         files: list[str] = []
         for call in nodes:
             for kw in call.keywords:
@@ -147,6 +151,8 @@ def test_every_referenced_file_exists_and_is_installed(path, setup_spec):
     refs = referenced_share_files(calls, constants)
     if path.name == "vla_adapter.launch.py":
         assert "config/vla_adapter.yaml" in refs
+    if path.name == "vla_adapter_executor.launch.py":
+        assert "config/vla_adapter_executor.yaml" in refs
     for rel in refs:
         assert (ROOT / rel).is_file(), f"{path.name} references {rel}, which does not exist"
         assert f"share/{PACKAGE}/{rel}" in installed, f"{rel} is not installed by setup.py"
@@ -173,7 +179,7 @@ def test_each_node_has_a_parameter_file_with_every_parameter_and_its_default(con
 def test_the_demo_parameter_file_validates_for_both_nodes_and_the_launch_file_reads_it():
     data = yaml.safe_load((ROOT / "config" / "sim_demo.yaml").read_text())
     configs = {c.NODE_NAME: c for c in CONFIGS.values()}
-    assert set(data) == set(configs)
+    assert {"vla_adapter", "vla_adapter_sim"} <= set(data) <= set(configs)
     for node, section in data.items():
         values = section["ros__parameters"]
         assert set(values) <= set(configs[node].field_info()), node

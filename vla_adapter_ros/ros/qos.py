@@ -7,6 +7,9 @@
   receives the current instruction. The publisher must be transient local too
   (``vla-adapter send-instruction`` is); a volatile publisher does not match.
 - actions: reliable, volatile, a small queue: controllers should see every chunk.
+- commands (the executor's control-rate outputs): reliable, volatile, keep last 1: what
+  ros2_controllers and MoveIt Servo subscribe with (system default QoS) matches, and a
+  command that a newer one overtook is worth nothing, so none queue up.
 - proprio: best effort, depth 1 (only the newest joint state matters).
 - diagnostics: what diagnostic_aggregator and rqt_robot_monitor expect (reliable, depth 10).
 - episode status (simulator): reliable + transient local, so a late subscriber still gets the
@@ -50,6 +53,11 @@ def actions_qos(depth: int = 10) -> QoSProfile:
         history=HistoryPolicy.KEEP_LAST, depth=int(depth), reliability=ReliabilityPolicy.RELIABLE,
         durability=DurabilityPolicy.VOLATILE,
     )
+
+
+def command_qos() -> QoSProfile:
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.VOLATILE)
 
 
 def diagnostics_qos() -> QoSProfile:

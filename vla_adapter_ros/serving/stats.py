@@ -86,6 +86,25 @@ class ServingStats:
         return out
 
 
+class PeriodCounts:
+    """Counter totals flattened (``group.kind`` for per-kind maps) and their change since the last
+    closed period: a /diagnostics status judges what happened in its period, not since start-up."""
+
+    def __init__(self) -> None:
+        self._previous: dict[str, int] = {}
+
+    def delta(self, new_period: bool, counts: dict[str, int], **groups: dict[str, int]) -> tuple[dict, dict]:
+        """(flat totals, change since the last period); ``new_period`` closes the period (False: an
+        on-demand read that leaves it running)."""
+        flat = dict(counts)
+        for group, kinds in groups.items():
+            flat.update({f"{group}.{k}": v for k, v in kinds.items()})
+        delta = {k: v - self._previous.get(k, 0) for k, v in flat.items()}
+        if new_period:
+            self._previous = flat
+        return flat, delta
+
+
 class ProblemLog:
     """Log a problem the first time its kind occurs, then at most once per ``period_s`` per kind."""
 

@@ -1,0 +1,275 @@
+"""ChunkExecutor: every acceptance rule, strategy, state, watchdog and safety request, on made-up
+clocks (no ROS). The Meta-World contract (ee deltas + gripper) and a joint-position arm."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vla_adapter_ros.contract import ActionDim, RobotContract
+from vla_adapter_ros.execution import ChunkExecutor, Dims, ExecutionError, ExecutorSettings
+from vla_adapter_ros.execution.trajectory import NS
+from vla_adapter_ros.ros.params import config_file
+
+SAWYER = RobotContract.load(config_file("robots/metaworld_sawyer.yaml"))
+MW_NAMES = ["dx", "dy", "dz", "gripper"]
+ARM = [ActionDim("j1", "joint_position", "rad", -2.0, 2.0), ActionDim("j2", "joint_position", "rad", -2.0, 2.0),
+       ActionDim("gripper", "gripper", "m", 0.0, 0.08)]
+ARM_NAMES = ["j1", "j2", "gripper"]
+T0 = 1000 * NS
+
+
+def executor(actions=ARM, enable=True, logs=None, **settings) -> ChunkExecutor:
+    settings.setdefault("control_rate", 100.0)
+    log = logs.append if logs is not None else (lambda _m: None)
+    ex = ChunkExecutor(Dims.from_actions(actions), ExecutorSettings(**settings), info=log, warning=log)
+    if enable:
+        ex.enable(True, T0)
+    return ex
+
+
+def ticks(ex: ChunkExecutor, start: int, n: int, rate: float = 100.0) -> list:
+    return [ex.command(start + int(i * NS / rate)) for i in range(n)]
+
+
+# --- acceptance -----------------------------------------------------------------
+GOOD = dict(stamp_ns=T0 - 20_000_000, dt=0.05, names=ARM_NAMES, actions=np.zeros((10, 3)), adapter="a", now_ns=T0)
+
+
+@pytest.mark.parametrize("change, kind, needle", [
+    (dict(names=["j2", "j1", "gripper"]), "action_names", "['j2', 'j1', 'gripper'] differ from the contract's"),
+    (dict(names=["j1", "j2"]), "action_names", "same order"),
+    (dict(actions=np.zeros((10, 2))), "action_shape", "shape (10, 2): need (K, 3)"),
+    (dict(actions=np.zeros((0, 3))), "action_shape", "1 <= K"),
+    (dict(actions=np.zeros(3)), "action_shape", "shape (3,)"),
+    (dict(actions=np.array([[0, 0, 0], [0, np.nan, 0]])), "non_finite", "['j2'] at step(s) [1]"),
+    (dict(actions=np.array([[np.inf, 0, -np.inf]])), "non_finite", "2 NaN/Inf value(s) in ['gripper', 'j1']"),
+    (dict(dt=0.0), "bad_dt", "dt 0.0 s"),
+    (dict(dt=-0.05), "bad_dt", "dt -0.05 s"),
+    (dict(dt=float("nan")), "bad_dt", "dt nan"),
+    (dict(dt=50.0), "bad_dt", "not in [0.0001, 10.0]"),
+    (dict(stamp_ns=T0 + NS), "future_stamp", "1.000 s in the future"),
+    (dict(stamp_ns=T0 - 2 * NS), "stale", "2.000 s old (max_chunk_age 0.5 s)"),
+    (dict(stamp_ns=0), "stale", "stamp unset?"),
+    (dict(stamp_ns=T0 - 400_000_000, actions=np.zeros((2, 3))), "expired", "all of it is in the past"),
+])
+def test_bad_or_unusable_chunks_are_refused_with_the_reason_and_counted(change, kind, needle):
+    ex = executor()
+    verdict = ex.accept(**{**GOOD, **change})
+    assert not verdict.accepted and verdict.kind == kind and needle in verdict.reason, verdict
+    snap = ex.snapshot()
+    assert snap["refused"].get(kind, 0) + snap["ignored"].get(kind, 0) == 1
+    assert ex.accept(**GOOD).accepted, "the next good chunk is taken"
+
+
+def test_older_and_repeated_stamps_are_ignored_and_counted():
+    ex = executor()
+    assert ex.accept(**GOOD).accepted
+    dup = ex.accept(**GOOD)
+    older = ex.accept(**{**GOOD, "stamp_ns": GOOD["stamp_ns"] - 1})
+    assert (dup.kind, older.kind) == ("duplicate", "out_of_order") and not dup.refused
+    assert ex.snapshot()["ignored"] == {"duplicate": 1, "out_of_order": 1}
+
+
+def test_chunks_are_ignored_until_enabled_and_while_stopped():
+    ex = executor(enable=False)
+    assert ex.accept(**GOOD).kind == "not_enabled"
+    assert not ex.command(T0).publish and ex.state == "disabled"
+    ex.enable(True, T0)
+    assert ex.accept(**GOOD).accepted
+    ex.stop(T0)
+    assert ex.accept(**{**GOOD, "stamp_ns": GOOD["stamp_ns"] + 1}).kind == "not_enabled"
+
+
+def test_a_chunk_from_a_newly_switched_adapter_is_accepted_and_says_so():
+    logs: list[str] = []
+    ex = executor(logs=logs)
+    assert ex.accept(**GOOD).note == ""
+    v = ex.accept(**{**GOOD, "stamp_ns": GOOD["stamp_ns"] + 1, "adapter": "b"})
+    assert v.accepted and v.note.startswith("adapter switched 'a' -> 'b'")
+    assert ex.snapshot()["counts"]["adapter_switches"] == 1
+
+
+def test_ensemble_forgets_the_previous_adapters_chunks():
+    ex = executor(strategy="temporal_ensemble", interpolation="step")
+    ex.accept(**{**GOOD, "actions": np.full((10, 3), 0.01)})
+    ex.command(T0)
+    ex.accept(**{**GOOD, "stamp_ns": GOOD["stamp_ns"] + 1, "actions": np.full((10, 3), 0.05), "adapter": "b"})
+    np.testing.assert_allclose(ex.command(T0 + 10_000_000).value, 0.05)
+
+
+def test_a_burst_before_one_tick_executes_only_the_newest_chunk():
+    ex = executor(strategy="blend")
+    for i in range(100):
+        assert ex.accept(**{**GOOD, "stamp_ns": GOOD["stamp_ns"] + i, "actions": np.full((10, 3), i / 2000)}).accepted
+    cmd = ex.command(T0)
+    np.testing.assert_allclose(cmd.value, 99 / 2000)
+    assert ex.snapshot()["counts"]["superseded"] == 99 and cmd.source_stamp_ns == GOOD["stamp_ns"] + 99
+
+
+# --- timing, strategies, interpolation ------------------------------------------------
+def test_hold_applies_action_k_from_stamp_plus_k_dt():
+    ex = executor(strategy="hold", interpolation="step")
+    actions = np.array([[0.1 * k, 0.0, 0.0] for k in range(10)])
+    ex.accept(**{**GOOD, "stamp_ns": T0, "actions": actions})
+    cmds = ticks(ex, T0, 30)
+    assert [round(c.value[0], 3) for c in cmds[::5]] == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
+    assert all(c.state == "executing" for c in cmds)
+
+
+def test_delta_kinds_integrate_to_the_chunk_displacement_at_any_control_rate():
+    """Meta-World: a delta per 12.5 ms step, executed at 100 Hz (ticks do not align with steps)."""
+    deltas = np.array([[0.5, -0.25, 1.0, 0.3], [0.2, 0.0, -1.0, 0.3], [0.1, 0.4, 0.0, 0.3], [1.0, 1.0, 1.0, 0.3]])
+    for rate in (100.0, 80.0, 500.0):
+        ex = executor(SAWYER.actions, strategy="hold", interpolation="step", control_rate=rate)
+        stamp = T0
+        ex.accept(stamp, 0.0125, MW_NAMES, deltas, "a", stamp)
+        cmds = ticks(ex, stamp, int(rate * 0.05) + 1, rate)
+        moved = sum(c.value[:3] / rate for c in cmds if c.state == "executing")
+        np.testing.assert_allclose(moved, deltas[:, :3].sum(0), atol=1.01 * np.abs(deltas).max() * 12.5e-3 * rate / 80)
+        assert cmds[0].value[3] == pytest.approx(0.3), "the gripper is an absolute command"
+
+
+def test_delta_bounds_are_per_step_and_clamping_is_counted():
+    ex = executor(SAWYER.actions, interpolation="step")
+    ex.accept(T0, 0.0125, MW_NAMES, np.array([[3.0, 0.0, 0.0, 5.0]] * 4), "a", T0)
+    cmd = ex.command(T0)
+    np.testing.assert_allclose(cmd.value, [80.0, 0.0, 0.0, 1.0])  # 1 cm per 12.5 ms step, gripper 1
+    assert set(cmd.clamped) == {"dx:bounds", "gripper:bounds"} and ex.snapshot()["clamped"] == {"bounds": 1}
+
+
+def _smoothness(strategy: str, interpolation: str = "cubic") -> float:
+    """Max |velocity change| between ticks: a 10 Hz policy whose chunks disagree by a few cm."""
+    ex = executor(strategy=strategy, interpolation=interpolation)
+    rng = np.random.default_rng(3)
+    values, next_chunk = [], T0
+    for i in range(1500):
+        t = T0 + i * 10_000_000
+        if t >= next_chunk:
+            stamp = next_chunk - 30_000_000
+            ts = stamp / NS + np.arange(20) * 0.05
+            actions = np.stack([0.5 * np.sin(2 * ts), 0.3 * np.cos(ts), np.full(20, 0.04)], 1)
+            actions[:, :2] += rng.normal(0, 0.02, 2)
+            assert ex.accept(stamp, 0.05, ARM_NAMES, actions, "a", next_chunk).accepted
+            next_chunk += 100_000_000
+        values.append(ex.command(t).value)
+    v = np.diff(np.array(values), axis=0) * 100
+    return float(np.abs(np.diff(v[5:], axis=0)).max())
+
+
+def test_blend_keeps_velocity_jumps_at_chunk_boundaries_below_a_fifth_of_hold():
+    hold, ensemble, blend = (_smoothness(s) for s in ("hold", "temporal_ensemble", "blend"))
+    assert blend <= hold / 5, (hold, ensemble, blend)
+    assert ensemble < hold
+
+
+def test_cubic_and_spline_are_smoother_than_linear_within_a_chunk():
+    ex = {m: executor(strategy="hold", interpolation=m, stale_policy_timeout=0.0) for m in ("linear", "cubic", "spline")}
+    ts = T0 / NS + np.arange(20) * 0.05
+    actions = np.stack([np.sin(3 * ts), np.cos(3 * ts), np.full(20, 0.04)], 1)
+    jumps = {}
+    for m, e in ex.items():
+        e.accept(T0, 0.05, ARM_NAMES, actions, "a", T0)
+        values = np.array([c.value for c in ticks(e, T0, 90)])[2:]  # from rest: the first ticks jump
+        jumps[m] = np.abs(np.diff(np.diff(values[:, :2], axis=0), axis=0)).max() * 100 * 100
+    assert jumps["cubic"] < jumps["linear"] / 2 and jumps["spline"] < jumps["linear"] / 2, jumps
+
+
+# --- no fresh chunk, watchdog, safety --------------------------------------------------
+def test_no_fresh_chunk_ramps_rates_to_zero_within_ramp_time_and_stops_positions_after_v_t_over_2():
+    ex = executor([ActionDim("j", "joint_position", "rad"), ActionDim("w", "joint_velocity", "rad/s")],
+                  strategy="hold", interpolation="linear", ramp_time=0.2, stale_policy_timeout=0.1)
+    steps = np.arange(20)
+    ex.accept(T0, 0.05, ["j", "w"], np.stack([steps * 0.05, np.ones(20)], 1), "a", T0)  # j moves at 1 rad/s
+    cmds = ticks(ex, T0, 50)
+    states = [c.state for c in cmds]
+    assert states[:11] == ["executing"] * 11 and states[11] == "ramping" and states[-1] == "holding"
+    ramp = [c for c in cmds if c.state == "ramping"]
+    assert len(ramp) <= 21 and all(0 <= c.velocity[1] <= 1.0 for c in ramp)
+    held = [c for c in cmds if c.state == "holding"]
+    assert all(c.value[1] == 0.0 and c.velocity[0] == 0.0 for c in held[1:])  # held[0]: the ramp's last bit
+    assert held[0].value[0] == pytest.approx(cmds[10].value[0] + 1.0 * 0.2 / 2, abs=0.011), "stops after v*T/2"
+
+
+def test_a_chunk_that_ends_leaves_positions_where_it_ended():
+    ex = executor(strategy="hold", interpolation="linear", ramp_time=0.2)
+    ex.accept(T0, 0.05, ARM_NAMES, np.array([[0.0, 0.0, 0.04], [0.05, -0.05, 0.0]]), "a", T0)
+    cmds = ticks(ex, T0, 40)
+    assert [c.state for c in cmds].count("executing") == 10 and cmds[-1].state == "holding"
+    np.testing.assert_allclose(cmds[-1].value, [0.05, -0.05, 0.0])
+
+
+def test_a_dead_policy_is_caught_by_the_watchdog_before_the_chunk_ends():
+    logs: list[str] = []
+    ex = executor(strategy="hold", interpolation="step", stale_policy_timeout=0.1, ramp_time=0.0, logs=logs)
+    ex.accept(T0, 0.05, ARM_NAMES, np.full((40, 3), 0.04), "a", T0)  # covers 2 s
+    cmds = ticks(ex, T0, 30)
+    assert [c.state for c in cmds].index("holding") == 11
+    assert any("policy stale: no chunk for 0.110 s" in line for line in logs), logs
+    # a fresh chunk resumes execution
+    ex.accept(T0 + 300_000_000, 0.05, ARM_NAMES, np.full((40, 3), 0.05), "a", T0 + 300_000_000)
+    assert ex.command(T0 + 300_000_000).state == "executing"
+
+
+def test_stop_holds_at_once_then_enable_resumes_by_blending_from_the_held_position():
+    ex = executor(strategy="blend", interpolation="linear", blend_window=0.1)
+    ts = np.arange(20) * 0.05
+    ex.accept(T0, 0.05, ARM_NAMES, np.stack([ts, -ts, np.full(20, 0.02)], 1), "a", T0)  # 1 rad/s
+    moving = ticks(ex, T0, 20)[-1]
+    assert moving.velocity[0] == pytest.approx(1.0)
+    ex.stop(T0 + 200_000_000)
+    stopped = ticks(ex, T0 + 200_000_000, 5)
+    assert all(c.state == "stopped" and c.publish and np.all(c.velocity == 0) for c in stopped)
+    np.testing.assert_allclose(stopped[0].value, moving.value)
+    ex.enable(True, T0 + 300_000_000)
+    ex.accept(T0 + 290_000_000, 0.05, ARM_NAMES, np.tile([[1.0, -1.0, 0.02]], (20, 1)), "a", T0 + 300_000_000)
+    resumed = ticks(ex, T0 + 300_000_000, 15)
+    assert resumed[0].state == "executing"
+    assert abs(resumed[0].value[0] - moving.value[0]) < 0.01, "no jump: the blend starts at the held position"
+    assert resumed[-1].value[0] == pytest.approx(1.0)
+
+
+def test_disable_sends_one_final_hold_then_nothing():
+    ex = executor(SAWYER.actions, interpolation="step")
+    ex.accept(T0, 0.0125, MW_NAMES, np.full((8, 4), 0.5), "a", T0)
+    assert ex.command(T0).value[0] == pytest.approx(40.0)
+    ex.enable(False, T0)
+    final, after = ex.command(T0 + 10_000_000), ex.command(T0 + 20_000_000)
+    assert final.publish and final.state == "disabled" and np.all(final.value[:3] == 0) and final.value[3] == 0.5
+    assert not after.publish
+
+
+def test_enable_and_stop_storms_end_in_the_last_requested_state():
+    ex = executor(enable=False)
+    rng = np.random.default_rng(1)
+    for i in range(500):
+        t = T0 + i * 1_000_000
+        r = rng.integers(3)
+        _ = ex.enable(bool(r), t) if r < 2 else ex.stop(t)
+        ex.accept(**{**GOOD, "stamp_ns": t - 10_000_000, "now_ns": t})
+        ex.command(t)
+    ex.enable(True, T0 + NS)
+    assert ex.accept(**{**GOOD, "stamp_ns": T0 + NS, "now_ns": T0 + NS}).accepted
+    assert ex.command(T0 + NS).state == "executing"
+    ex.stop(T0 + NS)
+    assert ex.command(T0 + NS + 10_000_000).state == "stopped"
+
+
+def test_preview_points_are_strictly_increasing_and_start_one_period_ahead():
+    ex = executor(interpolation="cubic")
+    ex.accept(T0 - 30_000_000, 0.05, ARM_NAMES, np.tile(np.linspace(0, 1, 20)[:, None], (1, 3)) * 0.05, "a", T0)
+    cmd = ex.command(T0, preview_points=50)
+    assert cmd.preview_s[0] == pytest.approx(0.01) and np.all(np.diff(cmd.preview_s) > 0)
+    assert len(cmd.preview_s) == 20 and cmd.preview_value.shape == (20, 3)  # + the 19 knots still ahead
+    np.testing.assert_allclose(cmd.preview_value[0], cmd.value)
+
+
+def test_bad_settings_are_refused_quoting_the_value():
+    with pytest.raises(ExecutionError, match="strategy must be one of .* got 'fast'"):
+        ExecutorSettings(control_rate=100.0, strategy="fast")
+    with pytest.raises(ExecutionError, match="control_rate must be in .* got 0.0"):
+        ExecutorSettings(control_rate=0.0)
+    ex = executor()
+    with pytest.raises(ExecutionError, match="ramp_time .* got -1"):
+        ex.update(ramp_time=-1)
+    assert ex.settings.ramp_time == 0.2

@@ -1,0 +1,118 @@
+"""The control loop's clock: a thread with absolute deadlines, and period statistics. ROS-free.
+
+:class:`DeadlineLoop` calls ``tick()`` at ``start + n * period`` (absolute deadlines on the
+monotonic clock, so a late tick does not shift the ones after it: no drift); a tick that
+overran by whole periods skips those deadlines instead of firing them back to back.
+:class:`PeriodStats` measures what any loop delivered (this one or an rclpy timer): intervals
+between tick starts, their error against the period, and missed ticks (an interval of
+``n >= 1.5`` periods misses ``round(n) - 1`` ticks). docs/BENCHMARKS.md compares both loops.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+
+class PeriodStats:
+    """Thread-safe; ``record()`` at the start of every tick."""
+
+    def __init__(self, period_s: float, window: int = 1000) -> None:
+        self.period = float(period_s)
+        self._lock = threading.Lock()
+        self._intervals: deque[float] = deque(maxlen=window)
+        self._last: float | None = None
+        self.ticks = 0
+        self.missed = 0
+        self.max_error = 0.0
+
+    def record(self, t: float | None = None) -> None:
+        t = time.monotonic() if t is None else t
+        with self._lock:
+            self.ticks += 1
+            if self._last is not None:
+                interval = t - self._last
+                self._intervals.append(interval)
+                n = interval / self.period
+                if n >= 1.5:
+                    self.missed += int(round(n)) - 1
+                self.max_error = max(self.max_error, abs(interval - self.period))
+            self._last = t
+
+    def restart(self) -> None:
+        """A pause on purpose (deactivated) is not a missed tick."""
+        with self._lock:
+            self._last = None
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            intervals = np.array(self._intervals)
+            out = {"ticks": self.ticks, "missed_ticks": self.missed, "max_period_error_ms": self.max_error * 1e3}
+        if intervals.size:
+            err = np.abs(intervals - self.period)
+            out.update(period_p50_ms=float(np.median(intervals)) * 1e3,
+                       period_error_p50_ms=float(np.percentile(err, 50)) * 1e3,
+                       period_error_p99_ms=float(np.percentile(err, 99)) * 1e3)
+        else:
+            out.update(period_p50_ms=float("nan"), period_error_p50_ms=float("nan"), period_error_p99_ms=float("nan"))
+        return out
+
+
+class DeadlineLoop:
+    """``tick()`` every ``period_s`` on a thread of its own; ``stop()`` joins it."""
+
+    def __init__(self, period_s: float, tick: Callable[[], None], *, name: str = "control_loop",
+                 on_error: Callable[[BaseException], None] | None = None, priority: int = 0,
+                 on_priority: Callable[[str], None] | None = None) -> None:
+        self.period = float(period_s)
+        self._tick, self._on_error = tick, on_error
+        self._priority, self._on_priority = priority, on_priority
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive() and not self._stop.is_set()
+
+    def _set_priority(self) -> None:
+        if self._priority <= 0:
+            return
+        try:  # Linux: pid 0 = the calling thread; needs CAP_SYS_NICE or an rtprio limit
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self._priority))
+            message = f"control loop runs SCHED_FIFO priority {self._priority}"
+        except (AttributeError, OSError) as exc:
+            message = (f"cannot set SCHED_FIFO priority {self._priority} ({exc}); running with normal priority "
+                       "(grant rtprio in /etc/security/limits.conf or CAP_SYS_NICE)")
+        if self._on_priority is not None:
+            self._on_priority(message)
+
+    def _run(self) -> None:
+        self._set_priority()
+        deadline = time.monotonic() + self.period
+        while not self._stop.is_set():
+            delay = deadline - time.monotonic()
+            if delay > 0 and self._stop.wait(delay):
+                break
+            try:
+                self._tick()
+            except Exception as exc:  # noqa: BLE001 - a tick's bug must not end the control loop; it is reported
+                if self._on_error is not None:
+                    self._on_error(exc)
+            deadline += self.period
+            late = time.monotonic() - deadline
+            if late > self.period:  # overran whole periods: skip them (counted by PeriodStats), keep the phase
+                deadline += (late // self.period) * self.period

@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from ..contract import RobotContract
 from .benchmark_report import write_report
 from .config import AdapterConfig, ConfigBase, LoraConfig, ModelConfig, TrainConfig
 from .evaluate import EpisodeResult, TorchPolicySource, evaluate_task, summarize
@@ -102,6 +103,9 @@ class BenchmarkConfig(ConfigBase):
     heldout_episodes: int = 40
     record_seed: int = 0
     max_steps: int = 0  # 0 = the task's limit (500)
+    # A robot contract (e.g. config/robots/metaworld_sawyer.yaml: two cameras): recorded, trained and exported
+    # with its cameras, state and actions. "" = one corner camera, the layout of every earlier benchmark.
+    contract: str = ""
     # -- model and schedules ---------------------------------------------------------------------------
     model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides
     pretrain_steps: int = 3000
@@ -240,7 +244,8 @@ class Benchmark:
                 self.log(f"[record] {task}: {episodes} successful expert episodes")
                 summaries = record([task], episodes, cfg.record_seed, self.out / "demos",
                                    image_size=self.cfg.model_config.image_size, only_success=True,
-                                   max_steps=cfg.max_steps or None, progress=self.progress)
+                                   max_steps=cfg.max_steps or None, progress=self.progress,
+                                   contract=RobotContract.load(cfg.contract) if cfg.contract else None)
                 got = sum(1 for s in summaries if s.success and s.path is not None)
                 if got < episodes:
                     raise RuntimeError(f"{task}: the expert succeeded in only {got} of {len(summaries)} attempts "
@@ -253,6 +258,7 @@ class Benchmark:
             **self.cfg.schedule(steps), "out_dir": str(out), "resume": True, "progress": self.progress,
             "augment": self.cfg.augment, "model": self.cfg.model_config.to_dict(),
             "init_checkpoint": "" if regime == "pretrain" else str(self.backbone),
+            **({"contract": self.cfg.contract} if self.cfg.contract else {}),
             **extra,
         })
         result = train_from_config(cfg)

@@ -1,6 +1,7 @@
 """Start the VLA policy node (vla_adapter_node) with its parameter file.
 
     ros2 launch vla_adapter_ros vla_adapter.launch.py
+    ros2 launch vla_adapter_ros vla_adapter.launch.py model_dir:=/data/my_model contract:=/data/my_robot.yaml
     ros2 launch vla_adapter_ros vla_adapter.launch.py model_dir:=/data/my_model adapter:=drawer-open \
         providers:=tensorrt,cuda,cpu fp16:=true engine_cache_dir:=/data/trt_engines \
         camera_topic:=/wrist/image_raw use_compressed:=true
@@ -22,8 +23,8 @@ from launch import LaunchDescription
 
 PACKAGE = "vla_adapter_ros"
 # Launch arguments forwarded as node parameters of the same name when not empty.
-PARAMETER_ARGUMENTS = ("model_dir", "adapter", "providers", "camera_topic", "use_compressed", "fp16", "device_id",
-                       "engine_cache_dir")
+PARAMETER_ARGUMENTS = ("model_dir", "adapter", "providers", "contract", "camera_topic", "use_compressed", "fp16",
+                       "device_id", "engine_cache_dir")
 BOOLEAN_ARGUMENTS = ("use_compressed", "fp16")
 INTEGER_ARGUMENTS = ("device_id",)
 
@@ -80,6 +81,9 @@ def generate_launch_description():
         DeclareLaunchArgument(
             "providers", default_value="",
             description="onnxruntime providers in order, e.g. tensorrt,cuda,cpu (empty: params_file/runtime default)"),
+        DeclareLaunchArgument(
+            "contract", default_value="",
+            description="robot contract YAML: cameras, state, actions (empty: params_file, else the model's own)"),
         DeclareLaunchArgument(
             "camera_topic", default_value="",
             description="camera sensor_msgs/Image topic (empty: params_file, else /camera/image_raw)"),

@@ -14,6 +14,8 @@ def test_one_camera_makes_every_frame_a_set():
     p = FrameSetPairer(["front"], 0.01)
     s = p.add("front", 5 * MS, "f5")
     assert s is not None and s.items == {"front": "f5"} and s.stamp_ns == 5 * MS and s.skew_ns == 0
+    assert p.add("front", 1 * MS, "old").items == {"front": "old"}  # an older frame is still a set
+    assert p.sets == 2 and p.unpaired == 0
 
 
 def test_two_cameras_pair_within_the_skew_and_the_set_carries_the_reference_stamp():
@@ -45,6 +47,15 @@ def test_a_late_frame_older_than_the_last_set_is_refused():
     p.add("a", 100 * MS, 1)
     assert p.add("b", 101 * MS, 2) is not None
     assert p.add("a", 90 * MS, 3) is None and p.out_of_order == 1
+
+
+def test_a_resent_set_pairs_again():
+    """A lockstep simulator re-sends an unanswered frame set with its stamp: it must make a set again."""
+    p = FrameSetPairer(["a", "b"], 0.01)
+    p.add("a", 100 * MS, 1)
+    assert p.add("b", 100 * MS, 2).stamps == {"a": 100 * MS, "b": 100 * MS}
+    assert p.add("a", 100 * MS, 3) is None  # the re-send of a arrives first
+    assert p.add("b", 100 * MS, 4).items == {"a": 3, "b": 4} and p.out_of_order == 0
 
 
 def test_three_cameras_at_30hz_with_offsets_and_jitter_pair_every_moment():

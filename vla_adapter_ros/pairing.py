@@ -9,7 +9,7 @@ camera whose stamps lie within ``max_skew`` of each other; it is emitted as soon
 member arrives (no waiting for a better candidate: a policy wants the newest observation), the
 newest set wins, and every frame that can no longer be part of a set (older than the last set
 emitted, or pushed out of a camera's short history) is counted as unpaired. With one camera
-every frame is a set. Choose ``max_skew`` below half a camera period, or a frame may pair with
+every frame is a set, in whatever order frames come (the server judges their age). Choose ``max_skew`` below half a camera period, or a frame may pair with
 its neighbour's predecessor.
 
 The set's stamp is the reference camera's (the ActionChunk header carries it).
@@ -59,7 +59,12 @@ class FrameSetPairer(Generic[T]):
         if camera not in self._queues:
             raise KeyError(f"unknown camera {camera!r}; cameras: {list(self.cameras)}")
         with self._lock:
-            if self._last_set_ns is not None and stamp_ns <= self._last_set_ns:
+            if len(self.cameras) == 1:  # every frame is a set; its age is the server's rule, not ours
+                self.sets += 1
+                return FrameSet(stamp_ns, {camera: item}, {camera: stamp_ns}, 0)
+            # Older than the last set: too late. Equal: a re-send of that set's frames (a lockstep simulator
+            # re-sends an unanswered frame with its stamp), which pairs again with its partners' re-sends.
+            if self._last_set_ns is not None and stamp_ns < self._last_set_ns:
                 self.out_of_order += 1
                 self.unpaired += 1
                 return None

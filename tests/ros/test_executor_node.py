@@ -276,12 +276,14 @@ def test_bad_chunks_are_refused_counted_logged_and_the_last_good_state_kept(shar
         group = "refused" if kind != "stale" else "ignored"
         after = d.wait_status(lambda s: counter(s, f"{group}.{kind}") > counter(before, f"{group}.{kind}"), 10,
                               f"{group}.{kind} counted")
-        assert after["state"] == "executing", "the last good state is kept"
+        # the last good state is kept: still enabled and moving (ramping only if the test's own stream stalled
+        # under load; a refusal never stops, disables or resets the executor)
+        assert after["state"] in ("executing", "ramping"), after["state"]
         assert after["last_refusal"].startswith(f"{kind}: ") and needle in after["last_refusal"], after["last_refusal"]
         t = time.monotonic()
         d.wait_for(lambda: len(d.received(shared.array, since=t)) >= 5, 10, "commands keep flowing")
-        good = d.wait_status(lambda s: counter(s, "accepted") > counter(after, "accepted"), 10, "the next good chunk")
-        assert good["state"] == "executing"
+        d.wait_status(lambda s: counter(s, "accepted") > counter(after, "accepted") and s["state"] == "executing", 10,
+                      "the next good chunk executing")
     d.wait_for(lambda: f"[{kind}]" in shared.proc.log(), 10, f"a [{kind}] log line")  # throttled per kind
     assert d.enable(False).success
 

@@ -241,6 +241,8 @@ def test_parameters_are_validated_with_reasons(shared_policy):
     ok, reason = set_param("model_dir", "/elsewhere")
     assert not ok and "unconfigured" in reason
     ok, reason = set_param("camera_topic", "/other")
+    assert not ok and "unconfigured" in reason  # the robot's topics are read at configure
+    ok, reason = set_param("action_topic", "/other")
     assert not ok and "read-only" in reason.lower()
     assert set_param("max_image_age", 2.0) == (True, "")
     assert d.status()["max_image_age_s"] == "2"

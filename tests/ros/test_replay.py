@@ -171,9 +171,10 @@ def test_timed_replay_keeps_the_bag_timing_at_the_given_rate(ros_env, tiny_model
 
 
 def test_replay_waits_until_a_starting_node_answers(ros_env, tiny_model_dir, start_policy, make_driver, tmp_path):
-    """A lifecycle node subscribes before it serves, so matched topics do not mean a serving node:
-    replay probes with the first frame until the node answers, then plays the whole episode.
-    (Seen in CI before: a node still starting lost the first 20 of 32 timed frames.)"""
+    """A node that is still starting (unconfigured: no camera subscription yet; configured but inactive:
+    frames counted, not served) must not cost the replay any frame: replay waits for a subscriber, probes
+    with the first frame until the node answers, then plays the whole episode. (Seen in CI before: a node
+    still starting lost the first 20 of 32 timed frames.)"""
 
     from lifecycle_msgs.msg import Transition
     from lifecycle_msgs.srv import ChangeState
@@ -188,13 +189,16 @@ def test_replay_waits_until_a_starting_node_answers(ros_env, tiny_model_dir, sta
     try:
         d = make_driver(proc)
         d.wait_for(lambda: d.node.count_publishers(t["camera_topic"]) >= 2, 30, "the replay's camera publisher")
-        # The replay probes the unconfigured node (probe frames are counted, not served) and must not give up.
+        assert run.poll() is None, run.communicate()  # waiting for a subscriber: the node is unconfigured
+        ok = d.call(ChangeState, "change_state", ChangeState.Request(transition=Transition(
+            id=Transition.TRANSITION_CONFIGURE)), resend_s=0)
+        assert ok.success, proc.log()
+        # configured, not active: the replay's probe frames reach the node, are counted, are not served
         d.wait_for(lambda: int(d.status()["frames_while_inactive"]) >= 3, 30, "probe frames reaching the node")
         assert run.poll() is None, run.communicate()
-        for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
-            ok = d.call(ChangeState, "change_state", ChangeState.Request(transition=Transition(id=transition)),
-                        resend_s=0)
-            assert ok.success, proc.log()
+        ok = d.call(ChangeState, "change_state", ChangeState.Request(transition=Transition(
+            id=Transition.TRANSITION_ACTIVATE)), resend_s=0)
+        assert ok.success, proc.log()
         out, err = run.communicate(timeout=120)
     finally:
         if run.poll() is None:
@@ -205,11 +209,20 @@ def test_replay_waits_until_a_starting_node_answers(ros_env, tiny_model_dir, sta
     assert len(rb.read_action_chunks(tmp_path / "out" / DEMO_BAG.name)) == n
 
 
-def test_replay_against_a_node_that_never_serves_exits_3(ros_env, tiny_model_dir, start_policy):
+def test_replay_against_a_node_that_never_serves_exits_3(ros_env, tiny_model_dir, start_policy, make_driver):
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+
     proc = start_policy(tiny_model_dir, autostart=False, **POLICY_PARAMETERS)
     t = proc.topics
-    result = replay(ros_env, DEMO_BAG, "--timeout", 4, "--camera-topic", t["camera_topic"],
-                    "--instruction-topic", t["instruction_topic"], "--proprio-topic", t["proprio_topic"],
-                    "--action-topic", t["action_topic"])
-    assert result.returncode == 3, result.stdout + result.stderr
-    assert "matched but answered no frame" in result.stderr
+    args = ["--timeout", 4, "--camera-topic", t["camera_topic"], "--instruction-topic", t["instruction_topic"],
+            "--proprio-topic", t["proprio_topic"], "--action-topic", t["action_topic"]]
+    unconfigured = replay(ros_env, DEMO_BAG, *args)  # no camera subscription before configure
+    assert unconfigured.returncode == 3 and "no policy node: 0 subscriber(s)" in unconfigured.stderr
+    d = make_driver(proc)
+    ok = d.call(ChangeState, "change_state", ChangeState.Request(transition=Transition(
+        id=Transition.TRANSITION_CONFIGURE)), resend_s=0)
+    assert ok.success, proc.log()
+    inactive = replay(ros_env, DEMO_BAG, *args)  # subscribed, never activated: matched, never answers
+    assert inactive.returncode == 3, inactive.stdout + inactive.stderr
+    assert "matched but answered no frame" in inactive.stderr

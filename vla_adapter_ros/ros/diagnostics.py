@@ -12,7 +12,7 @@ Keys are stable (``vla-adapter status`` and the tests read them).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -23,7 +23,7 @@ from vla_adapter_ros.ros.conversions import diagnostic_array, diagnostic_status
 from vla_adapter_ros.serving import stats as st
 
 # Counters that mean "a frame arrived but was not served" (besides per-kind refusals).
-_UNSERVED = (st.STALE, st.NO_INSTRUCTION, st.NO_PROPRIO, st.PROPRIO_SKEW)
+_UNSERVED = (st.STALE, st.NO_INSTRUCTION, st.NO_PROPRIO, st.PROPRIO_SKEW, st.UNPAIRED)
 
 
 class DiagnosticsReport:
@@ -33,14 +33,18 @@ class DiagnosticsReport:
 
     def build(self, *, snapshot: dict[str, Any], state: str, adapter: str, provider: str, model: str,
               model_dir: str, instruction: str, last_error: str, config: Any, fault: str = "",
-              new_period: bool = True, runtime: Mapping[str, str] | None = None) -> DiagnosticStatus:
+              new_period: bool = True, runtime: Mapping[str, str] | None = None,
+              cameras: Mapping[str, str] | None = None, silent: Sequence[str] = ()) -> DiagnosticStatus:
         """``fault``: a lasting condition that stops serving (ERROR until it clears), e.g. a failed provider.
         ``new_period``: this status closes a period (the periodic publication); False for on-demand reads.
-        ``runtime``: how the model is served (serving path, language encoder's provider, provider walk)."""
+        ``runtime``: how the model is served (serving path, language encoder's provider, provider walk).
+        ``cameras``: camera -> what to show about it; ``silent``: cameras with no recent frame (WARN)."""
         counts, refused, errors = snapshot["counts"], snapshot["refused"], snapshot["errors"]
         _, delta = self._period.delta(new_period, counts, refused=refused, errors=errors)
         level, message = ("ERROR", fault) if fault else self._level(state, delta, snapshot, adapter, provider,
                                                                      last_error)
+        if silent and level != "ERROR":  # the most specific reason frames are not served
+            level, message = "WARN", f"camera(s) {list(silent)} sent no frame recently: no frame sets are served"
         values: dict[str, Any] = {
             "lifecycle_state": state,
             "active_adapter": adapter,
@@ -58,8 +62,9 @@ class DiagnosticsReport:
             "action_age_p50_ms": snapshot["age_p50_ms"],
             "action_age_p95_ms": snapshot["age_p95_ms"],
         }
+        values.update({f"camera.{name}": text for name, text in (cameras or {}).items()})
         for key in (st.FRAMES_IN, st.ACTIONS_OUT, st.SKIPPED, st.STALE, st.NO_INSTRUCTION, st.NO_PROPRIO, st.PROPRIO_SKEW,
-                    st.INACTIVE, st.INSTRUCTIONS_IN, st.PROPRIO_IN, st.SWITCHES, st.PROVIDER_FALLBACKS):
+                    st.UNPAIRED, st.INACTIVE, st.INSTRUCTIONS_IN, st.PROPRIO_IN, st.SWITCHES, st.PROVIDER_FALLBACKS):
             values[key] = counts.get(key, 0)
         values["refused_total"] = sum(refused.values())
         values.update({f"refused.{k}": v for k, v in sorted(refused.items())})

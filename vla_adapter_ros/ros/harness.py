@@ -205,7 +205,8 @@ def send_until(send: Callable[[], T], answered: Callable[[T], bool], session: Ro
 
     The primitive behind every "until it answers" of the package: a probe frame sent until
     a serving node answers it, a lockstep frame re-sent until its action arrives. Returns the
-    token of the send that was answered (or any earlier one whose answer came late).
+    token of the send that was answered (or any earlier one whose answer came late). Tokens are
+    hashable (a stamp; None when ``answered`` looks at something else, e.g. a status counter).
     """
     deadline = time.monotonic() + timeout
     tokens: list[T] = []
@@ -214,9 +215,9 @@ def send_until(send: Callable[[], T], answered: Callable[[T], bool], session: Ro
         end = min(deadline, time.monotonic() + interval)
         while True:
             generation = session.generation()
-            hit = next((t for t in tokens if answered(t)), None)
-            if hit is not None:
-                return hit
+            for token in dict.fromkeys(reversed(tokens)):  # newest first, each once (a token may be None)
+                if answered(token):
+                    return token
             left = end - time.monotonic()
             if left <= 0:
                 break

@@ -26,10 +26,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from vla_adapter_ros.contract import RobotContract, StateField
 from vla_adapter_ros.names import validate_adapter_name
 
 PACKAGE = "vla_adapter_ros"
@@ -155,6 +156,7 @@ class NodeConfig:
 
 # --- the policy node -----------------------------------------------------------------
 DEFAULT_MODEL_NAME = "default"
+_CAMERA_OVERRIDES = ("camera_topic", "use_compressed")  # one camera only; reliability and depth apply to each
 CAMERA_RELIABILITY = ("best_effort", "reliable")
 _PROVIDER_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _JOINT_RE = re.compile(r"^\S+$")
@@ -173,20 +175,36 @@ class PolicyNodeConfig(NodeConfig):
         "", "comma-separated onnxruntime providers in order (tensorrt,cuda,cpu); empty = runtime default",
         CONFIGURE,
     )
-    # --- topics (all remappable as well) ---
-    camera_topic: str = param("/camera/image_raw", "camera sensor_msgs/Image topic", topic=True)
-    use_compressed: bool = param(False, "subscribe to sensor_msgs/CompressedImage on <camera_topic>/compressed")
+    # --- the robot (read at configure): a contract file, or the model's own contract + single-camera overrides ---
+    contract: str = param(
+        "", "robot contract YAML (cameras, state, actions; docs/ROBOTS.md); refused at configure when its cameras, "
+            "state or actions differ from the model's. Empty = the model's own contract, with the overrides below",
+        CONFIGURE)
+    camera_topic: str = param("", "single-camera model without a contract file: the camera topic; empty = the "
+                                  "model contract's", CONFIGURE, topic=True, optional=True)
+    use_compressed: bool = param(False, "single-camera model: subscribe to sensor_msgs/CompressedImage on "
+                                        "<camera topic>/compressed", CONFIGURE)
+    camera_reliability: str = param("", "every camera's QoS reliability; empty = the contract's", CONFIGURE,
+                                    choices=("",) + CAMERA_RELIABILITY)
+    camera_depth: int = param(0, "every camera's QoS history depth (keep last); 0 = the contract's", CONFIGURE,
+                              min=0, max=100)
+    proprio_topic: str = param("", "the state sensor_msgs/JointState topic; empty = the contract's", CONFIGURE,
+                               topic=True, optional=True)
+    proprio_joint_names: str = param(
+        "", "comma-separated JointState names, in the policy's proprio order (a robot whose joints are named "
+            "otherwise); empty = the contract's", CONFIGURE,
+    )
+    max_state_skew: float = param(
+        -1.0, "seconds; a frame is served with the state sample nearest its stamp within this; 0 = the latest "
+              "sample whatever its stamp; -1 = the contract's (state.max_skew)", CONFIGURE, min=-1.0, max=60.0,
+    )
+    # --- outputs ---
     instruction_topic: str = param("/vla/instruction", "instruction std_msgs/String (reliable, transient local)",
                                    topic=True)
-    proprio_topic: str = param("/joint_states", "proprioception sensor_msgs/JointState; empty = no proprio",
-                               topic=True, optional=True)
     action_topic: str = param("/vla/action", "vla_adapter_interfaces/ActionChunk output", topic=True)
     publish_first_action_array: bool = param(False, "also publish the first action as std_msgs/Float32MultiArray")
     first_action_topic: str = param("/vla/first_action", "Float32MultiArray topic (publish_first_action_array)",
                                     topic=True)
-    # --- camera QoS ---
-    camera_reliability: str = param("best_effort", "camera QoS reliability", choices=CAMERA_RELIABILITY)
-    camera_depth: int = param(1, "camera QoS history depth (keep last)", min=1, max=100)
     # --- serving ---
     max_image_age: float = param(
         1.0, "seconds; frames older than this (now - header.stamp) are not served; 0 = no limit", RUNTIME,
@@ -213,14 +231,6 @@ class PolicyNodeConfig(NodeConfig):
                          choices=("auto", "plain", "iobinding"))
     trt_max_batch: int = param(8, "TensorRT optimisation profile: batch 1 (min, opt) to this (max)", CONFIGURE,
                                min=1, max=1024)
-    max_state_skew: float = param(
-        0.1, "seconds; a frame is served with the JointState sample nearest its stamp within this; 0 = the "
-             "latest sample whatever its stamp", CONFIGURE, min=0.0, max=60.0,
-    )
-    proprio_joint_names: str = param(
-        "", "comma-separated JointState names, in the policy's proprio order; empty = the manifest's names",
-        CONFIGURE,
-    )
     # --- lifecycle and diagnostics ---
     autostart: bool = param(True, "configure and activate at start-up (plain `ros2 run` serves right away); "
                                   "exit 1 if that fails. False: a lifecycle manager configures it")
@@ -247,10 +257,30 @@ class PolicyNodeConfig(NodeConfig):
     def joint_name_list(self) -> list[str]:
         return split_list(self.proprio_joint_names)
 
-    @property
-    def image_topic(self) -> str:
-        """The topic actually subscribed: image_transport's ``<base>/compressed`` when compressed."""
-        return f"{self.camera_topic.rstrip('/')}/compressed" if self.use_compressed else self.camera_topic
+    def robot_contract(self, model: RobotContract) -> RobotContract:
+        """The robot this node serves: the ``contract`` file, else the model's own contract with the
+        single-camera overrides (topic, compressed transport, QoS) and the state overrides (topic, joint
+        names, skew). ContractError / ValueError say what is wrong."""
+        robot = RobotContract.load(Path(self.contract).expanduser()) if self.contract else model
+        overrides = {k: getattr(self, k) for k in _CAMERA_OVERRIDES if getattr(self, k) != self.field_info()[k].default}
+        if overrides and len(robot.cameras) != 1:
+            raise ValueError(f"{sorted(overrides)} apply to a single camera; the robot has {list(robot.camera_names)}: "
+                             "set each camera in a contract file instead")
+        if len(robot.cameras) == 1 and not self.contract:
+            cam = robot.cameras[0]
+            topic, kind = self.camera_topic or cam.topic, cam.type
+            if self.use_compressed:
+                topic, kind = f"{topic.rstrip('/')}/compressed", "CompressedImage"
+            robot = replace(robot, cameras=(replace(cam, topic=topic, type=kind),))
+        robot = replace(robot, cameras=tuple(replace(c, reliability=self.camera_reliability or c.reliability,
+                                                     depth=self.camera_depth or c.depth) for c in robot.cameras))
+        if robot.state is not None:
+            state = robot.state
+            fields = tuple(StateField("position", n) for n in self.joint_name_list) or state.fields
+            robot = replace(robot, state=replace(
+                state, topic=self.proprio_topic or state.topic, fields=fields,
+                max_skew=state.max_skew if self.max_state_skew < 0 else self.max_state_skew))
+        return robot
 
     def resolved_model_dir(self) -> Path:
         return Path(self.model_dir).expanduser() if self.model_dir else default_model_dir()

@@ -20,17 +20,21 @@ import time
 import cv2
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image, JointState
-from std_msgs.msg import Float32MultiArray, String
+from std_msgs.msg import Float32MultiArray, Float64MultiArray, String
 
 from vla_adapter_interfaces.msg import ActionChunk
 from vla_adapter_interfaces.srv import GetStatus, ListAdapters, LoadAdapter, SwitchAdapter
+from vla_adapter_ros import decoding
+from vla_adapter_ros.contract import ContractError, RobotContract
+from vla_adapter_ros.pairing import FrameSetPairer
 from vla_adapter_ros.processing import normalize_instruction
 from vla_adapter_ros.ros import conversions, qos
 from vla_adapter_ros.ros.adapter_commands import AdapterCommands, quote_name
 from vla_adapter_ros.ros.diagnostics import DiagnosticsReport
 from vla_adapter_ros.ros.entry import run_node
+from vla_adapter_ros.ros.lifecycle import ReleasingLifecycleNode
 from vla_adapter_ros.ros.params import PolicyNodeConfig
 from vla_adapter_ros.runtime.errors import PolicyRuntimeError
 from vla_adapter_ros.runtime.policy import OnnxPolicy
@@ -46,9 +50,14 @@ except ImportError:  # Humble
     from rclpy.qos_event import SubscriptionEventCallbacks
 
 MAX_INSTRUCTION_CHARS = 2000
+CAMERA_TYPES = {"Image": Image, "CompressedImage": CompressedImage}
+STATE_TYPES = {"JointState": JointState, "Float64MultiArray": Float64MultiArray,
+               "Float32MultiArray": Float32MultiArray}
+# A camera that sent nothing for this many diagnostics periods while serving turns the status WARN.
+SILENT_PERIODS = 2.0
 
 
-class PolicyNode(LifecycleNode):
+class PolicyNode(ReleasingLifecycleNode):
     def __init__(self, **kwargs) -> None:
         super().__init__(PolicyNodeConfig.NODE_NAME, **kwargs)
         self.config = PolicyNodeConfig.declare(self)  # ValueError on a bad value: main() reports it
@@ -58,19 +67,18 @@ class PolicyNode(LifecycleNode):
         self.policy: OnnxPolicy | None = None
         self.adapters: AdapterCommands | None = None
         self.server: FrameServer | None = None
-        self.inputs = InputBuffer(needs_state=False, max_skew_s=cfg.max_state_skew)
+        self.inputs = InputBuffer(needs_state=False, max_skew_s=0.0)
+        self.robot: RobotContract | None = None
+        self.pairer: FrameSetPairer | None = None
+        self._input_subs: list = []  # camera and state subscriptions, made by configure for its robot
+        self._last_frame: dict[str, float] = {}  # camera -> monotonic time of its last frame
+        self._unpaired = 0
         self.lifecycle_state = "unconfigured"
         self.last_error = ""
         self._serving = False
-        self._proprio_names: list[str] = []
         self._action_names: list[str] = []
         self._dt = 0.0
         self._sequence = 0
-        self._to_rgb = conversions.compressed_msg_to_rgb if cfg.use_compressed else conversions.image_msg_to_rgb
-        if cfg.use_compressed:
-            # OpenCV prints its own unthrottled "[ERROR] imdecode_ ..." line for some malformed payloads (BMP
-            # headers); the node already reports each refusal, counted and throttled (kind compressed_decode).
-            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
         self.worker = LatestFrameWorker(self.serve_frame, min_interval_s=_interval(cfg.max_rate),
                                         on_error=self.on_worker_error)
 
@@ -83,19 +91,14 @@ class PolicyNode(LifecycleNode):
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.diagnostics_qos())
         self.diagnostics = DiagnosticsReport(f"{self.get_fully_qualified_name().lstrip('/')}: policy")
 
-        # Every callback below only hands work over (inference runs on the worker thread), so one
-        # executor thread serves them all: measured on this project's machines, rclpy's
-        # MultiThreadedExecutor added about 2 ms per frame to the camera -> action path.
-        self.create_subscription(
-            CompressedImage if cfg.use_compressed else Image, cfg.image_topic, self.on_image,
-            qos.camera_qos(cfg.camera_reliability, cfg.camera_depth),
-        )
+        # Every callback only hands work over (inference runs on the worker thread), so one executor
+        # thread serves them all: measured on this project's machines, rclpy's MultiThreadedExecutor
+        # added about 2 ms per frame to the camera -> action path. Camera and state subscriptions
+        # follow the robot contract, so configure makes them (_subscribe).
         self.create_subscription(
             String, cfg.instruction_topic, self.on_instruction, qos.instruction_qos(),
             event_callbacks=SubscriptionEventCallbacks(incompatible_qos=self.on_instruction_qos_mismatch),
         )
-        if cfg.proprio_topic:
-            self.create_subscription(JointState, cfg.proprio_topic, self.on_joint_state, qos.proprio_qos())
         self.create_service(SwitchAdapter, "~/switch_adapter", self.on_switch_adapter)
         self.create_service(ListAdapters, "~/list_adapters", self.on_list_adapters)
         self.create_service(LoadAdapter, "~/load_adapter", self.on_load_adapter)
@@ -104,13 +107,7 @@ class PolicyNode(LifecycleNode):
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self.worker.start()
 
-    # --- lifecycle --------------------------------------------------------------
-    def autostart(self) -> bool:
-        """configure + activate (the ``autostart`` parameter); False when either failed."""
-        if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-            return False
-        return self.trigger_activate() == TransitionCallbackReturn.SUCCESS
-
+    # --- lifecycle (cleanup, shutdown, error and autostart: ReleasingLifecycleNode) -------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         cfg = self.config
         model_dir = cfg.resolved_model_dir()
@@ -123,27 +120,24 @@ class PolicyNode(LifecycleNode):
         except (PolicyRuntimeError, ValueError, OSError) as exc:
             return self._configure_failed(f"cannot load the model from {str(model_dir)!r}: {exc}")
         manifest = policy.manifest
-        names = cfg.joint_name_list or list(manifest.proprio_names)
-        if len(names) != len(manifest.proprio_names):
+        problem = self._check_robot(manifest)
+        if problem:
             policy.close()
-            return self._configure_failed(
-                f"proprio_joint_names {names} has {len(names)} names; the model needs "
-                f"{len(manifest.proprio_names)} ({list(manifest.proprio_names)})")
-        if names and not cfg.proprio_topic:
-            policy.close()
-            return self._configure_failed(f"the model needs proprio {names} but proprio_topic is empty")
-        self._proprio_names = names
+            return self._configure_failed(problem)
+        robot = self.robot
         self._action_names, self._dt = list(manifest.actions.names), float(manifest.actions.dt)
         instruction = self.inputs.instruction  # kept across reconfigures (transient local sent it once)
-        self.inputs = InputBuffer(needs_state=bool(names), max_skew_s=cfg.max_state_skew)
+        self.inputs = InputBuffer(needs_state=robot.state is not None,
+                                  max_skew_s=robot.state.max_skew if robot.state is not None else 0.0)
         if instruction is not None:
             self.inputs.set_instruction(instruction)
+        self._subscribe(robot)
         self.server = FrameServer(
             policy, self.inputs, self.stats, self.problems, now_ns=lambda: self.get_clock().now().nanoseconds,
             max_image_age=lambda: self.config.max_image_age, serving=lambda: self._serving,
             newer_frame_waiting=lambda: self.worker.pending, log_warning=self.get_logger().warning,
             log_error=self.get_logger().error,
-            topics={"instruction": cfg.instruction_topic, "proprio": cfg.proprio_topic})
+            topics={"instruction": cfg.instruction_topic, "proprio": robot.state.topic if robot.state else ""})
         self.policy, self.adapters, self.last_error = policy, AdapterCommands(policy), ""
         self.lifecycle_state = "inactive"
         self.get_logger().info(
@@ -152,6 +146,46 @@ class PolicyNode(LifecycleNode):
             f"adapters {[a.name for a in policy.adapters]}, active {policy.active_adapter!r}")
         return super().on_configure(state)
 
+    def _check_robot(self, manifest) -> str:
+        """Settle the robot contract (self.robot) against the model's; the reason when they cannot work together."""
+        try:
+            robot = self.config.robot_contract(manifest.contract)
+        except (ContractError, ValueError) as exc:
+            return f"robot contract: {exc}"
+        if self.config.contract:
+            mismatches = manifest.contract.mismatches(robot)
+            if mismatches:
+                return (f"the model's contract ({manifest.contract.robot!r}) and the robot's "
+                        f"({self.config.contract!r}) disagree: " + "; ".join(mismatches))
+        model_state = manifest.proprio_names
+        robot_state = robot.state.fields if robot.state is not None else ()
+        if len(robot_state) != len(model_state):
+            return (f"the robot's state has {len(robot_state)} entries ({[f.name for f in robot_state]}); the model "
+                    f"needs {len(model_state)} ({list(model_state)})")
+        self.robot = robot
+        return ""
+
+    def _subscribe(self, robot: RobotContract) -> None:
+        """A subscription per camera of the robot, paired into frame sets, and one for its state."""
+        self.pairer = FrameSetPairer(robot.camera_names, robot.max_camera_skew, robot.reference_camera)
+        self._last_frame, self._unpaired = {}, 0
+        for cam in robot.cameras:
+            if cam.type == "CompressedImage":
+                # OpenCV prints its own unthrottled "[ERROR] imdecode_ ..." line for some malformed payloads;
+                # the node already reports each refusal, counted and throttled (kind compressed_decode).
+                cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+            self._input_subs.append(self.create_subscription(
+                CAMERA_TYPES[cam.type], cam.topic, lambda msg, c=cam.name: self.on_image(c, msg),
+                qos.camera_qos(cam.reliability, cam.depth)))
+        if robot.state is not None:
+            self._input_subs.append(self.create_subscription(
+                STATE_TYPES[robot.state.type], robot.state.topic, self.on_state, qos.proprio_qos()))
+
+    def _unsubscribe(self) -> None:
+        for sub in self._input_subs:
+            self.destroy_subscription(sub)
+        self._input_subs, self.pairer = [], None
+
     def _configure_failed(self, reason: str) -> TransitionCallbackReturn:
         self.last_error = reason
         self.get_logger().error(f"configure failed: {reason}")
@@ -159,26 +193,14 @@ class PolicyNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._serving, self.lifecycle_state = True, "active"
-        self.get_logger().info(f"serving {self.config.image_topic} -> {self.config.action_topic}")
+        topics = ", ".join(f"{c.name}: {c.topic}" for c in self.robot.cameras)
+        self.get_logger().info(f"serving {topics} -> {self.config.action_topic}")
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_serving()
         self.lifecycle_state = "inactive"
         return super().on_deactivate(state)
-
-    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._release()
-        return super().on_cleanup(state)
-
-    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._release()
-        self.lifecycle_state = "finalized"
-        return super().on_shutdown(state)
-
-    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._release()
-        return TransitionCallbackReturn.SUCCESS  # back to unconfigured; a configure may retry
 
     def _stop_serving(self) -> None:
         self._serving = False
@@ -188,6 +210,7 @@ class PolicyNode(LifecycleNode):
 
     def _release(self) -> None:
         self._stop_serving()
+        self._unsubscribe()
         policy, self.policy, self.adapters, self.server = self.policy, None, None, None
         if policy is not None:
             policy.close()
@@ -199,15 +222,25 @@ class PolicyNode(LifecycleNode):
         self.worker.stop()
 
     # --- inputs (executor threads: hand over, never infer) ------------------------
-    def on_image(self, msg: Image | CompressedImage) -> None:
+    def on_image(self, camera: str, msg: Image | CompressedImage) -> None:
         self.stats.incr(st.FRAMES_IN)
-        if not self._serving:
+        self._last_frame[camera] = time.monotonic()
+        pairer = self.pairer
+        if not self._serving or pairer is None:
             self.stats.incr(st.INACTIVE)
             return
-        frame = Frame(conversions.stamp_to_ns(msg.header.stamp), time.monotonic(),
-                      decode=lambda: self._to_rgb(msg))
-        if self.worker.submit((frame, msg.header)) is not None:
-            self.stats.incr(st.SKIPPED)  # an unserved older frame gave way to this one
+        frame_set = pairer.add(camera, conversions.stamp_to_ns(msg.header.stamp), msg)
+        if pairer.unpaired != self._unpaired:  # frames that will never be part of a set
+            self.stats.incr(st.UNPAIRED, pairer.unpaired - self._unpaired)
+            self._unpaired = pairer.unpaired
+        if frame_set is None:
+            return
+        types = {c.name: c.type for c in self.robot.cameras}
+        frame = Frame(frame_set.stamp_ns, time.monotonic(), decode=lambda: {
+            c: decoding.camera_msg_to_rgb(m, types[c]) for c, m in frame_set.items.items()})
+        header = frame_set.items[self.robot.reference_camera].header
+        if self.worker.submit((frame, header)) is not None:
+            self.stats.incr(st.SKIPPED)  # an unserved older frame set gave way to this one
         self.inputs.wake()  # a frame waiting for its inputs gives way to this newer one
 
     def on_instruction(self, msg: String) -> None:
@@ -228,16 +261,18 @@ class PolicyNode(LifecycleNode):
             "instruction_qos", f"a publisher on {self.config.instruction_topic} has incompatible QoS "
             f"(policy {event.last_policy_kind}); publish instructions reliable + transient_local")
 
-    def on_joint_state(self, msg: JointState) -> None:
-        if not self._proprio_names:
-            return  # the model takes no proprio
+    def on_state(self, msg: JointState | Float64MultiArray | Float32MultiArray) -> None:
+        state = self.robot.state if self.robot is not None else None
+        if state is None:
+            return
         try:
-            values = conversions.joint_state_to_proprio(msg, self._proprio_names)
-        except conversions.ConversionError as exc:
+            values = decoding.state_vector(msg, state.type, state.fields)
+        except decoding.DecodeError as exc:
             self.stats.refuse(exc.kind)
             self.problems.report(exc.kind, str(exc))
             return
-        stamp = conversions.stamp_to_ns(msg.header.stamp)  # unset (0): stamped on arrival
+        header = getattr(msg, "header", None)  # MultiArrays carry none: stamped on arrival, like an unset stamp
+        stamp = conversions.stamp_to_ns(header.stamp) if header is not None else 0
         self.inputs.add_state(stamp or self.get_clock().now().nanoseconds, values)
         self.stats.incr(st.PROPRIO_IN)
 
@@ -318,7 +353,24 @@ class PolicyNode(LifecycleNode):
             config=self.config, fault=server.fault if server else "", new_period=new_period,
             runtime={"serving": policy.serving, "language_provider": policy.language_provider,
                      "provider_report": policy.provider_report.summary()} if policy else None,
+            **self._camera_report(),
         )
+
+    def _camera_report(self) -> dict:
+        """Per camera: its topic and how long ago its last frame came; the cameras silent while serving."""
+        robot, now = self.robot, time.monotonic()
+        if robot is None:
+            return {}
+        cameras, silent = {}, []
+        for cam in robot.cameras:
+            last = self._last_frame.get(cam.name)
+            age = f"{now - last:.2f} s ago" if last is not None else "never"
+            cameras[cam.name] = f"{cam.topic} ({cam.type}), last frame {age}"
+            if self._serving and (last is None or now - last > SILENT_PERIODS * self.config.diagnostics_period):
+                silent.append(cam.name)
+        # one silent camera among others that send is the warning; all silent is "no camera frames"
+        partial = silent if len(silent) < len(robot.cameras) else []
+        return {"cameras": cameras, "silent": partial}
 
     def on_diagnostics_timer(self) -> None:
         self.diagnostics_pub.publish(conversions.diagnostic_array(self.get_clock().now().to_msg(),

@@ -42,6 +42,7 @@ from std_msgs.msg import Header
 
 from vla_adapter_interfaces.msg import ActionChunk, EpisodeStatus
 from vla_adapter_interfaces.srv import ResetEpisode
+from vla_adapter_ros.contract import RobotContract
 from vla_adapter_ros.core.sim.instructions import sample_instruction
 from vla_adapter_ros.core.sim.metaworld_env import (
     ACTION_DIM,
@@ -49,6 +50,7 @@ from vla_adapter_ros.core.sim.metaworld_env import (
     MetaWorldEnv,
     UnknownTaskError,
     canonical_task,
+    contract_views,
 )
 from vla_adapter_ros.ros import conversions, qos
 from vla_adapter_ros.ros.entry import run_node
@@ -72,7 +74,11 @@ class SimNodeConfig(NodeConfig):
     # --- camera ---
     image_size: int = param(96, "square camera image size in pixels", min=16, max=1024)
     camera: str = param("corner4", "MuJoCo camera name")
-    frame_id: str = param("camera", "header.frame_id of the camera image")
+    frame_id: str = param("camera", "header.frame_id of the camera image (one camera; with a contract each camera's "
+                                    "frame_id is its name)")
+    contract: str = param("", "robot contract of the simulated robot (e.g. config/robots/metaworld_sawyer.yaml: "
+                              "corner + wrist cameras on its topics, its state topic); empty = one camera "
+                              "(`camera`) on camera_topic")
     # --- stepping ---
     mode: str = param("lockstep", "lockstep: step when the action for the last frame arrives; timer: wall clock",
                       choices=MODES)
@@ -103,7 +109,7 @@ class PendingFrame(NamedTuple):
 
     stamp_ns: int
     joints: JointState
-    image: Image
+    images: tuple[Image, ...]  # one per camera, in camera order
     first_sent: float  # monotonic
     last_sent: float
 
@@ -129,8 +135,15 @@ class SimNode(Node):
         self._chunk_used = 0
         self._last_reset: tuple[str, tuple[bool, str, str, int]] | None = None  # request_id -> reply fields
 
-        self.image_pub = self.create_publisher(Image, cfg.camera_topic, qos.camera_qos("reliable", 1))
-        self.joint_pub = self.create_publisher(JointState, cfg.proprio_topic, qos.proprio_qos())
+        self.robot = RobotContract.load(cfg.contract) if cfg.contract else None  # ContractError: main() exits 2
+        # view name -> (MuJoCo camera, topic); one "camera" view without a contract
+        self.cameras = ({c.name: (cam, c.topic) for c, cam in zip(self.robot.cameras, contract_views(
+            self.robot.camera_names).values(), strict=True)} if self.robot else {"camera": (cfg.camera, cfg.camera_topic)})
+        self.image_size = self._image_size()
+        self.image_pubs = {name: self.create_publisher(Image, topic, qos.camera_qos("reliable", 1))
+                           for name, (_, topic) in self.cameras.items()}
+        state_topic = self.robot.state.topic if self.robot and self.robot.state else cfg.proprio_topic
+        self.joint_pub = self.create_publisher(JointState, state_topic, qos.proprio_qos())
         self.status_pub = self.create_publisher(EpisodeStatus, cfg.status_topic, qos.status_qos())
         self.create_subscription(ActionChunk, cfg.action_topic, self.on_action_chunk, qos.actions_qos())
         self.create_service(ResetEpisode, "~/reset", self.on_reset)
@@ -154,7 +167,8 @@ class SimNode(Node):
             if self.env is not None:
                 self.env.close()
             self.env = None  # a failing constructor must not leave the closed env behind
-            self.env = MetaWorldEnv(task, image_size=cfg.image_size, camera=cfg.camera,
+            self.env = MetaWorldEnv(task, image_size=self.image_size,
+                                    views={name: cam for name, (cam, _) in self.cameras.items()},
                                     max_steps=cfg.max_steps or None)
         self.episode += 1
         self.success, self.done, self.end_reason, self._gripper = False, False, "", 0.0
@@ -170,25 +184,39 @@ class SimNode(Node):
             return
         self.publish_observation(obs)
 
+    def _image_size(self) -> int:
+        """The square size every camera renders at: the contract's (its cameras must agree), else image_size."""
+        sizes = {c.size for c in self.robot.cameras if c.size is not None} if self.robot else set()
+        if len(sizes) > 1 or any(h != w for h, w in sizes):
+            raise ValueError(f"contract {self.robot.robot!r}: the simulator renders square views of one size, "
+                             f"the cameras have {sorted(sizes)}")
+        return sizes.pop()[0] if sizes else self.config.image_size
+
     def policy_connected(self) -> bool:
-        return self.image_pub.get_subscription_count() > 0 and self.count_publishers(self.config.action_topic) > 0
+        cameras_seen = all(pub.get_subscription_count() > 0 for pub in self.image_pubs.values())
+        return cameras_seen and self.count_publishers(self.config.action_topic) > 0
 
     def publish_observation(self, obs: dict[str, Any]) -> None:
         """JointState, then render, then Image; both carry the same node-clock stamp."""
         stamp_ns = self.get_clock().now().nanoseconds
-        header = Header(stamp=conversions.ns_to_stamp(stamp_ns), frame_id=self.config.frame_id)
-        joints = JointState(header=header, name=list(PROPRIO_NAMES), position=[float(v) for v in obs["proprio"]])
+        stamp = conversions.ns_to_stamp(stamp_ns)
+        joints = JointState(header=Header(stamp=stamp, frame_id=self.config.frame_id), name=list(PROPRIO_NAMES),
+                            position=[float(v) for v in obs["proprio"]])
         self.joint_pub.publish(joints)
-        image = conversions.rgb_to_image_msg(self.env.render(), header)
+        frame_id = (lambda name: name) if self.robot else (lambda _name: self.config.frame_id)
+        images = tuple(conversions.rgb_to_image_msg(rgb, Header(stamp=stamp, frame_id=frame_id(name)))
+                       for name, rgb in self.env.render_views().items())
         now = time.monotonic()
-        self._pending = PendingFrame(stamp_ns, joints, image, now, now)
-        self.image_pub.publish(image)
+        self._pending = PendingFrame(stamp_ns, joints, images, now, now)
+        for pub, image in zip(self.image_pubs.values(), images, strict=True):
+            pub.publish(image)
 
     def resend_observation(self) -> None:
         """Lockstep: the unanswered frame again, exactly as first sent (same stamp, same pixels)."""
         pending = self._pending
         self.joint_pub.publish(pending.joints)
-        self.image_pub.publish(pending.image)
+        for pub, image in zip(self.image_pubs.values(), pending.images, strict=True):
+            pub.publish(image)
         self._pending = pending._replace(last_sent=time.monotonic())
         self.resent_frames += 1
         self.publish_status()

@@ -15,7 +15,7 @@ failures rebuild the sessions on the next provider of the chain, at most
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +44,8 @@ class Frame:
 
     stamp_ns: int
     received: float
-    decode: Callable[[], np.ndarray]  # -> (H, W, 3) uint8 RGB; raises ProcessingError (with .kind)
+    # -> (H, W, 3) uint8 RGB, or {camera: (H, W, 3)} for a frame set; raises ProcessingError (with .kind)
+    decode: Callable[[], np.ndarray | Mapping[str, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ class FrameServer:
         self.stats.refuse(kind)
         self.problems.report(kind, message)
 
-    def _infer(self, rgb: np.ndarray, instruction: str, state: np.ndarray | None) -> Any:
+    def _infer(self, rgb: np.ndarray | Mapping[str, np.ndarray], instruction: str, state: np.ndarray | None) -> Any:
         policy = self.policy
         try:
             return policy.infer(rgb, instruction, state)

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 # Counter names (diagnostics keys). Refusals and errors are kept per kind in their own maps.
-FRAMES_IN = "frames_in"
+FRAMES_IN = "frames_in"  # camera messages received (every camera)
+UNPAIRED = "unpaired_frames"  # camera frames that never became part of a frame set (skew, a silent camera)
 ACTIONS_OUT = "actions_out"
 SKIPPED = "skipped_frames"  # replaced by a newer frame before inference started
 STALE = "stale_frames"  # older than max_image_age

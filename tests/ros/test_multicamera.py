@@ -161,3 +161,41 @@ def test_a_silent_camera_means_no_frame_sets_and_a_warning_naming_it(ros_env, tw
             assert answers == [] and int(final["actions_out"]) == 0
     finally:
         assert policy.stop() == 0, policy.log()
+
+
+def test_a_two_camera_bag_replays_deterministically_on_its_contracts_topics(ros_env, two_camera_model, tmp_path):
+    import subprocess
+    import sys
+
+    from vla_adapter_ros.bags.episodes import read_episode
+    from vla_adapter_ros.bags.reader import stored_contract
+    from vla_adapter_ros.core.record import record
+
+    prefix = f"/rp{os.getpid()}"
+    contract = prefixed_contract(tmp_path / "sawyer.yaml", prefix)
+    robot = RobotContract.load(contract)
+    (summary,) = record([TASK], 1, 7, tmp_path / "bags", max_steps=15, progress=False, contract=robot)
+    ep = read_episode(summary.path, contract=robot)
+    assert ep.cameras == ("corner", "wrist") and len(ep) == 15
+    name = f"policy_rp{os.getpid()}"
+    action_topic = f"{prefix}/vla/action"
+    policy = start(ros_env, tmp_path, POLICY_EXECUTABLE, name, **demo_parameters("vla_adapter"),
+                   model_dir=str(two_camera_model), contract=str(contract), instruction_topic=robot.instruction_topic,
+                   action_topic=action_topic)
+
+    def replay(*args: object) -> subprocess.CompletedProcess:  # the bag's stored contract names the topics
+        return subprocess.run([sys.executable, "-m", "vla_adapter_ros.cli", "replay", str(summary.path),
+                               "--action-topic", action_topic, "--timeout", "60", *map(str, args)],
+                              env=ros_env, capture_output=True, text=True, timeout=300)
+    try:
+        first = replay("--out", tmp_path / "run1")
+        assert first.returncode == 0, first.stdout + first.stderr + policy.log()
+        assert "15/15" in first.stdout
+        second = replay("--golden", tmp_path / "run1", "--tolerance", 0)
+        assert second.returncode == 0 and "0.00e+00" in second.stdout, second.stdout + second.stderr
+        out_path = tmp_path / "run1" / summary.path.name
+        out = read_episode(out_path, contract=stored_contract(out_path))  # the output bag carries the contract too
+        assert out.cameras == ("corner", "wrist") and len(out) == 15
+        np.testing.assert_array_equal(out.views["wrist"], ep.views["wrist"])
+    finally:
+        assert policy.stop() == 0, policy.log()

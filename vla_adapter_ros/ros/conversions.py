@@ -14,13 +14,15 @@ import array
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import cv2
 import numpy as np
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from sensor_msgs.msg import Image
-from std_msgs.msg import Float32MultiArray, Header, MultiArrayDimension
+from sensor_msgs.msg import CompressedImage, Image, JointState
+from std_msgs.msg import Float32MultiArray, Float64MultiArray, Header, MultiArrayDimension
 
 from vla_adapter_interfaces.msg import ActionChunk, AdapterInfo
+from vla_adapter_ros.contract import StateSpec
 from vla_adapter_ros.decoding import (  # noqa: F401 - the node's decoders, re-exported under their names
     DecodeError,
     action_chunk_to_array,
@@ -50,6 +52,48 @@ def rgb_to_image_msg(rgb: np.ndarray, header: Header | None = None, encoding: st
     msg.is_bigendian = 0
     msg.step = int(rgb.shape[1] * 3)
     msg.data = np.ascontiguousarray(pixels).tobytes()
+    return msg
+
+
+def compressed_image_msg(rgb: np.ndarray, header: Header | None = None, fmt: str = "png") -> CompressedImage:
+    """(H, W, 3) uint8 RGB -> sensor_msgs/CompressedImage (``png``: lossless, or ``jpeg``); for publishers."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ConversionError("image_size", f"expected a (H, W, 3) uint8 RGB array, got {rgb.shape} {rgb.dtype}")
+    if fmt not in ("png", "jpeg"):
+        raise ConversionError("compressed_format", f"compressed_image_msg writes png or jpeg, not {fmt!r}")
+    ok, buf = cv2.imencode(f".{'jpg' if fmt == 'jpeg' else 'png'}", np.ascontiguousarray(rgb[:, :, ::-1]))
+    if not ok:
+        raise ConversionError("compressed_decode", f"OpenCV could not encode a {rgb.shape} image as {fmt}")
+    msg = CompressedImage(format=fmt, data=buf.tobytes())
+    if header is not None:
+        msg.header = copy_header(header)
+    return msg
+
+
+# --- state --------------------------------------------------------------------
+STATE_MESSAGES = {"JointState": JointState, "Float64MultiArray": Float64MultiArray,
+                  "Float32MultiArray": Float32MultiArray}
+
+
+def state_msg(spec: StateSpec, values: Sequence[float], header: Header | None = None) -> Any:
+    """A robot's state as its contract's message: a JointState with the selected entries filled (named
+    joints, position / velocity / effort arrays), or a MultiArray with ``data.<i>`` set; for publishers
+    (replay, tests). The inverse of ``decoding.state_vector``."""
+    values = [float(v) for v in values]
+    if len(values) != len(spec.fields):
+        raise ConversionError("proprio_length", f"{len(values)} values for {len(spec.fields)} state entries")
+    if spec.type != "JointState":
+        data = [0.0] * (max(int(f.key) for f in spec.fields) + 1)
+        for f, v in zip(spec.fields, values, strict=True):
+            data[int(f.key)] = v
+        return STATE_MESSAGES[spec.type](data=data)
+    names = list(dict.fromkeys(f.key for f in spec.fields))
+    arrays = {source: [0.0] * len(names) for source in dict.fromkeys(f.source for f in spec.fields)}
+    for f, v in zip(spec.fields, values, strict=True):
+        arrays[f.source][names.index(f.key)] = v
+    msg = JointState(name=names, **arrays)
+    if header is not None:
+        msg.header = copy_header(header)
     return msg
 
 

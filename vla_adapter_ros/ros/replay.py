@@ -45,13 +45,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from rclpy.duration import Duration
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
 
 from vla_adapter_interfaces.msg import ActionChunk
@@ -59,9 +59,18 @@ from vla_adapter_ros.bags import replay as rb
 from vla_adapter_ros.bags import typestore as ts
 from vla_adapter_ros.bags.episodes import DEFAULT_TOPICS, EpisodeWriter, find_episodes, read_episode
 from vla_adapter_ros.bags.errors import BagError
+from vla_adapter_ros.bags.reader import stored_contract
+from vla_adapter_ros.contract import ActionSource, ContractError, RobotContract, default_contract
 from vla_adapter_ros.processing import normalize_instruction
 from vla_adapter_ros.ros import qos
-from vla_adapter_ros.ros.conversions import action_chunk_to_array, ns_to_stamp, rgb_to_image_msg
+from vla_adapter_ros.ros.conversions import (
+    STATE_MESSAGES,
+    action_chunk_to_array,
+    compressed_image_msg,
+    ns_to_stamp,
+    rgb_to_image_msg,
+    state_msg,
+)
 from vla_adapter_ros.ros.harness import RosSession, send_until
 
 EXIT_OK, EXIT_REGRESSION, EXIT_BAG, EXIT_NO_NODE = 0, 1, 2, 3
@@ -87,17 +96,21 @@ class EpisodePlay:
 
 
 class Replayer:
-    """Publishers and the action subscriber in a RosSession of their own."""
+    """Publishers (every camera of the robot, its state, the instruction) and the action subscriber, in a
+    RosSession of their own. ``robot``: the contract whose topics and message types are played."""
 
-    def __init__(self, camera_topic: str, instruction_topic: str, proprio_topic: str | None,
-                 action_topic: str) -> None:
-        self.topics = {"camera": camera_topic, "instruction": instruction_topic, "proprio": proprio_topic,
-                       "action": action_topic}
+    def __init__(self, robot: RobotContract, action_topic: str) -> None:
+        self.robot = robot
+        self.topics = {"camera": ", ".join(c.topic for c in robot.cameras), "instruction": robot.instruction_topic,
+                       "proprio": robot.state.topic if robot.state else None, "action": action_topic}
         self.session = RosSession("vla_adapter_replay")
         node = self.session.node
-        self.camera = node.create_publisher(Image, camera_topic, qos.camera_qos("reliable", 10))
-        self.instruction = node.create_publisher(String, instruction_topic, qos.instruction_qos())
-        self.joints = node.create_publisher(JointState, proprio_topic, 10) if proprio_topic else None
+        self.cameras = {c.name: node.create_publisher(Image if c.type == "Image" else CompressedImage, c.topic,
+                                                      qos.camera_qos("reliable", 10)) for c in robot.cameras}
+        self.camera = next(iter(self.cameras.values()))
+        self.instruction = node.create_publisher(String, robot.instruction_topic, qos.instruction_qos())
+        self.joints = (node.create_publisher(STATE_MESSAGES[robot.state.type], robot.state.topic, 10)
+                       if robot.state else None)
         self._lock = threading.Lock()
         self.answers: dict[int, tuple[float, Any]] = {}  # live stamp -> (receive time, ActionChunk)
         self.arrival: list[int] = []  # live stamps in order of arrival
@@ -134,7 +147,7 @@ class Replayer:
 
     def wait_for_node(self, timeout: float) -> None:
         try:
-            self.session.wait_for(lambda: self.camera.get_subscription_count() > 0
+            self.session.wait_for(lambda: all(p.get_subscription_count() > 0 for p in self.cameras.values())
                                   and self.session.node.count_publishers(self.topics["action"]) > 0, timeout, "")
         except TimeoutError:
             raise NoNodeError(
@@ -152,7 +165,7 @@ class Replayer:
         """
         self.send_instruction(ep.instructions[0], timeout)
         try:
-            send_until(lambda: self.publish_frame(ep.images[0], ep.proprio[0], ep.proprio_names), self.answered,
+            send_until(lambda: self.publish_frame(ep, 0), self.answered,
                        self.session, timeout=timeout, interval=0.2, what="the probe frame")
         except TimeoutError:
             raise NoNodeError(f"the node on {self.topics['camera']} matched but answered no frame within "
@@ -165,14 +178,20 @@ class Replayer:
                 Duration(seconds=timeout)):
             raise NoNodeError(f"the instruction on {self.topics['instruction']} was not acknowledged")
 
-    def publish_frame(self, rgb: np.ndarray, proprio: np.ndarray, names: tuple[str, ...],
-                      frame_id: str = "camera") -> int:
-        """JointState and Image with one fresh stamp (the node pairs them by it); returns the stamp."""
+    def publish_frame(self, ep: Any, i: int) -> int:
+        """Frame ``i`` of ``ep``: its state, then every camera's view, with one fresh stamp (the node pairs
+        them by it); returns the stamp."""
         stamp = self.session.now_ns()
-        header = Header(stamp=ns_to_stamp(stamp), frame_id=frame_id)
-        if self.joints is not None and len(proprio):
-            self.joints.publish(JointState(header=header, name=list(names), position=[float(v) for v in proprio]))
-        self.camera.publish(rgb_to_image_msg(rgb, header))
+        header = Header(stamp=ns_to_stamp(stamp))
+        if self.joints is not None and len(ep.proprio[i]):
+            self.joints.publish(state_msg(self.robot.state, ep.proprio[i], header))
+        for cam in self.robot.cameras:
+            rgb = ep.views[cam.name][i]
+            header = Header(stamp=header.stamp, frame_id=cam.name)
+            if cam.type == "Image":
+                self.cameras[cam.name].publish(rgb_to_image_msg(rgb, header))
+            else:  # lossless, so a replay of a compressed camera stays bit for bit deterministic
+                self.cameras[cam.name].publish(compressed_image_msg(rgb, header, "png"))
         return stamp
 
     def close(self) -> None:
@@ -188,7 +207,7 @@ def replay_episode(rep: Replayer, ep: Any, *, mode: str, rate: float, timeout: f
     t0, s0 = time.monotonic(), int(ep.stamps[0])
 
     def send(i: int) -> int:
-        live = rep.publish_frame(ep.images[i], ep.proprio[i], ep.proprio_names)
+        live = rep.publish_frame(ep, i)
         live_to_orig[live], sent_at[live] = int(ep.stamps[i]), time.monotonic()
         return live
 
@@ -236,17 +255,22 @@ def _collect(rep: Replayer, live_to_orig: dict[int, int], sent_at: dict[int, flo
 
 def write_output(out: Path, ep: Any, chunks: dict[int, np.ndarray], msgs: dict[int, Any], source: Path,
                  mode: str) -> Path:
-    """The answered frames with the node's chunks, as an EpisodeWriter bag at the original stamps."""
+    """The answered frames with the node's chunks, as an EpisodeWriter bag at the original stamps (every
+    camera of the episode's contract; the node's ActionChunks on /vla/action, whatever the robot's own
+    action source was)."""
     adapters = sorted({m.adapter for m in msgs.values()})
+    contract = (replace(ep.contract, action_source=ActionSource(DEFAULT_TOPICS.action, "ActionChunk"))
+                if ep.contract is not None else None)
     with EpisodeWriter(out, task=ep.task or "unknown", seed=int(ep.seed or 0), dt=float(ep.metadata.get("dt", 0)),
                        proprio_names=ep.proprio_names or ("ee_x", "ee_y", "ee_z", "gripper"),
                        action_names=ep.action_names or ("dx", "dy", "dz", "gripper"),
-                       action_source=",".join(adapters) or "none",
+                       action_source=",".join(adapters) or "none", contract=contract,
                        metadata={"replay_of": str(source), "replay_mode": mode,
                                  "missing_frames": len(ep) - len(chunks)}) as w:
         for i, s in enumerate(ep.stamps):
             if int(s) in chunks:
-                w.write_step(int(s), ep.images[i], ep.proprio[i], chunks[int(s)], instruction=ep.instructions[i])
+                frame = {c: v[i] for c, v in ep.views.items()} if contract is not None else ep.images[i]
+                w.write_step(int(s), frame, ep.proprio[i], chunks[int(s)], instruction=ep.instructions[i])
         w.finish(success=bool(ep.success))
     return out
 
@@ -257,6 +281,14 @@ def _golden_bag(golden: Path, name: str, single: bool) -> Path | None:
     if single and (golden / "metadata.yaml").is_file():
         return golden
     return None
+
+
+def legacy_robot(args: argparse.Namespace, ep: Any) -> RobotContract:
+    """A bag without a contract: one camera on --camera-topic, JointState positions on --proprio-topic."""
+    robot = default_contract(ep.proprio_names if args.proprio_topic else (), ep.action_names or ("a",),
+                             camera_topic=args.camera_topic)
+    state = replace(robot.state, topic=args.proprio_topic) if robot.state is not None else None
+    return replace(robot, state=state, instruction_topic=args.instruction_topic)
 
 
 class GoldenMissingError(RuntimeError):
@@ -300,9 +332,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-answered", type=float, default=0.0,
                         help="timed: fail when fewer than this fraction of frames is answered (default: report only)")
     parser.add_argument("--plot", type=Path, default=None, help="PNG path (default OUT/replay.png if --out)")
+    parser.add_argument("--contract", type=Path, default=None,
+                        help="robot contract to read and play the bag with (cameras, state, instruction topics); "
+                             "default: the one stored in the bag, else one camera on --camera-topic")
     for role, topic in (("camera", DEFAULT_TOPICS.image), ("instruction", DEFAULT_TOPICS.instruction),
                         ("proprio", DEFAULT_TOPICS.proprio), ("action", DEFAULT_TOPICS.action)):
-        parser.add_argument(f"--{role}-topic", default=topic, help=f"live {role} topic (default %(default)s)")
+        parser.add_argument(f"--{role}-topic", default=topic,
+                            help=f"live {role} topic (default %(default)s; "
+                                 + ("the node's output)" if role == "action" else "a bag without a contract)"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -314,7 +351,11 @@ def run(args: argparse.Namespace) -> int:
     store = ts.make_typestore()
     try:
         paths = find_episodes(args.bag)
-        episodes = [read_episode(p, typestore=store) for p in paths]
+        contract = RobotContract.load(args.contract) if args.contract else stored_contract(paths[0])
+        episodes = [read_episode(p, typestore=store, contract=contract) for p in paths]
+    except ContractError as exc:
+        print(f"replay: {exc}", file=sys.stderr)
+        return EXIT_BAG
     except BagError as exc:
         print(f"replay: cannot use {args.bag}: {exc}\n(the bag needs {DEFAULT_TOPICS.image} sensor_msgs/msg/Image, "
               f"{DEFAULT_TOPICS.instruction} std_msgs/msg/String, {DEFAULT_TOPICS.proprio} sensor_msgs/msg/JointState "
@@ -323,7 +364,8 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None and args.out.exists() and any(args.out.iterdir()):
         print(f"replay: --out {args.out} exists and is not empty", file=sys.stderr)
         return EXIT_BAG
-    rep = Replayer(args.camera_topic, args.instruction_topic, args.proprio_topic or None, args.action_topic)
+    robot = contract or legacy_robot(args, episodes[0])
+    rep = Replayer(robot, args.action_topic)
     reports, series = [], []
     try:
         rep.wait_for_node(args.timeout)

@@ -18,7 +18,8 @@ DEFAULT_MODEL = ROOT / "models" / "default"
 @pytest.mark.skipif(not (DEFAULT_MODEL / "manifest.json").is_file(), reason="bundled models/default not present")
 def test_quick_demo_runs_three_tasks_and_leaves_no_process(ros_env, tmp_path):
     env = {**ros_env, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "vla_adapter_ros.cli", "demo", "--quick", "--out", str(tmp_path)],
+    result = subprocess.run([sys.executable, "-m", "vla_adapter_ros.cli", "demo", "--quick", "--out", str(tmp_path),
+                             "--executor", "temporal_ensemble"],
                             env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
@@ -26,6 +27,10 @@ def test_quick_demo_runs_three_tasks_and_leaves_no_process(ros_env, tmp_path):
                           ("handle-press-v3", "handle_press")):
         assert re.search(rf"^{task}\s+{adapter}\s+[01]/1 .*ms", out, re.M), out[-2000:]
     assert "stopped: {'vla_adapter_sim': 0, 'vla_adapter_node': 0}" in out
+    # the same seeds through the executor on a real-time simulator: a row per task, commands at ~80 Hz
+    for task in ("coffee-button-v3", "faucet-open-v3", "handle-press-v3"):
+        m = re.search(rf"^{task}\s+temporal_ensemble\s+[01]/1\s+[01]/1\s+([\d.]+)Hz", out, re.M)
+        assert m and 40 <= float(m.group(1)) <= 100, out[-3000:]
     # stdout is a pipe here (a log): one line per episode, no carriage-return progress
     assert "\r" not in out and len(re.findall(r"episode 1/1 seed 100000: (SUCCESS|fail) in \d+ steps", out)) == 3
     pids = [int(p) for p in re.findall(r"\(pid (\d+)\)", out)]

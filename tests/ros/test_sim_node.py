@@ -294,6 +294,9 @@ def test_lockstep_under_message_loss_equals_the_in_process_evaluation(ros_env, t
     row = TaskRow(TASK, adapter, episodes, sum(o.success for o in outcomes), 0, 0, 0, 0,
                   sum(o.resent_frames for o in outcomes), outcomes=outcomes)
     compare_with_in_process(model_dir, [row], 100000, max_steps=max_steps or None)
+    for o, diff in zip(outcomes, row.differences, strict=True):
+        if diff:
+            print(f"seed {o.seed}: differs from in-process: {diff}")
     print(f"lockstep under loss: {row.identical_episodes}/{episodes} episodes identical to in-process, "
           f"{row.successes} successes (in-process {row.in_process_successes}), dropped {dropped}, "
           f"{row.resent_frames} frames re-sent")
@@ -303,4 +306,4 @@ def test_lockstep_under_message_loss_equals_the_in_process_evaluation(ros_env, t
 def test_bad_parameter_is_refused_at_start_up(ros_env, tmp_path):
     sim, _ = start_sim(ros_env, tmp_path, "/bad", mode="sometimes")
     assert sim.proc.wait(timeout=60) == 2
-    assert "mode must be one of ['lockstep', 'timer'], got 'sometimes'" in sim.log()
+    assert "mode must be one of ['lockstep', 'timer', 'command'], got 'sometimes'" in sim.log()

@@ -242,7 +242,7 @@ class EpisodeWriter:
         msg = self.typestore.types[ts.EPISODE_STATUS](
             header=self._header(stamp_ns), task=self.task, seed=self.seed, episode=self.episode,
             step=self.steps, max_steps=self.max_steps, success=self.success, done=done, stale_action_steps=0,
-            resent_frames=0, end_reason=("success" if self.success else "step_limit") if done else "")
+            frames=self.steps, resent_frames=0, end_reason=("success" if self.success else "step_limit") if done else "")
         self._write("episode", msg, ts.EPISODE_STATUS, stamp_ns)
 
     def write_step(self, stamp_ns: int, image: np.ndarray | Mapping[str, np.ndarray], proprio: np.ndarray,

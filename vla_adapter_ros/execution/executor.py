@@ -357,7 +357,11 @@ class ChunkExecutor:
                 self._plan = EnsembleTrajectory([*keep, chunk], s.ensemble_m)
             else:
                 base = self._hold if self._hold is not None else self._plan
-                self._plan = chunk if base is None else BlendTrajectory(base, chunk, now_ns, s.blend_window)
+                # The cross-fade ends while the new chunk still covers the time: a window longer than what is
+                # left of it (a 4-step chunk of 12.5 ms arriving 30 ms after its frame has 20 ms left) would
+                # keep mixing in predictions older than the newest for the whole window: a lag, not smoothing.
+                window = min(s.blend_window, max(0.0, (chunk.end_ns - now_ns) / NS))
+                self._plan = chunk if base is None or window <= 0 else BlendTrajectory(base, chunk, now_ns, window)
         if isinstance(self._plan, BlendTrajectory):
             self._plan, cut = settle(self._plan, now_ns, MAX_BLEND_DEPTH)
             self.counts["blends_cut_short"] += cut

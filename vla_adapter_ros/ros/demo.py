@@ -50,7 +50,7 @@ from vla_adapter_ros.core.sim.metaworld_env import MetaWorldEnv, UnknownTaskErro
 from vla_adapter_ros.processing import normalize_instruction
 from vla_adapter_ros.ros import qos
 from vla_adapter_ros.ros.conversions import action_chunk_to_array, diagnostic_values, stamp_to_ns
-from vla_adapter_ros.ros.harness import NodeProcess, RosSession, node_command
+from vla_adapter_ros.ros.harness import NodeProcess, RosSession, node_command, wait_for_lifecycle_state
 from vla_adapter_ros.ros.params import config_file, default_model_dir
 
 SIM_EXECUTABLE = "vla_adapter_sim"
@@ -79,6 +79,7 @@ class EpisodeOutcome:
     resent_frames: int
     end_reason: str
     seconds: float
+    stale_steps: int = 0  # timer and command modes: steps without a fresh action (the arm held still)
     latencies_ms: list[float] = field(default_factory=list)
     chunks: list[list[list[float]]] = field(default_factory=list, repr=False)  # answers in step order
 
@@ -98,6 +99,7 @@ class DemoDriver:
         self.instruction_pub = self.node.create_publisher(String, instruction_topic, qos.instruction_qos())
         self.session.subscribe(EpisodeStatus, status_topic, self._on_status, qos.status_qos())
         self.session.subscribe(ActionChunk, action_topic, self._on_action, qos.actions_qos(100))
+        self.action_topic = action_topic
 
     def _on_status(self, msg: Any) -> None:
         with self._lock:
@@ -137,20 +139,33 @@ class DemoDriver:
         self.session.wait_for(lambda: self.policy_status().get("instruction") == want, timeout,
                               f"the policy node to hold the instruction {want!r}")
 
+    def executor_status(self, timeout: float = 10.0) -> dict[str, str]:
+        """The executor's status now (its ``~/get_status`` values)."""
+        reply = self.call(GetStatus, f"/{EXECUTOR_NODE}/get_status", GetStatus.Request(), timeout)
+        return diagnostic_values(reply.status)
+
     def policy_status(self, timeout: float = 10.0) -> dict[str, str]:
         """The policy node's status now (its ``~/get_status`` values)."""
         reply = self.call(GetStatus, f"/{self.policy_node}/get_status", GetStatus.Request(), timeout)
         return diagnostic_values(reply.status)
 
     def run_episode(self, task: str, seed: int, timeout: float = 300.0,
-                    progress: Callable[[Any], None] | None = None) -> EpisodeOutcome:
-        """Send the task's suggested instruction, reset the sim to task/seed, wait until the episode is done."""
+                    progress: Callable[[Any], None] | None = None, lockstep: bool = True) -> EpisodeOutcome:
+        """Send the task's suggested instruction, reset the sim to task/seed, wait until the episode is done.
+
+        The episode's answers are the chunks stamped after the reset was asked for (a late answer to the
+        previous episode's last frame is older). In ``lockstep`` every frame of the episode was answered
+        before the simulator went on, so the outcome waits for all ``EpisodeStatus.frames`` of them: the
+        done status and the last answer come on different topics, in either order."""
         # The instruction the reset reply will suggest (same function): acknowledged by the policy node
         # BEFORE the reset, so it holds it when the first frame of the episode arrives.
         instruction = sample_instruction(task, seed)
         self.send_instruction(instruction)
-        with self._lock:
-            self._answers = {}
+        # Answers are volatile: whoever publishes them must be known (matched) before the episode starts.
+        self.session.wait_for_publishers(self.action_topic, 30)
+        start_ns = self.session.now_ns()
+        with self._lock:  # forget older episodes' answers
+            self._answers = {k: v for k, v in self._answers.items() if k >= start_ns}
         t0 = time.monotonic()
         # Resent until answered; the request id makes a resend that arrives after the reset a no-op.
         reply = self.call(ResetEpisode, f"/{self.sim_node}/reset",
@@ -168,11 +183,19 @@ class DemoDriver:
             return status if status.done else None
 
         status = self.session.wait_for(finished, timeout, f"{task} seed {seed} to finish")
-        with self._lock:
-            answers = sorted(self._answers.items())
+
+        def episode_answers() -> list:
+            with self._lock:
+                return sorted((k, v) for k, v in self._answers.items() if k >= start_ns)
+
+        if lockstep:
+            self.session.wait_for(lambda: len(episode_answers()) >= status.frames, 10,
+                                  f"the answers to all {status.frames} frames of {task} seed {seed}")
+        answers = episode_answers()
         return EpisodeOutcome(task, seed, reply.instruction or instruction, bool(status.success), int(status.step),
                               int(status.resent_frames), status.end_reason, time.monotonic() - t0,
-                              [lat for _, (lat, _) in answers], [c.tolist() for _, (_, c) in answers])
+                              int(status.stale_action_steps), [lat for _, (lat, _) in answers],
+                              [c.tolist() for _, (_, c) in answers])
 
     def close(self) -> None:
         self.session.close()
@@ -192,6 +215,7 @@ class TaskRow:
     resent_frames: int
     in_process_successes: int | None = None
     identical_episodes: int | None = None  # every chunk bit-identical to the in-process run
+    differences: list[str] = field(default_factory=list)  # per episode: where it first differs ("" = identical)
     outcomes: list[EpisodeOutcome] = field(default_factory=list)
 
 
@@ -258,8 +282,10 @@ class Progress:
 
 def run_session(model_dir: Path, tasks: Sequence[str], episodes: int, seed_start: int, log_dir: Path,
                 compare_in_process: bool = False, episode_timeout: float = 300.0,
-                out: Callable[[str], None] = print) -> list[TaskRow]:
-    """Run the demo in a freshly leased loopback domain (the nodes and this process)."""
+                out: Callable[[str], None] = print, strategies: Sequence[str] = ()
+                ) -> tuple[list[TaskRow], list[ExecutorRow]]:
+    """Run the demo in a freshly leased loopback domain (the nodes and this process): the lockstep
+    episodes, then with ``strategies`` the same seeds through the executor on a real-time simulator."""
     tasks = [canonical_task(t) for t in tasks]
     log_dir.mkdir(parents=True, exist_ok=True)
     lease = dds_env.lease_domain(salt=7)
@@ -279,6 +305,9 @@ def run_session(model_dir: Path, tasks: Sequence[str], episodes: int, seed_start
         out(f"domain {env['ROS_DOMAIN_ID']}: started {SIM_EXECUTABLE} (pid {sim.pid}) and "
             f"{POLICY_EXECUTABLE} (pid {policy.pid}); logs in {log_dir}")
         rows = _run_tasks(driver, policy, tasks, episodes, seed_start, episode_timeout, progress)
+        sim.stop()  # the executor path runs a real-time simulator of its own
+        executor_rows = [row for strategy in strategies for row in _run_executor(
+            driver, env, log_dir, strategy, rows, episode_timeout, out)]
     finally:
         progress.close()
         if driver is not None:
@@ -288,7 +317,78 @@ def run_session(model_dir: Path, tasks: Sequence[str], episodes: int, seed_start
         lease.release()
     if compare_in_process:
         compare_with_in_process(model_dir, rows, seed_start)
+    return rows, executor_rows
+
+
+# --- the executor path: camera -> policy -> executor -> a simulator on its own 80 Hz clock ---------
+EXECUTOR_EXECUTABLE = "vla_adapter_executor"
+EXECUTOR_NODE = "vla_adapter_executor"
+COMMAND_SIM_NODE = "vla_adapter_sim_realtime"
+# 40 Hz camera: a chunk (4 actions of 12.5 ms = 50 ms) always outlives a camera period plus the latency.
+COMMAND_SIM_PARAMETERS = {"mode": "command", "camera_rate": 40.0, "command_timeout": 0.1}
+
+
+@dataclass
+class ExecutorRow:
+    task: str
+    strategy: str
+    episodes: int
+    successes: int
+    lockstep_successes: int
+    command_rate_hz: float  # commands the simulator stepped on per second of episode time
+    command_age_p50_ms: float
+    command_age_p99_ms: float
+    held_steps: int  # simulator steps without a fresh command (arm held still)
+    outcomes: list[EpisodeOutcome] = field(default_factory=list)
+
+
+def _run_executor(driver: DemoDriver, env: dict[str, str], log_dir: Path, strategy: str, lockstep: list[TaskRow],
+                  episode_timeout: float, out: Callable[[str], None]) -> list[ExecutorRow]:
+    """The lockstep rows' tasks and seeds again, through the executor (``strategy``) on a real-time sim."""
+    sim = NodeProcess(node_command(SIM_EXECUTABLE, COMMAND_SIM_NODE, {
+        **demo_parameters(SIM_NODE), **COMMAND_SIM_PARAMETERS, "task": lockstep[0].task}), env,
+        log_dir / f"sim_realtime_{strategy}.log")
+    executor = NodeProcess(node_command(EXECUTOR_EXECUTABLE, EXECUTOR_NODE, {
+        "strategy": strategy, "start_enabled": True, "delta_output": "velocity"}), env,
+        log_dir / f"executor_{strategy}.log")
+    lockstep_sim, driver.sim_node = driver.sim_node, COMMAND_SIM_NODE
+    rows = []
+    try:
+        wait_for_lifecycle_state(driver.session, EXECUTOR_NODE, "active", 60, alive=executor.alive)
+        for row in lockstep:
+            driver.switch(row.adapter)
+            outcomes, ticks = [], 0.0
+            for o in row.outcomes:
+                before = driver.executor_status()
+                outcome = driver.run_episode(row.task, o.seed, episode_timeout, lockstep=False)
+                after = driver.executor_status()
+                outcomes.append(outcome)
+                ticks += (int(after["ticks"]) - int(before["ticks"])) / max(outcome.seconds, 1e-9)
+                out(f"{row.task:<20} [{row.adapter}] executor ({strategy}) seed {o.seed}: "
+                    f"{'SUCCESS' if outcome.success else 'fail'} in {outcome.steps} steps ({outcome.seconds:.1f} s, "
+                    f"{outcome.stale_steps} held)")
+            rows.append(ExecutorRow(row.task, strategy, len(outcomes), sum(o.success for o in outcomes),
+                                    row.successes, ticks / max(len(outcomes), 1),
+                                    float(after["command_age_p50_ms"]), float(after["command_age_p99_ms"]),
+                                    sum(o.stale_steps for o in outcomes), outcomes))
+    finally:
+        driver.sim_node = lockstep_sim
+        for name, proc in ((EXECUTOR_EXECUTABLE, executor), (COMMAND_SIM_NODE, sim)):
+            if proc.stop() != 0:
+                out(f"{name} exited with {proc.proc.returncode}; its log:\n{proc.log()[-2000:]}")
     return rows
+
+
+def format_executor_table(rows: Sequence[ExecutorRow]) -> str:
+    head = (f"{'task':<20} {'strategy':<18} {'success':>8} {'lockstep':>9} {'cmd rate':>9} {'age p50':>8} "
+            f"{'age p99':>8} {'held':>6}")
+    lines = ["executor path: camera -> policy -> vla_adapter_executor -> simulator stepping at 80 Hz on its commands",
+             head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r.task:<20} {r.strategy:<18} {r.successes:>4}/{r.episodes:<3} {r.lockstep_successes:>5}/"
+                     f"{r.episodes:<3} {r.command_rate_hz:>6.1f}Hz {r.command_age_p50_ms:>6.1f}ms "
+                     f"{r.command_age_p99_ms:>6.1f}ms {r.held_steps:>6}")
+    return "\n".join(lines)
 
 
 def _run_tasks(driver: DemoDriver, policy: Any, tasks: Sequence[str], episodes: int, seed_start: int,
@@ -334,6 +434,17 @@ class RecordingSource:
         return out
 
 
+def first_difference(local: list[np.ndarray], ros: list, local_outcome: tuple, ros_outcome: tuple) -> str:
+    """Where a ROS episode first differs from the in-process one ("" when identical)."""
+    for k, (a, b) in enumerate(zip(local, ros, strict=False)):
+        b = np.asarray(b, np.float32)
+        if not np.array_equal(a, b):
+            return f"chunk {k}: max |diff| {np.abs(a - b).max():.3g}"
+    if len(local) != len(ros):
+        return f"{len(local)} chunks in process, {len(ros)} through ROS"
+    return "" if local_outcome == ros_outcome else f"outcome {local_outcome} vs {ros_outcome}"
+
+
 def compare_with_in_process(model_dir: Path, rows: list[TaskRow], seed_start: int,
                             max_steps: int | None = None) -> None:
     """``vla-adapter eval``'s loop on the same seeds: successes, and episodes whose every chunk equals the
@@ -348,9 +459,9 @@ def compare_with_in_process(model_dir: Path, rows: list[TaskRow], seed_start: in
                 rec = RecordingSource(source)
                 res = run_episode(env, rec, o.instruction, o.seed, k)
                 row.in_process_successes += res.success
-                same = (res.success, res.steps) == (o.success, o.steps) and len(rec.chunks) == len(o.chunks) and all(
-                    np.array_equal(a, np.asarray(b, np.float32)) for a, b in zip(rec.chunks, o.chunks, strict=True))
-                row.identical_episodes += same
+                diff = first_difference(rec.chunks, o.chunks, (res.success, res.steps), (o.success, o.steps))
+                row.differences.append(diff)
+                row.identical_episodes += not diff
     source.policy.close()
 
 
@@ -365,6 +476,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "every action chunk")
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="logs + results.json (default runs/demo)")
     parser.add_argument("--episode-timeout", type=float, default=300.0, help="seconds per episode at most")
+    parser.add_argument("--executor", default="", metavar="STRATEGIES",
+                        help="then the same seeds through vla_adapter_executor on a real-time (80 Hz) simulator, "
+                             "per strategy, e.g. blend or hold,temporal_ensemble,blend (default: none)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -373,11 +487,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"demo: no exported model at {args.model_dir} (manifest.json missing)", file=sys.stderr)
         return 2
     t0 = time.monotonic()
-    rows = run_session(args.model_dir, args.task or DEFAULT_TASKS, episodes, args.seed_start, args.out / "logs",
-                       compare_in_process=args.compare_in_process, episode_timeout=args.episode_timeout)
+    strategies = [x.strip() for x in args.executor.split(",") if x.strip()]
+    rows, executor_rows = run_session(args.model_dir, args.task or DEFAULT_TASKS, episodes, args.seed_start,
+                                      args.out / "logs", compare_in_process=args.compare_in_process,
+                                      episode_timeout=args.episode_timeout, strategies=strategies)
     print()
     print(format_table(rows))
+    if executor_rows:
+        print()
+        print(format_executor_table(executor_rows))
     print(f"demo finished in {time.monotonic() - t0:.0f} s")
-    (args.out / "results.json").write_text(json.dumps([asdict(r) for r in rows], indent=1))
+    (args.out / "results.json").write_text(json.dumps({"lockstep": [asdict(r) for r in rows],
+                                                       "executor": [asdict(r) for r in executor_rows]}, indent=1))
     print(f"wrote {args.out / 'results.json'}")
     return 0

@@ -38,7 +38,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Header
+from std_msgs.msg import Float64MultiArray, Header
 
 from vla_adapter_interfaces.msg import ActionChunk, EpisodeStatus
 from vla_adapter_interfaces.srv import ResetEpisode
@@ -56,7 +56,8 @@ from vla_adapter_ros.ros import conversions, qos
 from vla_adapter_ros.ros.entry import run_node
 from vla_adapter_ros.ros.params import NodeConfig, param
 
-MODES = ("lockstep", "timer")
+MODES = ("lockstep", "timer", "command")
+DELTA_KINDS = ("ee_delta", "joint_delta")  # commanded as rates: a step moves rate * dt
 
 
 @dataclass
@@ -80,9 +81,19 @@ class SimNodeConfig(NodeConfig):
                               "corner + wrist cameras on its topics, its state topic); empty = one camera "
                               "(`camera`) on camera_topic")
     # --- stepping ---
-    mode: str = param("lockstep", "lockstep: step when the action for the last frame arrives; timer: wall clock",
+    mode: str = param("lockstep", "lockstep: step when the action for the last frame arrives; timer: wall clock, "
+                                  "executing chunks itself; command: wall clock, stepping on the newest command "
+                                  "of an executor (vla_adapter_executor's Float64MultiArray) like a robot's "
+                                  "controller",
                       choices=MODES)
-    control_rate: float = param(0.0, "timer mode: Hz; 0 = the task's 1/dt", min=0.0, max=1000.0)
+    control_rate: float = param(0.0, "timer and command modes: Hz; 0 = the task's 1/dt (80 Hz)", min=0.0, max=1000.0)
+    camera_rate: float = param(0.0, "timer and command modes: Hz of camera frames (every k-th step); 0 = every "
+                                    "step", min=0.0, max=1000.0)
+    command_topic: str = param("/vla/command", "command mode: std_msgs/Float64MultiArray in the contract's action "
+                                               "order (delta kinds as per-second rates, others as values)",
+                               topic=True)
+    command_timeout: float = param(0.1, "command mode: s; an older command (or none) holds the arm still",
+                                   min=0.001, max=60.0)
     actions_per_chunk: int = param(0, "actions executed per chunk in lockstep; 0 = the whole chunk", min=0, max=1000)
     resend_period: float = param(0.5, "lockstep: seconds without the answer to the last frame before it is "
                                       "published again (same stamp and pixels)", min=0.01, max=3600.0)
@@ -125,6 +136,7 @@ class SimNode(Node):
         self.end_reason = ""
         self.stale_steps = 0  # timer mode
         self.resent_frames = 0  # lockstep
+        self.frames = 0  # observations published this episode
         self.unmatched_actions = 0
         self._gripper = 0.0  # last gripper command: holding still keeps the grip
         self._first_obs: dict[str, Any] | None = None  # lockstep: frame 0, held back until a policy matched
@@ -145,10 +157,21 @@ class SimNode(Node):
         state_topic = self.robot.state.topic if self.robot and self.robot.state else cfg.proprio_topic
         self.joint_pub = self.create_publisher(JointState, state_topic, qos.proprio_qos())
         self.status_pub = self.create_publisher(EpisodeStatus, cfg.status_topic, qos.status_qos())
-        self.create_subscription(ActionChunk, cfg.action_topic, self.on_action_chunk, qos.actions_qos())
+        if cfg.mode != "command":  # command mode steps on the executor's commands alone, never on chunks
+            self.create_subscription(ActionChunk, cfg.action_topic, self.on_action_chunk, qos.actions_qos())
         self.create_service(ResetEpisode, "~/reset", self.on_reset)
-        if cfg.mode == "timer":
-            self.create_timer(1.0 / (cfg.control_rate or 1.0 / self._dt(cfg.task)), self.on_control_timer)
+        self._command: tuple[np.ndarray, float] | None = None  # command mode: newest command, monotonic arrival
+        self._step_dt, self._next_step = 0.0, 0.0  # wall-clock modes: the step period and the next step's time
+        self.command_steps = 0
+        if cfg.mode == "command":
+            self.create_subscription(Float64MultiArray, cfg.command_topic, self.on_command, qos.command_qos())
+            kinds = [a.kind for a in self.robot.actions] if self.robot else ["ee_delta"] * (ACTION_DIM - 1) + ["gripper"]
+            self._rate_dims = np.array([k in DELTA_KINDS for k in kinds])
+        if cfg.mode in ("timer", "command"):
+            self._step_dt = 1.0 / (cfg.control_rate or 1.0 / self._dt(cfg.task))
+            self._camera_every = max(1, round(1.0 / (cfg.camera_rate * self._step_dt))) if cfg.camera_rate else 1
+            # A timer at twice the step rate; _due() keeps the steps on the wall clock (no catching up).
+            self.create_timer(self._step_dt / 2, self.on_command_timer if cfg.mode == "command" else self.on_control_timer)
         else:
             self.create_timer(min(0.02, cfg.resend_period / 2), self.on_lockstep_watchdog)
         if cfg.autostart:
@@ -172,7 +195,8 @@ class SimNode(Node):
                                     max_steps=cfg.max_steps or None)
         self.episode += 1
         self.success, self.done, self.end_reason, self._gripper = False, False, "", 0.0
-        self.stale_steps, self.resent_frames = 0, 0
+        self.stale_steps, self.resent_frames, self.frames = 0, 0, 0
+        self._next_step = time.monotonic() + self._step_dt
         self._pending, self._chunk, self._first_obs = None, None, None
         obs = self.env.reset(seed, render=False)
         self.publish_status()
@@ -208,6 +232,7 @@ class SimNode(Node):
                        for name, rgb in self.env.render_views().items())
         now = time.monotonic()
         self._pending = PendingFrame(stamp_ns, joints, images, now, now)
+        self.frames += 1
         for pub, image in zip(self.image_pubs.values(), images, strict=True):
             pub.publish(image)
 
@@ -226,6 +251,7 @@ class SimNode(Node):
         msg = EpisodeStatus(task=env.task, seed=int(env.seed or 0), episode=self.episode, step=int(env.steps),
                             max_steps=int(env.max_steps), success=self.success, done=self.done,
                             stale_action_steps=self.stale_steps, resent_frames=self.resent_frames,
+                            frames=self.frames,
                             end_reason=self.end_reason)
         msg.header.stamp = self.get_clock().now().to_msg()
         self.status_pub.publish(msg)
@@ -247,7 +273,8 @@ class SimNode(Node):
                 self.end_episode("success" if self.success else "step_limit")
                 break
         self.publish_status()
-        if not self.done and obs is not None:
+        if not self.done and obs is not None and (self.config.mode == "lockstep"
+                                                  or self.env.steps % self._camera_every == 0):
             self.publish_observation(obs)
 
     def hold_still(self) -> np.ndarray:
@@ -301,7 +328,7 @@ class SimNode(Node):
             self.resend_observation()
 
     def on_control_timer(self) -> None:
-        if self.done or self.env is None:
+        if self.done or self.env is None or not self._due():
             return
         chunk = self._chunk
         age = (self.get_clock().now().nanoseconds - self._chunk_stamp) * 1e-9
@@ -312,6 +339,37 @@ class SimNode(Node):
         else:
             self.stale_steps += 1
             action = self.hold_still()
+        self.step(action)
+
+    def on_command(self, msg: Float64MultiArray) -> None:
+        values = np.asarray(msg.data, np.float32)
+        if values.shape != (ACTION_DIM,) or not np.all(np.isfinite(values)):
+            self.get_logger().warning(f"command {list(msg.data)} refused: need {ACTION_DIM} finite values",
+                                      throttle_duration_sec=5.0)
+            return
+        self._command = (values, time.monotonic())
+
+    def _due(self) -> bool:
+        """Wall-clock modes: whether a step is due. A real-time robot never catches up: after the executor
+        thread was busy (a reset builds a new environment) the next step comes one period later, no burst."""
+        now = time.monotonic()
+        if now < self._next_step:
+            return False
+        late = now - self._next_step > self._step_dt
+        self._next_step = (now if late else self._next_step) + self._step_dt
+        return True
+
+    def on_command_timer(self) -> None:
+        """One simulator step on the newest command: rates (delta kinds) times the step, values as they are."""
+        if self.done or self.env is None or not self._due():
+            return
+        command = self._command
+        if command is None or time.monotonic() - command[1] > self.config.command_timeout:
+            self.stale_steps += 1
+            action = self.hold_still()
+        else:
+            action = np.where(self._rate_dims, command[0] * self.env.dt, command[0])[None].astype(np.float32)
+            self.command_steps += 1
         self.step(action)
 
     def on_reset(self, request: ResetEpisode.Request, response: ResetEpisode.Response):

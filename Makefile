@@ -21,6 +21,7 @@ env:
 
 lint: setup
 	@$(WITH_ENV) ruff check .
+	@$(WITH_ENV) mypy --config-file mypy.ini
 
 test: setup
 	@$(WITH_ENV) scripts/run_tests.sh $(PYTEST_ARGS)

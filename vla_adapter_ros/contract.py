@@ -60,11 +60,11 @@ class ContractError(ValueError):
     """A contract that cannot be used; the message names the file (if any) and the key path."""
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class _UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no type hints
     """PyYAML keeps the last of two equal keys silently; a contract must not (two cameras named alike)."""
 
 
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
@@ -377,7 +377,7 @@ def _with_path(contract: RobotContract, path: Path) -> RobotContract:
     return replace(contract, path=path)
 
 
-def _cameras(data: Mapping) -> tuple[CameraSpec, ...]:
+def _cameras(data: Mapping[str, Any]) -> tuple[CameraSpec, ...]:
     if not data:
         raise ContractError("contract.cameras: at least one camera is required")
     if len(data) > 4:
@@ -424,7 +424,7 @@ def _fields(values: Any, where: str, msg_type: str) -> tuple[StateField, ...]:
     return tuple(out)
 
 
-def _state(data: Mapping) -> StateSpec:
+def _state(data: Mapping[str, Any]) -> StateSpec:
     r = _Reader(data, "contract.state", ("topic", "type", "fields", "max_skew"))
     msg_type = r.choice("type", STATE_TYPES, "JointState")
     skew = r.get("max_skew", float, 0.1)
@@ -433,7 +433,7 @@ def _state(data: Mapping) -> StateSpec:
     return StateSpec(r.topic("topic"), msg_type, _fields(r.get("fields", list), "contract.state.fields", msg_type), skew)
 
 
-def _actions(items: list) -> tuple[ActionDim, ...]:
+def _actions(items: list[Any]) -> tuple[ActionDim, ...]:
     if not items:
         raise ContractError("contract.actions: at least one action dimension is required")
     out = []
@@ -455,7 +455,7 @@ def _actions(items: list) -> tuple[ActionDim, ...]:
     return tuple(out)
 
 
-def _action_source(data: Mapping, n_actions: int) -> ActionSource:
+def _action_source(data: Mapping[str, Any], n_actions: int) -> ActionSource:
     r = _Reader(data, "contract.action_source", ("topic", "type", "fields", "max_skew"))
     msg_type = r.choice("type", ACTION_SOURCE_TYPES, "ActionChunk")
     stamped = msg_type in ("JointState", "TwistStamped")  # matched to frames by stamp, within max_skew

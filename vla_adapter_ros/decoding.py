@@ -38,7 +38,7 @@ class DecodeError(ProcessingError):
         super().__init__(message)
         self.kind = kind
 
-    def __reduce__(self):  # keep pickling (worker processes) working with two arguments
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # keep pickling (worker processes) working with two arguments
         return (type(self), (self.kind, str(self)))
 
 

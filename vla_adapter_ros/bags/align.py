@@ -76,7 +76,7 @@ def nearest(stamps: np.ndarray, stamp: int, max_skew_ns: int) -> int | None:
 
 
 def frame_sets(contract: RobotContract, frames: dict[str, list[tuple[int, Any]]]
-               ) -> tuple[list[FrameSet], dict[str, int]]:
+               ) -> tuple[list[FrameSet[Any]], dict[str, int]]:
     """Every camera's (stamp, item) frames paired by the node's pairer, fed in stamp order (ties in
     camera order); returns the sets and the frames of each camera no set took."""
     pairer: FrameSetPairer[Any] = FrameSetPairer(contract.camera_names, contract.max_camera_skew,
@@ -109,13 +109,13 @@ def align(bag: BagMessages, contract: RobotContract, instruction: str | None = N
     instruction_at = _instruction_lookup(bag, contract, instruction)
     state_at = _state_lookup(bag, contract)
     action_at = _action_lookup(bag, contract, [s.stamp_ns for s in sets])
-    kept: list[tuple[FrameSet, str, np.ndarray, np.ndarray]] = []
+    kept: list[tuple[FrameSet[Any], str, np.ndarray, np.ndarray]] = []
     for i, frame_set in enumerate(sets):
         text = instruction_at(frame_set.stamp_ns)
         state = state_at(frame_set.stamp_ns) if text is not None else None
         action = action_at(i) if state is not None else None
         reason = "no_instruction" if text is None else "no_proprio" if state is None else "no_action"
-        if action is None:
+        if text is None or state is None or action is None:
             dropped[reason] += 1
             continue
         kept.append((frame_set, text, state, action))
@@ -233,7 +233,7 @@ def _action_lookup(bag: BagMessages, contract: RobotContract, set_stamps: list[i
     return action_matcher(source.type, stamps, rows, set_stamps, source.max_skew)
 
 
-def action_matcher(source_type: str, stamps: np.ndarray, rows: list[np.ndarray], frame_stamps: Sequence[int],
+def action_matcher(source_type: str, stamps: np.ndarray, rows: list[np.ndarray], frame_stamps: Sequence[int] | np.ndarray,
                    max_skew_s: float = 0.0) -> Callable[[int], np.ndarray | None]:
     """frame index -> the action recorded for it, or None (see the module docstring for each source type).
 

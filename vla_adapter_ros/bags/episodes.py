@@ -20,7 +20,7 @@ the policy node's decoders. No torch, no rclpy.
 from __future__ import annotations
 
 import glob
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,7 +154,8 @@ def _read_single_camera(path: Path, topics: EpisodeTopics, typestore: Any, propr
     frames = unique_frames(msgs["image"], dropped)
     images = decode_frames(path, "image", topics.image, "Image", [f for _, f in frames])
     stamps = np.asarray([stamp for stamp, _ in frames], dtype=np.int64)
-    proprio = _proprio_series(path, msgs["proprio"], proprio_names, topics.proprio) if "proprio" in msgs else None
+    proprio = (_proprio_series(path, msgs["proprio"], proprio_names, topics.proprio)
+               if "proprio" in msgs and topics.proprio is not None else None)
     action_for, action_names = _action_matcher(path, bag.types["action"], msgs["action"], stamps, topics.action)
     keep, f_instr, f_prop, f_act = _align(path, stamps, msgs["instruction"], proprio, action_for,
                                           proprio_tolerance_ns, dropped)
@@ -223,7 +224,8 @@ def _proprio_series(path: Path, msgs: list[tuple[int, Any]], proprio_names: Sequ
     return stamps, rows, tuple(proprio_names)
 
 
-def _action_matcher(path: Path, msgtype: str, msgs: list[tuple[int, Any]], image_stamps: np.ndarray, topic: str):
+def _action_matcher(path: Path, msgtype: str, msgs: list[tuple[int, Any]], image_stamps: np.ndarray, topic: str
+                    ) -> tuple[Callable[[int], np.ndarray | None], tuple[str, ...]]:
     """A function frame index -> action (A,) or None, and the action names if the messages carry them.
 
     ActionChunk: the chunk whose header stamp equals the frame's. Float32MultiArray (no header):

@@ -21,7 +21,7 @@ class BagError(Exception):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
 
-    def __reduce__(self):  # keep pickling (multiprocessing workers) working with two arguments
+    def __reduce__(self) -> tuple[type, tuple[Path, str]]:  # keep pickling (multiprocessing workers) working with two arguments
         return (type(self), (self.path, self.problem))
 
 

@@ -20,6 +20,7 @@ import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from rosbags.typesys import Stores, TypesysError, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
@@ -86,10 +87,10 @@ def find_msg_dir(msg_dir: str | Path | None = None) -> Path:
     )
 
 
-def interface_types(msg_dir: str | Path | None = None) -> dict:
+def interface_types(msg_dir: str | Path | None = None) -> dict[str, Any]:
     """Parsed definitions of every .msg in the interfaces package (rosbags Typesdict)."""
     path = find_msg_dir(msg_dir)
-    types: dict = {}
+    types: dict[str, Any] = {}
     for msg_file in sorted(path.glob("*.msg")):
         name = f"{INTERFACES_PACKAGE}/msg/{msg_file.stem}"
         try:

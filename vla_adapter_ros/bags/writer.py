@@ -125,7 +125,8 @@ class EpisodeWriter:
             self._writer = None
             raise BagWriteError(self.path, str(exc)) from exc
         t = self.topics
-        plan = [(f"camera:{name}", topic, ts.CONTRACT_TYPES[kind], _qos(False, False, 1))
+        plan: list[tuple[str, str | None, str, Qos]] = [
+            (f"camera:{name}", topic, ts.CONTRACT_TYPES[kind], _qos(False, False, 1))
                 for name, (topic, kind) in self.cameras.items()]
         plan += [("instruction", t.instruction, ts.STRING, _qos(True, True, 1)),
                  ("proprio", t.proprio, ts.JOINT_STATE, _qos(True, False, 10)),
@@ -161,7 +162,7 @@ class EpisodeWriter:
     def __enter__(self) -> EpisodeWriter:
         return self.open()
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         if exc_type is None:
             self.close()
         else:

@@ -267,6 +267,7 @@ class ChunkExecutor:
         self._last_target = None
 
     def _make_hold(self, now_ns: int, ramp: float) -> HoldTrajectory:
+        assert self._last_value is not None  # a hold starts from a commanded value
         velocity = self._last_velocity if ramp > 0 and self._last_velocity is not None else np.zeros(len(self.dims))
         return HoldTrajectory(now_ns, self._last_value, velocity, self.is_position, ramp,
                               self._newest.newest_stamp_ns if self._newest is not None else 0)
@@ -302,6 +303,7 @@ class ChunkExecutor:
             self._last_tick_ns = now_ns
             if fresh:
                 plan = self._plan
+                assert plan is not None  # _fresh is true only with a plan
                 target = self._target(plan, now_ns)
                 target_velocity = None if self._last_target is None else (target - self._last_target) / period
                 if self._hold is not None:
@@ -402,7 +404,7 @@ class ChunkExecutor:
             times += [int(t) for t in later[later > times[0] + 1_000_000]][: points - 1]
         later = np.array(times[1:], np.int64)
         values, velocities = cmd.value[None, :], cmd.velocity[None, :]
-        if later.size:
+        if later.size and source is not None:
             values = np.vstack([values, np.clip(source.sample(later), self._limiter.low, self._limiter.high)])
             velocities = np.vstack([velocities, source.velocities(later)])
         offsets = (np.array(times, np.int64) - cmd.stamp_ns) / NS

@@ -163,7 +163,7 @@ class Manifest:
         proprio = ProprioSpec.from_dict(get(d, "proprio", dict, "manifest"))
         actions = ActionSpec.from_dict(get(d, "actions", dict, "manifest"))
         if version == 1:  # one camera "camera" (input "image"); the contract of a model exported before contracts
-            cameras = (CameraInput("camera", processing.IMAGE, image.height, image.width),)
+            cameras: tuple[CameraInput, ...] = (CameraInput("camera", processing.IMAGE, image.height, image.width),)
             contract = derived_contract(("camera",), proprio.names, actions.names, actions.low, actions.high)
         else:
             cameras = CameraInput.list_from(get(d, "cameras", list, "manifest"))

@@ -89,6 +89,7 @@ class FrameServer:
                                            give_way=lambda: self._newer() or not self._serving())
         if not self._inputs_ok(found):
             return None
+        assert found.instruction is not None  # _inputs_ok refuses a frame without one
         t0 = time.perf_counter()
         result = self._infer(rgb, found.instruction, found.state)
         inference_s = time.perf_counter() - t0

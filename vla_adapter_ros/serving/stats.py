@@ -94,7 +94,7 @@ class PeriodCounts:
     def __init__(self) -> None:
         self._previous: dict[str, int] = {}
 
-    def delta(self, new_period: bool, counts: dict[str, int], **groups: dict[str, int]) -> tuple[dict, dict]:
+    def delta(self, new_period: bool, counts: dict[str, int], **groups: dict[str, int]) -> tuple[dict[str, int], dict[str, int]]:
         """(flat totals, change since the last period); ``new_period`` closes the period (False: an
         on-demand read that leaves it running)."""
         flat = dict(counts)

@@ -118,6 +118,7 @@ def test_backbone_success_per_difficulty_group_uses_every_meta_world_task_once()
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # the whole pipeline with spawned cost and eval processes: ~3 min alone, more under load
 def test_quick_benchmark_end_to_end_and_resume(tmp_path):
     cfg = BenchmarkConfig.load(ROOT / "config" / "benchmark" / "quick.yaml")
     data = cfg.to_dict()
@@ -155,6 +156,7 @@ def test_quick_benchmark_end_to_end_and_resume(tmp_path):
         cost = json.loads((out / "cost" / f"{name}.json").read_text())
         assert cost["steps"] == 3 and cost["peak_rss_delta_bytes"] > 0 and cost["ms_per_step_median"] > 0
     assert not (out / "cost" / "adapter_r8_s1.json").exists()
+    assert results["deactivated_identity"] == {"adapter_r8": [1, 1], "adapter_r8_s1": [1, 1], "prefix_4": [1, 1]}
     assert (out / "eval" / "coffee-button-v3" / "adapter_r8_heldout.json").is_file()
     assert (out / "eval" / "reach-v3" / "full[coffee-button-v3].json").is_file()
     manifest = json.loads((tmp_path / "model" / "manifest.json").read_text())

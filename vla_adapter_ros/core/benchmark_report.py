@@ -140,7 +140,45 @@ def collect(bench: Any) -> dict[str, Any]:
         forgetting[t] = {"backbone": _first(base[t], n), "full": tuned}
     return {"methods": rows, "paraphrase": paraphrase, "forgetting": forgetting, "main_method": main,
             "groups": _groups(base), "seeds": _seeds(bench), "full_method": full,
+            "deactivated_identity": deactivated_identity(bench),
             "heldout": bench.heldout, "base": bench.base, "config": bench.cfg.to_dict()}
+
+
+def deactivated_identity(bench: Any) -> dict[str, list[int]]:
+    """Per tuner method: [artifacts whose deactivation gives the backbone's outputs bit for bit, artifacts
+    checked]. Every trained adapter / LoRA / prefix is loaded onto the backbone, activated (it must change
+    the outputs) and deactivated (they must equal the bare backbone's exactly) on a batch of inputs."""
+    import torch
+
+    from .adapters import delete_adapter, load_adapter, set_adapter
+    from .checkpoint import load_checkpoint
+    from .config import TUNER_REGIMES
+    from .model import example_inputs
+
+    if not (bench.backbone / "model.safetensors").is_file():
+        return {}
+    model = load_checkpoint(bench.backbone, adapters=False).eval()
+    x = example_inputs(model.config, batch_size=4, seed=0)
+    out: dict[str, list[int]] = {}
+    with torch.no_grad():
+        ref = model.predict(*x)
+        for spec in bench.method_specs():
+            if spec.regime not in TUNER_REGIMES:
+                continue
+            ok = checked = 0
+            for task in bench.heldout:
+                art = bench.artifact(task, spec)
+                if not art.is_dir():
+                    continue
+                name = load_adapter(model, art, activate=True)
+                changed = not torch.equal(model.predict(*x), ref)
+                set_adapter(model, None)
+                ok += changed and torch.equal(model.predict(*x), ref)
+                checked += 1
+                delete_adapter(model, name)
+            if checked:
+                out[spec.name] = [ok, checked]
+    return out
 
 
 def _first(result: dict[str, Any] | None, n: int) -> dict[str, Any] | None:
@@ -247,6 +285,10 @@ def markdown(data: dict[str, Any]) -> str:
     episodes = [sum(r[side]["episodes"] for r in data["forgetting"].values() if r[side]) for side in ("backbone", "full")]
     if episodes[1]:
         lines.append(f"| **all** | **{pooled[0]}/{episodes[0]}** | **{pooled[1]}/{episodes[1]}** |")
+    if data.get("deactivated_identity"):
+        checks = ", ".join(f"{n} {ok}/{k}" for n, (ok, k) in data["deactivated_identity"].items())
+        lines += ["", "Deactivated = backbone, bit for bit (each trained tuner loaded onto the backbone: active it "
+                  f"changes the outputs, deactivated they equal the bare backbone's exactly): {checks}."]
     return "\n".join(lines) + "\n"
 
 

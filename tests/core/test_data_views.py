@@ -115,3 +115,23 @@ def test_one_camera_items_are_the_single_camera_items_with_v_1(tmp_path):
         torch.manual_seed(i)
         before = preprocess_image(random_shift(resize_rgb(images[i], (10, 10)), 2), (10, 10))
         assert got.shape == (1, 3, 10, 10) and np.array_equal(got[0].numpy(), before)
+
+
+def test_frames_are_held_once_when_no_view_needs_resizing(bags):
+    """At the model's size the episodes' frames become views into the dataset's one array (same values), so a
+    45-task two-camera dataset costs its frames once in memory; a resized view keeps the episode's own frames."""
+    root, raw = bags
+    eps = [read_episode(root / f"ep{e}", contract=TWO) for e in range(2)]
+    for ep in eps:  # make both views 10x12 so nothing needs resizing
+        ep.views = {"top": ep.views["top"][:, :10, :12].copy(), "hand": ep.views["hand"]}
+        ep.images = ep.views["top"]
+    before = {e: {c: v.copy() for c, v in ep.views.items()} for e, ep in enumerate(eps)}
+    ds = EpisodeDataset(eps, image_size=(10, 12), chunk_length=1, cameras=("hand", "top"))
+    for e, ep in enumerate(eps):
+        assert ep.cameras == ("top", "hand") and ep.images is ep.views["top"]
+        for v, c in enumerate(ds.cameras):
+            assert np.shares_memory(ep.views[c], ds._images[e]) and np.array_equal(ep.views[c], before[e][c])
+            assert np.array_equal(ds._images[e][:, v], before[e][c])
+    resized = EpisodeDataset(root, image_size=16, chunk_length=1, contract=TWO)
+    assert not np.shares_memory(resized.episodes[0].views["top"], resized._images[0])
+    assert np.array_equal(resized.episodes[0].views["hand"], raw[0][1])

@@ -10,10 +10,9 @@ from core_data import TinyEpisodes, tensors_equal, tiny_config
 from safetensors.torch import load_file
 
 from vla_adapter_ros import processing as P
-from vla_adapter_ros.core.adapters import add_adapter, load_adapter, set_adapter
+from vla_adapter_ros.core.adapters import add_tuner, load_adapter, set_adapter
 from vla_adapter_ros.core.checkpoint import load_checkpoint
-from vla_adapter_ros.core.config import AdapterConfig, LoraConfig, TrainConfig
-from vla_adapter_ros.core.lora import add_lora
+from vla_adapter_ros.core.config import TUNER_REGIMES, AdapterConfig, LoraConfig, PrefixConfig, TrainConfig
 from vla_adapter_ros.core.model import VLAPolicy, example_inputs
 from vla_adapter_ros.core.train import load_train_config, lr_factor, train
 from vla_adapter_ros.core.train_state import load_model_tensors
@@ -64,16 +63,16 @@ def test_pretrain_writes_checkpoint_logs_and_curves(backbone_dir):
     assert TrainConfig.load(out / "train_config.json").regime == "pretrain"
 
 
-@pytest.mark.parametrize("regime", ["adapter", "lora", "head_only", "full"])
+@pytest.mark.parametrize("regime", ["adapter", "lora", "prefix", "head_only", "full"])
 def test_fine_tuning_regimes_touch_only_their_parameters(tmp_path, backbone_dir, language, regime):
     init = load_checkpoint(backbone_dir).backbone_state_dict()
     cfg = _cfg(tmp_path, regime, regime=regime, init_checkpoint=str(backbone_dir), adapter_name="task1",
-               adapter=AdapterConfig(rank=4), lora=LoraConfig(rank=2))
+               adapter=AdapterConfig(rank=4), lora=LoraConfig(rank=2), prefix=PrefixConfig(n_tokens=3))
     res = train(cfg, TinyEpisodes(cfg.model, n=16, seed=1), language=language)
     assert res.step == 6 and res.loss == res.loss  # finite
     report = json.loads((tmp_path / regime / "parameter_report.json").read_text())
     trainable = {r["name"]: r["trainable"] for r in report["rows"]}
-    if regime in ("adapter", "lora"):
+    if regime in TUNER_REGIMES:
         assert res.artifact == tmp_path / regime / "adapters" / "task1"
         assert trainable["vision"] == trainable["fusion"] == trainable["head"] == 0
         assert trainable["task1"] == trainable["total"] == res.trainable_params > 0
@@ -88,10 +87,7 @@ def test_fine_tuning_regimes_touch_only_their_parameters(tmp_path, backbone_dir,
         base_out = model.predict(*x)
         load_adapter(model, res.artifact, activate=True)
         trained = VLAPolicy(model.config)
-        if regime == "adapter":
-            add_adapter(trained, "task1", cfg.adapter)
-        else:
-            add_lora(trained, "task1", cfg.lora)
+        add_tuner(trained, "task1", cfg.tuner)
         load_model_tensors(trained, state)
         set_adapter(trained, "task1")
         assert torch.equal(trained.eval().predict(*x), model.predict(*x))

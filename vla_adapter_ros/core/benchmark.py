@@ -6,10 +6,11 @@ continues where it stopped, and ``--stage`` reruns one):
 1. ``record``   expert demonstrations as rosbag2 episodes (base + held-out tasks, seeds 0..)
 2. ``pretrain`` the backbone on the base tasks
 3. ``finetune`` every method on every held-out task, same data and schedule
-4. ``eval``     closed-loop success on held-out seeds (>= EVAL_SEED_START), backbone-only,
-                paraphrased instructions, forgetting on the base tasks
-5. ``export``   backbone + the main method's adapters -> ONNX model directory (parity-checked)
-6. ``report``   results.json + markdown tables + PNG plots
+4. ``cost``     each method's training cost: peak memory and time per step of a short run in a fresh process
+5. ``eval``     closed-loop success on held-out seeds (>= EVAL_SEED_START), backbone-only (also on every base
+                task: the success-per-difficulty-group table), paraphrased instructions, forgetting
+6. ``export``   backbone + the main method's adapters -> ONNX model directory (parity-checked)
+7. ``report``   results.json + markdown tables + PNG plots
 
 The backbone never sees the held-out tasks; methods differ only in what they train.
 """
@@ -31,7 +32,15 @@ import torch
 
 from ..contract import RobotContract
 from .benchmark_report import write_report
-from .config import AdapterConfig, ConfigBase, LoraConfig, ModelConfig, TrainConfig
+from .config import (
+    TUNER_REGIMES,
+    AdapterConfig,
+    ConfigBase,
+    LoraConfig,
+    ModelConfig,
+    PrefixConfig,
+    TrainConfig,
+)
 from .evaluate import EpisodeResult, TorchPolicySource, evaluate_task, summarize
 from .export import export_model
 from .record import record
@@ -39,22 +48,27 @@ from .sim.instructions import training_instructions
 from .sim.metaworld_env import canonical_task
 from .train import train_from_config
 
-STAGES = ("record", "pretrain", "finetune", "eval", "export", "report")
-FINETUNE_REGIMES = ("adapter", "lora", "head_only", "full")
+STAGES = ("record", "pretrain", "finetune", "cost", "eval", "export", "report")
+FINETUNE_REGIMES = (*TUNER_REGIMES, "head_only", "full")
 DONE = ".done"
 
 
 @dataclass
 class MethodSpec(ConfigBase):
     """One way of specialising the backbone to a task: a fine-tuning regime and, for ``adapter`` /
-    ``lora``, the AdapterConfig / LoraConfig fields it trains with (``task`` and
-    ``instruction_examples`` are filled in per task). Unset fields take the config class's defaults.
+    ``lora`` / ``prefix``, the AdapterConfig / LoraConfig / PrefixConfig fields it trains with (``task``
+    and ``instruction_examples`` are filled in per task). Unset fields take the config class's defaults.
     """
 
     name: str = "adapter_r16"
-    regime: str = "adapter"  # adapter | lora | head_only | full
+    regime: str = "adapter"  # adapter | lora | prefix | head_only | full
     adapter: dict[str, Any] = field(default_factory=dict)  # AdapterConfig fields (regime adapter)
     lora: dict[str, Any] = field(default_factory=dict)  # LoraConfig fields (regime lora)
+    prefix: dict[str, Any] = field(default_factory=dict)  # PrefixConfig fields (regime prefix)
+    seed: int = 0  # training seed (TrainConfig.seed)
+    # This method again with another training seed: the name of the method it repeats (same regime and
+    # fields). Reported in the training-seed table, not as a method of its own.
+    seed_of: str = ""
 
     _MOVED: ClassVar[tuple[str, ...]] = ("rank", "positions", "lora_targets", "train_modules")
     _PER_TASK: ClassVar[tuple[str, ...]] = ("task", "instruction_examples")
@@ -62,7 +76,7 @@ class MethodSpec(ConfigBase):
     def __post_init__(self) -> None:
         if self.regime not in FINETUNE_REGIMES:
             raise ValueError(f"method {self.name!r}: regime must be {'|'.join(FINETUNE_REGIMES)}, got {self.regime!r}")
-        for section, cls in (("adapter", AdapterConfig), ("lora", LoraConfig)):
+        for section, cls in (("adapter", AdapterConfig), ("lora", LoraConfig), ("prefix", PrefixConfig)):
             fields = getattr(self, section)
             if fields and self.regime != section:
                 raise ValueError(f"method {self.name!r}: an {section!r} section is for regime {section}, "
@@ -84,8 +98,8 @@ class MethodSpec(ConfigBase):
         return super().from_dict(d)
 
     def tuner_fields(self, task: str, instructions: tuple[str, ...]) -> dict[str, Any]:
-        """The TrainConfig fragment for ``task``: ``{"adapter": {...}}`` / ``{"lora": {...}}``, or {}."""
-        if self.regime not in ("adapter", "lora"):
+        """The TrainConfig fragment for ``task``: ``{"adapter": {...}}`` / ``{"lora": {...}}`` / ``{"prefix": ...}``, or {}."""
+        if self.regime not in TUNER_REGIMES:
             return {}
         fields = getattr(self, self.regime)
         return {self.regime: {**fields, "task": f"metaworld/{task}", "instruction_examples": list(instructions)}}
@@ -132,6 +146,10 @@ class BenchmarkConfig(ConfigBase):
     eval_episodes: int = 10
     eval_seed_start: int = 100_000
     forgetting_episodes: int = 5  # per base task, backbone vs one fully fine-tuned model
+    # the backbone alone on every base task (the success-per-difficulty-group table); 0 = forgetting_episodes.
+    # The forgetting table compares the first forgetting_episodes of them with the fully fine-tuned model.
+    base_eval_episodes: int = 0
+    cost_steps: int = 40  # training steps of each method's cost measurement (0 = no cost stage)
     eval_workers: int = 1  # processes for the eval stage (each runs torch with one thread)
     # -- export ---------------------------------------------------------------------------------------
     export_dir: str = "models/default"
@@ -151,6 +169,23 @@ class BenchmarkConfig(ConfigBase):
                   "eval_workers", "max_warmup_steps", "min_save_every"):
             if getattr(self, n) <= 0:
                 raise ValueError(f"{n} must be positive, got {getattr(self, n)}")
+        for n in ("base_eval_episodes", "cost_steps"):
+            if getattr(self, n) < 0:
+                raise ValueError(f"{n} must be >= 0, got {getattr(self, n)}")
+        by_name = {m.name: m for m in specs}
+        if len(by_name) != len(specs):
+            raise ValueError(f"method names must be unique, got {[m.name for m in specs]}")
+        for m in specs:
+            if not m.seed_of:
+                continue
+            first = by_name.get(m.seed_of)
+            if first is None or first.seed_of:
+                raise ValueError(f"method {m.name!r}: seed_of {m.seed_of!r} must name a method that is not a repeat")
+            if (m.regime, m.adapter, m.lora, m.prefix) != (first.regime, first.adapter, first.lora, first.prefix):
+                raise ValueError(f"method {m.name!r} repeats {first.name!r} with another seed but trains something "
+                                 "else; only the seed may differ")
+            if m.seed == first.seed:
+                raise ValueError(f"method {m.name!r} repeats {first.name!r} with the same seed {m.seed}")
         for n in ("warmup_fraction", "save_fraction"):
             if not 0.0 <= getattr(self, n) <= 1.0:
                 raise ValueError(f"{n} must be in [0, 1], got {getattr(self, n)}")
@@ -198,6 +233,29 @@ def _eval_group_in_worker(cfg: dict[str, Any], group: list[EvalJob]) -> list[str
     return lines
 
 
+def _measure_cost_in_worker(cfg: dict[str, Any], spec: dict[str, Any], task: str) -> dict[str, Any]:
+    """Process-pool entry: a short training run of ``spec`` on ``task`` in a temporary directory, one
+    torch thread; peak memory of its steps (TrainResult) and its step times (log, one record per step)."""
+    import tempfile
+
+    torch.set_num_threads(1)
+    bench = Benchmark(BenchmarkConfig.from_dict(cfg), progress=False, log=lambda _: None)
+    method = MethodSpec.from_dict(spec)
+    steps = bench.cfg.cost_steps
+    with tempfile.TemporaryDirectory(prefix="vla-cost-") as tmp:
+        train_cfg = bench.method_train_config(task, method, Path(tmp), steps)
+        train_cfg = TrainConfig.from_dict({**train_cfg.to_dict(), "resume": False, "save_every": 0, "log_every": 1,
+                                           "plot": False, "progress": False})
+        result = train_from_config(train_cfg)
+        log = [json.loads(x) for x in (Path(tmp) / "log.jsonl").read_text().splitlines() if x.strip()]
+    ms = [1e3 * bench.cfg.batch_size / r["samples_per_s"] for r in log if r.get("samples_per_s")]
+    ms = ms[min(5, len(ms) // 2):]  # the first steps warm up allocator and caches
+    return {"method": method.name, "task": task, "steps": steps, "batch_size": bench.cfg.batch_size,
+            "trainable_params": result.trainable_params, "peak_rss_delta_bytes": result.peak_rss_delta_bytes,
+            "ms_per_step_median": float(sorted(ms)[len(ms) // 2]) if ms else None,
+            "ms_per_step": ms, "torch_threads": torch.get_num_threads()}
+
+
 def adapter_name(task: str) -> str:
     """``faucet-open-v3`` -> ``faucet_open`` (the name users switch to)."""
     return task.removesuffix("-v3").replace("-", "_")
@@ -225,7 +283,7 @@ class Benchmark:
 
     def artifact(self, task: str, spec: MethodSpec) -> Path:
         run = self.run_dir(task, spec.name)
-        if spec.regime in ("adapter", "lora"):
+        if spec.regime in TUNER_REGIMES:
             return run / "adapters" / adapter_name(task)
         return run / "checkpoint"
 
@@ -252,8 +310,8 @@ class Benchmark:
                                        f"(wanted {episodes}); raise max_steps ({cfg.max_steps}) or pick another task")
                 done.write_text(json.dumps({"episodes": episodes, "seed": cfg.record_seed}))
 
-    def _train(self, regime: str, data: list[Path], out: Path, steps: int, **extra: Any) -> Path:
-        cfg = TrainConfig.from_dict({
+    def train_config(self, regime: str, data: list[Path], out: Path, steps: int, **extra: Any) -> TrainConfig:
+        return TrainConfig.from_dict({
             "regime": regime, "data": [str(d) for d in data], "steps": steps, "batch_size": self.cfg.batch_size,
             **self.cfg.schedule(steps), "out_dir": str(out), "resume": True, "progress": self.progress,
             "augment": self.cfg.augment, "model": self.cfg.model_config.to_dict(),
@@ -261,13 +319,26 @@ class Benchmark:
             **({"contract": self.cfg.contract} if self.cfg.contract else {}),
             **extra,
         })
+
+    def method_train_config(self, task: str, spec: MethodSpec, out: Path, steps: int) -> TrainConfig:
+        """The TrainConfig ``spec`` fine-tunes with on ``task``."""
+        tuner = spec.tuner_fields(task, tuple(training_instructions(task)))
+        return self.train_config(spec.regime, [self.demos(task)], out, steps, adapter_name=adapter_name(task),
+                                 seed=spec.seed, **tuner)
+
+    def _train(self, regime: str, data: list[Path], out: Path, steps: int, **extra: Any) -> Path:
+        return self._run_training(self.train_config(regime, data, out, steps, **extra))
+
+    def _run_training(self, cfg: TrainConfig) -> Path:
+        out = Path(cfg.out_dir)
         result = train_from_config(cfg)
         if result.artifact is None:
             raise RuntimeError(f"training in {out} stopped before it finished")
         art = Path(result.artifact)
         files = [p for p in art.rglob("*") if p.is_file()]
         (out / "result.json").write_text(json.dumps({
-            "regime": regime, "steps": result.step, "final_loss": result.loss,
+            "regime": cfg.regime, "steps": result.step, "final_loss": result.loss,
+            "peak_rss_delta_bytes": result.peak_rss_delta_bytes,
             "trainable_params": result.trainable_params, "total_params": result.total_params,
             "artifact": str(art), "artifact_bytes": sum(p.stat().st_size for p in files),
         }, indent=1))
@@ -285,9 +356,30 @@ class Benchmark:
                 if self.artifact(task, spec).is_dir():
                     continue
                 self.log(f"[finetune] {task}: {spec.name}")
-                tuner = spec.tuner_fields(task, tuple(training_instructions(task)))
-                self._train(spec.regime, [self.demos(task)], self.run_dir(task, spec.name),
-                            self.cfg.finetune_steps, adapter_name=adapter_name(task), **tuner)
+                self._run_training(self.method_train_config(task, spec, self.run_dir(task, spec.name),
+                                                            self.cfg.finetune_steps))
+
+    def cost_file(self, spec: MethodSpec) -> Path:
+        return self.out / "cost" / f"{spec.name}.json"
+
+    def cost(self) -> None:
+        """Each method's training cost on the first held-out task: a ``cost_steps`` run in a fresh process
+        (one torch thread), peak resident memory of its steps above what the loaded model and data hold,
+        and the median step time. A fresh process each, so no method reuses memory another freed."""
+        if not self.cfg.cost_steps:
+            return
+        task = self.heldout[0]
+        for spec in self.method_specs():
+            path = self.cost_file(spec)
+            if spec.seed_of or path.is_file():
+                continue
+            self.log(f"[cost] {spec.name}: {self.cfg.cost_steps} steps on {task}")
+            with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+                cost = pool.submit(_measure_cost_in_worker, self.cfg.to_dict(), spec.to_dict(), task).result()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(cost, indent=1))
+            self.log(f"[cost] {spec.name}: peak +{cost['peak_rss_delta_bytes'] / 2**20:.0f} MiB, "
+                     f"{cost['ms_per_step_median']:.0f} ms/step")
 
     def method_specs(self) -> list[MethodSpec]:
         """Configured methods, the main one first."""
@@ -315,7 +407,11 @@ class Benchmark:
         return jobs
 
     def episodes_for(self, job: EvalJob) -> int:
-        return self.cfg.forgetting_episodes if job.task in self.base else self.cfg.eval_episodes
+        if job.task not in self.base:
+            return self.cfg.eval_episodes
+        if job.label == "backbone":
+            return max(self.cfg.base_eval_episodes, self.cfg.forgetting_episodes)
+        return self.cfg.forgetting_episodes
 
     def evaluate(self) -> None:
         """Run the evaluations that are missing or have fewer episodes than configured.
@@ -351,7 +447,7 @@ class Benchmark:
     def _model_of(self, task: str, spec: MethodSpec) -> tuple[str, str | None]:
         """(checkpoint, adapter or None) that ``spec`` fine-tuned on ``task``."""
         art = self.artifact(task, spec)
-        if spec.regime in ("adapter", "lora"):
+        if spec.regime in TUNER_REGIMES:
             return str(self.backbone), str(art)
         return str(art), None
 
@@ -389,8 +485,8 @@ class Benchmark:
     def run(self, stages: tuple[str, ...] = STAGES) -> None:
         for stage in stages:
             start = time.perf_counter()
-            {"record": self.record, "pretrain": self.pretrain, "finetune": self.finetune, "eval": self.evaluate,
-             "export": self.export, "report": self.report}[stage]()
+            {"record": self.record, "pretrain": self.pretrain, "finetune": self.finetune, "cost": self.cost,
+             "eval": self.evaluate, "export": self.export, "report": self.report}[stage]()
             self.log(f"[{stage}] done in {time.perf_counter() - start:.0f} s")
 
 

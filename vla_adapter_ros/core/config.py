@@ -35,11 +35,13 @@ LORA_TARGETS = ("qkv", "attn_out", "ffn_in", "ffn_out")  # the linears of a tran
 # "patch_embed" = the vision encoder's conv stem (if any) + patch projection, the low-level
 # visual features; "norms" = every LayerNorm of the adapter's components (Houlsby et al.).
 TRAIN_MODULES = ("patch_embed", "norms")
-REGIMES = ("pretrain", "adapter", "lora", "head_only", "full")
+PREFIX_COMPONENTS = ("vision", "fusion")  # prefix tuning lives in the policy's own attention layers
+REGIMES = ("pretrain", "adapter", "lora", "prefix", "head_only", "full")
+TUNER_REGIMES = ("adapter", "lora", "prefix")  # regimes that train a named tuner on a frozen backbone
 LOSSES = ("l1", "mse")
 
 # Default peak learning rates per regime (AdamW, after warm-up, cosine to min_lr_ratio * lr).
-# Adapters / LoRA / a lone head start from scratch on few parameters and follow the
+# Adapters / LoRA / prefixes / a lone head start from scratch on few parameters and follow the
 # adapter literature (Houlsby et al. 2019, Hu et al. 2021: 1e-4..1e-3 for adapters vs
 # 1e-5..1e-4 for full fine-tuning) with the larger rate; full fine-tuning moves
 # pretrained weights and uses a 10x smaller one so it does not wreck them;
@@ -48,6 +50,7 @@ DEFAULT_LR = {
     "pretrain": 3e-4,
     "adapter": 1e-3,
     "lora": 1e-3,
+    "prefix": 1e-3,
     "head_only": 1e-3,
     "full": 1e-4,
 }
@@ -336,6 +339,43 @@ class LoraConfig(ConfigBase):
 
 
 @dataclass
+class PrefixConfig(ConfigBase):
+    """Prefix tuning (Li & Liang 2021): ``n_tokens`` learned key and value vectors per attention layer of
+    ``components``, which every token may attend to; the backbone stays frozen.
+
+    ``gate`` (default): the prefix gets its own softmax, added through a per-head gate ``tanh(g)`` with g = 0
+    at creation (LLaMA-Adapter's zero-init attention, Zhang et al. 2023), so a new prefix is an exact
+    identity and training starts at the backbone, as adapters and LoRA do. ``gate: false`` is the original
+    formulation: prefix and tokens share one softmax (not an identity at creation: the prefix takes
+    attention mass from the tokens). No reparameterisation MLP (Li & Liang use one for stability on
+    large language models; a few thousand parameters train directly here). No ONNX export.
+    """
+
+    # --- shape ---
+    n_tokens: int = 16  # prefix length per attention layer
+    components: tuple[str, ...] = ("fusion",)  # subset of PREFIX_COMPONENTS
+    gate: bool = True
+    init_std: float = 0.02  # prefix keys / values ~ N(0, init_std), like the backbone's token embeddings
+    # --- extra trainable parts ---
+    train_head: bool = False
+    train_modules: tuple[str, ...] = ()  # as AdapterConfig.train_modules
+    # --- metadata ---
+    task: str = ""
+    instruction_examples: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _positive_int("n_tokens", self.n_tokens)
+        self.components = _subset(self.components, PREFIX_COMPONENTS, "components")
+        for name in ("gate", "train_head"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        if not isinstance(self.init_std, (int, float)) or not self.init_std > 0:
+            raise ValueError(f"init_std must be > 0, got {self.init_std!r}")
+        self.train_modules = _subset(self.train_modules, TRAIN_MODULES, "train_modules", allow_empty=True)
+        self.instruction_examples = tuple(self.instruction_examples)
+
+
+@dataclass
 class TrainConfig(ConfigBase):
     """One trainer, five regimes, same data and schedule (see core/train.py)."""
 
@@ -348,6 +388,7 @@ class TrainConfig(ConfigBase):
     model: ModelConfig = field(default_factory=ModelConfig)  # used by pretrain only
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
+    prefix: PrefixConfig = field(default_factory=PrefixConfig)
     # --- data ---
     data: tuple[str, ...] = ()  # rosbag2 episode directories or globs
     val_data: tuple[str, ...] = ()
@@ -388,7 +429,8 @@ class TrainConfig(ConfigBase):
         if self.regime != "pretrain" and not self.init_checkpoint:
             raise ValueError(f"regime {self.regime!r} needs init_checkpoint (a pretrained backbone dir), got {self.init_checkpoint!r}")
         validate_adapter_name(self.adapter_name, "adapter_name")
-        for name, cls in (("model", ModelConfig), ("adapter", AdapterConfig), ("lora", LoraConfig)):
+        for name, cls in (("model", ModelConfig), ("adapter", AdapterConfig), ("lora", LoraConfig),
+                          ("prefix", PrefixConfig)):
             v = getattr(self, name)
             if isinstance(v, Mapping):
                 setattr(self, name, cls.from_dict(v))
@@ -429,5 +471,10 @@ class TrainConfig(ConfigBase):
     def peak_lr(self) -> float:
         return float(self.lr) if self.lr > 0 else DEFAULT_LR[self.regime]
 
+    @property
+    def tuner(self) -> AdapterConfig | LoraConfig | PrefixConfig | None:
+        """The tuner config this regime trains (the section named like the regime), None for the others."""
+        return getattr(self, self.regime) if self.regime in TUNER_REGIMES else None
 
-TrainConfig._nested = {"model": ModelConfig, "adapter": AdapterConfig, "lora": LoraConfig}
+
+TrainConfig._nested = {"model": ModelConfig, "adapter": AdapterConfig, "lora": LoraConfig, "prefix": PrefixConfig}

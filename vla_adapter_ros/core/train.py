@@ -1,4 +1,4 @@
-"""One trainer for every regime: pretrain, adapter, lora, head_only, full.
+"""One trainer for every regime: pretrain, adapter, lora, prefix, head_only, full.
 
 Same data, same schedule (AdamW, linear warm-up then cosine to ``min_lr_ratio``, global
 grad-norm clipping), only the set of trainable parameters differs, chosen explicitly:
@@ -11,6 +11,7 @@ full        the whole backbone, from ``init_checkpoint``            checkpoint/
 head_only   the action head only                                    checkpoint/
 adapter     adapter ``adapter_name`` (+ its head copy if asked)     adapters/<name>/
 lora        LoRA ``adapter_name`` (+ its head copy if asked)        adapters/<name>/
+prefix      prefix ``adapter_name`` (+ its head copy if asked)      adapters/<name>/
 ==========  =====================================================  ==============
 
 Seeded and deterministic on CPU; resumable (``resume: true``) from
@@ -47,14 +48,14 @@ from tqdm import tqdm
 from .. import processing as P
 from ..bags.episodes import EpisodeTopics
 from ..contract import RobotContract
-from .adapters import add_adapter, parameter_report, save_adapter
+from .adapters import add_tuner, parameter_report, save_adapter
 from .checkpoint import CONFIG_NAME, load_checkpoint, save_checkpoint
-from .config import ModelConfig, TrainConfig
+from .config import TUNER_REGIMES, ModelConfig, TrainConfig
 from .data import EpisodeDataset
 from .distributed import Dist, barrier, mean_across, seed_everything, setup_distributed
 from .language import LanguageEncoder
-from .lora import add_lora
 from .model import VLAPolicy
+from .resources import PeakRss
 from .train_state import (
     CURVES_PNG,
     RESUME_DIR,
@@ -77,6 +78,9 @@ class TrainResult:
     trainable_params: int
     total_params: int
     model: Any = None  # the trained VLAPolicy (unwrapped from DDP), on its training device
+    # peak resident memory of the training steps above what the process held when they started (model and
+    # data loaded): activations, gradients, optimizer state. None where it cannot be measured (not Linux).
+    peak_rss_delta_bytes: int | None = None
 
 
 # ----------------------------------------------------------------------------- set-up pieces
@@ -100,7 +104,7 @@ def build_model(cfg: TrainConfig, stats: Mapping[str, P.Normalizer] | None, lang
         model = VLAPolicy(cfg.model, stats=stats)
     else:
         model = load_checkpoint(cfg.init_checkpoint, adapters=False)
-    tuner = cfg.adapter if cfg.regime == "adapter" else cfg.lora if cfg.regime == "lora" else None
+    tuner = cfg.tuner
     if tuner is not None and "language" in tuner.components:
         model.attach_language(language if language is not None else LanguageEncoder())
     for p in model.parameters():  # explicit: start from everything frozen
@@ -110,7 +114,7 @@ def build_model(cfg: TrainConfig, stats: Mapping[str, P.Normalizer] | None, lang
     elif cfg.regime == "head_only":
         params = list(model.head.parameters())
     else:
-        (add_adapter if cfg.regime == "adapter" else add_lora)(model, cfg.adapter_name, tuner)
+        add_tuner(model, cfg.adapter_name, tuner)
         set_adapter(model, cfg.adapter_name)
         params = mark_only_adapter_trainable(model, cfg.adapter_name)
     for p in params:
@@ -438,19 +442,22 @@ class Trainer:
         self.model.train()
         batches = self.batches(self.global_step)
         self._t0 = self._t_log = time.perf_counter()
-        while self.global_step < end:
-            lr, norm = self.step(next(batches))
-            step = self.global_step
-            if cfg.log_every and (step % cfg.log_every == 0 or step == end):
-                rec = self.log_window(lr, norm)
-                bar.set_postfix(loss=f"{rec['loss']:.4f}", lr=f"{rec['lr']:.2e}")
-            if self._validation_due():
-                bar.set_postfix(loss=f"{self.last_loss:.4f}", val=f"{self.validate():.4f}")
-            bar.update(1)
-            if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
-                self.save_resume()
+        with PeakRss() as memory:
+            while self.global_step < end:
+                lr, norm = self.step(next(batches))
+                step = self.global_step
+                if cfg.log_every and (step % cfg.log_every == 0 or step == end):
+                    rec = self.log_window(lr, norm)
+                    bar.set_postfix(loss=f"{rec['loss']:.4f}", lr=f"{rec['lr']:.2e}")
+                if self._validation_due():
+                    bar.set_postfix(loss=f"{self.last_loss:.4f}", val=f"{self.validate():.4f}")
+                bar.update(1)
+                if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
+                    self.save_resume()
         bar.close()
-        return self.finish()
+        result = self.finish()
+        result.peak_rss_delta_bytes = memory.delta_bytes
+        return result
 
     def _validation_due(self) -> bool:
         cfg, step = self.cfg, self.global_step
@@ -470,7 +477,7 @@ class Trainer:
         elif cfg.save_every:
             self.save_resume()
         if self.log is not None and cfg.plot:
-            tuned = cfg.regime in ("adapter", "lora")
+            tuned = cfg.regime in TUNER_REGIMES
             self.log.plot(self.out / CURVES_PNG, title=f"{cfg.regime} ({cfg.adapter_name})" if tuned else cfg.regime)
         barrier(d)
         total = sum(p.numel() for p in self.model.parameters())
@@ -478,7 +485,7 @@ class Trainer:
         return TrainResult(self.global_step, self.last_loss, self.out, artifact, trainable, total, self.model)
 
     def _save_artifact(self) -> Path:
-        if self.cfg.regime in ("adapter", "lora"):
+        if self.cfg.regime in TUNER_REGIMES:
             name = self.cfg.adapter_name
             artifact = save_adapter(self.model, name, self.out / "adapters" / name)
         else:

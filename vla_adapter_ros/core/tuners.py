@@ -186,18 +186,22 @@ def find_targets(
     return targets
 
 
-def attach_tuner(model: nn.Module, name: str, config: Any, kinds: tuple[str, ...], cls: type[TunerLayer]) -> list[str]:
-    """Wrap every ``kinds`` sublayer of ``config.components`` in ``cls`` and add ``name`` to it.
+def attach_tuner(model: nn.Module, name: str, config: Any, kinds: tuple[str, ...], cls: type[TunerLayer], *,
+                 targets: list[tuple[str, nn.Module, str]] | None = None) -> list[str]:
+    """Wrap every ``kinds`` linear of ``config.components`` (or the ``targets`` slots, (clean path, owner,
+    attribute), e.g. the attention modules prefix tuning wraps) in ``cls`` and add ``name`` to it.
 
-    Shared by adapters and LoRA: the name is checked and must be new; a head copy is added
+    Shared by adapters, LoRA and prefixes: the name is checked and must be new; a head copy is added
     when ``config.train_head`` and module copies for ``config.train_modules``. Returns the
     wrapped module paths.
     """
     validate_adapter_name(name)
     if name in model.tuner_configs:
         raise TunerError(f"adapter {name!r} already exists; attached: {sorted(model.tuner_configs)}")
+    if targets is None:
+        targets = [(path, owner, attr) for path, _kind, owner, attr in find_targets(model, config.components, kinds)]
     paths = []
-    for path, _kind, owner, attr in find_targets(model, config.components, kinds):
+    for path, owner, attr in targets:
         wrap_slot(owner, attr, cls).add(name, config)  # type: ignore[attr-defined]
         paths.append(path)
     for path, owner, attr in copy_targets(model, config):

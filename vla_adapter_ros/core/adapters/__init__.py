@@ -8,7 +8,7 @@
     print(parameter_report(policy))
 """
 
-from ..config import AdapterConfig, LoraConfig
+from ..config import AdapterConfig, LoraConfig, PrefixConfig
 from ..tuners import TunerError, delete_adapter, mark_only_adapter_trainable, set_adapter
 from .config import CONFIG_NAME, WEIGHTS_NAME, SavedAdapter
 from .layer import AdapterLayer, Bottleneck
@@ -17,6 +17,7 @@ from .model import (
     ParameterReport,
     adapter_state_dict,
     add_adapter,
+    add_tuner,
     load_adapter,
     load_adapter_state_dict,
     parameter_report,
@@ -31,11 +32,13 @@ __all__ = [
     "AdapterLoadError",
     "Bottleneck",
     "LoraConfig",
+    "PrefixConfig",
     "ParameterReport",
     "SavedAdapter",
     "TunerError",
     "adapter_state_dict",
     "add_adapter",
+    "add_tuner",
     "delete_adapter",
     "load_adapter",
     "load_adapter_state_dict",

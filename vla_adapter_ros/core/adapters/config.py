@@ -2,7 +2,7 @@
 
 ``adapter_config.json``: the tuner config fields (rank, positions, components,
 activation, init, task, instruction examples, ...) flat at the top level, plus
-``method`` ("bottleneck" | "lora"), ``name``, ``backbone_fingerprint``,
+``method`` ("bottleneck" | "lora" | "prefix"), ``name``, ``backbone_fingerprint``,
 ``num_parameters``, ``model_config`` and ``format_version``.
 ``adapter_model.safetensors``: the weights, keyed by clean slot path
 (e.g. ``vision.blocks.0.attn.proj.down.weight``).
@@ -17,15 +17,15 @@ from typing import Any
 
 from ... import __version__
 from ...names import validate_adapter_name
-from ..config import AdapterConfig, LoraConfig
+from ..config import AdapterConfig, LoraConfig, PrefixConfig
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
 FORMAT_VERSION = 1
-METHODS: dict[str, type] = {"bottleneck": AdapterConfig, "lora": LoraConfig}
+METHODS: dict[str, type] = {"bottleneck": AdapterConfig, "lora": LoraConfig, "prefix": PrefixConfig}
 
 
-def method_of(config: AdapterConfig | LoraConfig) -> str:
+def method_of(config: AdapterConfig | LoraConfig | PrefixConfig) -> str:
     for method, cls in METHODS.items():
         if isinstance(config, cls):
             return method
@@ -37,7 +37,7 @@ class SavedAdapter:
     """Everything in adapter_config.json."""
 
     name: str
-    config: AdapterConfig | LoraConfig
+    config: AdapterConfig | LoraConfig | PrefixConfig
     backbone_fingerprint: str
     num_parameters: int
     model_config: dict[str, Any] = field(default_factory=dict)

@@ -19,8 +19,9 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ...names import validate_adapter_name
-from ..config import AdapterConfig, LoraConfig
+from ..config import AdapterConfig, LoraConfig, PrefixConfig
 from ..lora import add_lora
+from ..prefix import add_prefix
 from ..tuners import (
     POSITION_KIND,
     TunerError,
@@ -49,11 +50,13 @@ def add_adapter(model: nn.Module, name: str, config: AdapterConfig | None = None
     return attach_tuner(model, name, config, tuple(POSITION_KIND[p] for p in config.positions), AdapterLayer)
 
 
-def _add_tuner(model: nn.Module, name: str, config: AdapterConfig | LoraConfig) -> None:
+def add_tuner(model: nn.Module, name: str, config: AdapterConfig | LoraConfig | PrefixConfig) -> list[str]:
+    """Attach tuner ``name`` of the method ``config`` belongs to (bottleneck adapter, LoRA or prefix)."""
     if isinstance(config, LoraConfig):
-        add_lora(model, name, config)
-    else:
-        add_adapter(model, name, config)
+        return add_lora(model, name, config)
+    if isinstance(config, PrefixConfig):
+        return add_prefix(model, name, config)
+    return add_adapter(model, name, config)
 
 
 def adapter_state_dict(model: nn.Module, name: str) -> dict[str, torch.Tensor]:
@@ -158,7 +161,7 @@ def load_adapter(
     except Exception as exc:  # noqa: BLE001 - safetensors raises several types; re-raised with the file name
         raise AdapterLoadError(f"{weights}: cannot read safetensors ({exc})") from exc
     try:
-        _add_tuner(model, name, saved.config)
+        add_tuner(model, name, saved.config)
     except TunerError as exc:
         raise AdapterLoadError(f"adapter {str(directory)!r} does not fit this model: {exc}") from exc
     try:

@@ -71,6 +71,7 @@ from .random_model import make_random_checkpoint
 
 DEFAULT_TOLERANCE = 1e-4
 DEFAULT_MIN_LANGUAGE_COSINE = 0.98
+EXPORTABLE_METHODS = ("bottleneck", "lora")  # tuners the ONNX graphs carry; prefix tuning is not exported
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -328,6 +329,11 @@ def _load_policy(checkpoint: Path, adapter_dirs: list[Path]) -> tuple[Any, list[
             raise ExportError(f"adapter {str(directory)!r} is not a saved adapter: {exc}") from exc
         if saved.name in names:
             raise ExportError(f"two adapters are named {saved.name!r} ({str(directory)!r}); names must be unique")
+        if saved.method not in EXPORTABLE_METHODS:
+            raise ExportError(
+                f"adapter {saved.name!r} is a {saved.method} tuner; ONNX export covers {list(EXPORTABLE_METHODS)} "
+                "(prefix tuning is trained and evaluated in PyTorch only)"
+            )
         if "language" in saved.config.components:
             raise ExportError(
                 f"adapter {saved.name!r} adapts the language encoder; exported models ship one adapter-free "

@@ -9,10 +9,9 @@ import numpy as np
 import torch
 
 from vla_adapter_ros import processing
-from vla_adapter_ros.core.adapters import add_adapter, save_adapter
+from vla_adapter_ros.core.adapters import add_tuner, save_adapter
 from vla_adapter_ros.core.checkpoint import save_checkpoint
-from vla_adapter_ros.core.config import AdapterConfig, LoraConfig, ModelConfig
-from vla_adapter_ros.core.lora import add_lora
+from vla_adapter_ros.core.config import AdapterConfig, ModelConfig
 from vla_adapter_ros.core.model import VLAPolicy
 from vla_adapter_ros.core.tuners import tuner_parameters
 
@@ -29,7 +28,7 @@ def make_random_checkpoint(
 
     For tests, benchmarks and demos until a trained model exists: NOT a trained policy.
     Returns ``(checkpoint_dir, [adapter_dir, ...])``; ``adapters`` maps names to
-    AdapterConfig / LoraConfig (default: one rank-8 bottleneck adapter named ``"default"``).
+    AdapterConfig / LoraConfig / PrefixConfig (default: one rank-8 bottleneck adapter named ``"default"``).
     Statistics are Meta-World-like so de-normalisation and clipping are exercised.
     """
     directory = Path(directory)
@@ -47,7 +46,7 @@ def make_random_checkpoint(
     out = []
     with torch.no_grad():
         for name, cfg in adapters.items():
-            (add_lora if isinstance(cfg, LoraConfig) else add_adapter)(model, name, cfg)
+            add_tuner(model, name, cfg)
             for param in tuner_parameters(model, name):
                 param.normal_(0.0, adapter_std)  # a visible, distinct effect per adapter
             out.append(save_adapter(model, name, directory / "adapters" / name))

@@ -114,6 +114,13 @@ def contract_views(camera_names: Sequence[str]) -> dict[str, str]:
     return {name: CONTRACT_CAMERAS.get(name, name) for name in camera_names}
 
 
+def simulator_views(camera_names: Sequence[str]) -> dict[str, str] | None:
+    """The ``views`` of a :class:`MetaWorldEnv` for a policy with these cameras: None (the one default
+    view) for a single-camera policy's :data:`SINGLE_VIEW`, else :func:`contract_views`."""
+    names = tuple(camera_names)
+    return None if names == (SINGLE_VIEW,) else contract_views(names)
+
+
 class MetaWorldEnv:
     """A Meta-World v3 task with fixed cameras. Context manager; call :meth:`reset` first.
 

@@ -53,14 +53,15 @@ from vla_adapter_ros.runtime.manifest import Manifest, sha256_file  # noqa: E402
 from vla_adapter_ros.runtime.policy import OnnxPolicy  # noqa: E402
 from vla_adapter_ros.runtime.providers import CPU, CUDA, TENSORRT, ProviderConfig  # noqa: E402
 
-FP32_BOUND = 1e-3  # CUDA may use TF32 matmuls; actions are in robot units, clipped
+FP32_BOUND = 1e-3  # fp32 kernels (ProviderConfig.tf32 off); actions are in robot units, clipped
 FP16_BOUND = 5e-2
 # "cpu" runs the same rows on the CPU provider: the script's self-test where no GPU is lent.
 GPU_NAMES = {"tensorrt": TENSORRT, "cuda": CUDA, "cpu": CPU}
 INSTRUCTION = "open the drawer"
 # What each GPU provider gets; a provider that is missing or does not initialise lists each as not run.
 GPU_ROWS = ("cold start", "parity fp32 infer()", "warm start", "GPU memory", "merged adapters, one cache",
-            "re-export with changed weights", "parity TensorRT fp16 kernels", "parity fp16 model file",
+            "re-export with changed weights", "parity TensorRT fp16 kernels", "parity TF32 matmuls (tf32: true)",
+            "parity fp16 model file",
             "latency infer() / network, plain and iobinding", "first frame after a switch", "hot-add one adapter")
 
 
@@ -201,11 +202,12 @@ def percentiles(ms: list[float]) -> dict[str, float]:
 
 # ------------------------------------------------------------------ rows
 def latency_rows(check: Check, name: str, model_dir: Path, config: ProviderConfig, n: int, adapter: str) -> None:
-    """p50/p99/max of infer() and of the network alone, plain vs IOBinding; switch; hot-add."""
+    """p50/p99/max of infer() and of the network alone, plain vs IOBinding (vs CUDA graph on CUDA); switch; hot-add."""
     manifest = Manifest.load(model_dir)
     imgs = [camera_frames(manifest, img) for img in frames(min(n, 64), seed=1)]
     p = None
-    for serving in ("plain", "iobinding"):
+    servings = ("plain", "iobinding") + (("cuda_graph",) if name == GPU_NAMES["cuda"] else ())
+    for serving in servings:
         cfg = dataclasses.replace(config, serving=serving)
         with OnnxPolicy.from_dir(model_dir, providers=cfg, adapter=adapter) as policy:
             p = proprio(policy.manifest)
@@ -219,7 +221,7 @@ def latency_rows(check: Check, name: str, model_dir: Path, config: ProviderConfi
             check.add(name, f"latency infer() {serving}", _fmt(percentiles(total)), None,
                       frames=n, **percentiles(total), network=percentiles(network))
             check.add(name, f"latency network {serving}", _fmt(percentiles(network)), None, **percentiles(network))
-            if serving == "iobinding":
+            if serving == servings[-1]:  # what "auto" serves on this provider
                 others = [a for a in policy.manifest.adapter_names if a != adapter] or [adapter]
                 first = []
                 for i in range(40):
@@ -310,6 +312,12 @@ def gpu_rows(check: Check, key: str, model_dir: Path, work: Path, n: int, cpu_re
         with OnnxPolicy.from_dir(model_dir, providers=fp16, adapter=a0) as policy:
             diff = float(np.abs(actions(policy, imgs, a0) - cpu_ref[a0]).max())
         check.add(provider, "parity TensorRT fp16 kernels", f"max |diff| {diff:.2e} (bound {FP16_BOUND:g})",
+                  diff <= FP16_BOUND, max_abs_diff=diff)
+    if key == "cuda":  # onnxruntime's default; the reason ProviderConfig.tf32 exists and is off
+        tf32 = ProviderConfig(providers=(key,), engine_cache_dir=cache, tf32=True)
+        with OnnxPolicy.from_dir(model_dir, providers=tf32, adapter=a0) as policy:
+            diff = float(np.abs(actions(policy, imgs, a0) - cpu_ref[a0]).max())
+        check.add(provider, "parity TF32 matmuls (tf32: true)", f"max |diff| {diff:.2e} (bound {FP16_BOUND:g})",
                   diff <= FP16_BOUND, max_abs_diff=diff)
     spec = manifest.adapter(a0)
     if spec is not None and spec.fp16_file:

@@ -33,7 +33,7 @@ def test_params_module_and_config_are_ros_free():
         (dict(adapter="../x"), "looks like a path"),
         (dict(autostart="yes"), "autostart must be bool, got 'yes'"),
         (dict(latency_window=1.5), "latency_window must be int"),
-        (dict(serving="fast"), "serving must be one of ['auto', 'plain', 'iobinding'], got 'fast'"),
+        (dict(serving="fast"), "serving must be one of ['auto', 'plain', 'iobinding', 'cuda_graph'], got 'fast'"),
         (dict(trt_max_batch=0), "trt_max_batch must be in [1, 1024], got 0"),
         (dict(device_id=-1), "device_id must be in [0, 64], got -1"),
         (dict(fp16="yes"), "fp16 must be bool, got 'yes'"),

@@ -63,3 +63,15 @@ def test_gpu_check_serves_a_two_camera_model(multiview_exported, tmp_path):
     ran = {r["check"] for r in report["rows"] if r["result"] != "not run"}
     assert {"latency infer() iobinding", "merged adapters, one cache", "parity fp16 model file"} <= ran
     assert any(r["check"].startswith("parity fp32") and r["ok"] for r in report["rows"])
+
+
+def test_serving_modes_benchmark_runs_every_variant_on_the_cpu(model_dir, tmp_path):
+    """benchmarks/bench_serving_modes.py (run on a lent H200 for docs/BENCHMARKS.md): its CPU
+    self-test. Every variant must give the plain path's actions bit for bit on the CPU provider."""
+    script = SCRIPT.parent / "bench_serving_modes.py"
+    proc = subprocess.run([sys.executable, str(script), "--model-dir", str(model_dir), "--frames", "20",
+                           "--block", "10", "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = {r["variant"]: r for r in json.loads((tmp_path / "serving_modes.json").read_text())["rows"]}
+    assert set(rows) >= {"plain", "bound", "bound_cpu_in", "bound_nosync", "GraphRunner"}
+    assert all(r["max_abs_diff"] == 0.0 for r in rows.values()), rows

@@ -69,7 +69,7 @@ def test_options_built_for_each_provider(tmp_path):
     assert trt["trt_profile_min_shapes"] == "image:1x3x32x32,instruction_embedding:1x384,proprio:1x4"
     assert trt["trt_profile_opt_shapes"] == trt["trt_profile_min_shapes"]
     assert trt["trt_profile_max_shapes"] == "image:4x3x32x32,instruction_embedding:4x384,proprio:4x4"
-    assert chain[CUDA] == {"device_id": 1} and chain[CPU] == {}
+    assert chain[CUDA] == {"device_id": 1, "use_tf32": 0} and chain[CPU] == {}
 
 
 def test_explicit_options_override_and_static_models_get_no_profile(tmp_path):
@@ -78,7 +78,7 @@ def test_explicit_options_override_and_static_models_get_no_profile(tmp_path):
     chain = dict(config.chain(ModelKey.of(b"m", [("x", (1, 4))])))
     assert chain[TENSORRT]["trt_fp16_enable"] is False and chain[TENSORRT]["trt_max_workspace_size"] == 1 << 30
     assert not any(k.startswith("trt_profile") for k in chain[TENSORRT])
-    assert chain[CUDA] == {"device_id": 2}
+    assert chain[CUDA] == {"device_id": 2, "use_tf32": 0}
     with pytest.raises(ProviderConfigError, match="only the leading .batch. axis may be dynamic"):
         ProviderConfig().chain(ModelKey.of(b"m", [("input_ids", ("batch", "tokens"))]))
 
@@ -131,7 +131,7 @@ def test_a_reexport_with_changed_weights_gets_a_new_engine_folder(model_dir, tmp
     ({"device_id": "0"}, "device_id must be an int, got '0'"),
     ({"device_id": True}, "device_id must be an int"),
     ({"fp16": "yes"}, "fp16 must be a bool, got 'yes'"),
-    ({"serving": "zero-copy"}, "serving must be one of .'auto', 'plain', 'iobinding'., got 'zero-copy'"),
+    ({"serving": "zero-copy"}, "serving must be one of .'auto', 'plain', 'iobinding', 'cuda_graph'., got 'zero-copy'"),
     ({"engine_cache_dir": ""}, "engine_cache_dir must be a folder path, got ''"),
     ({"max_batch": 0}, r"max_batch must be in \[1, 1024\], got 0"),
     ({"intra_op_threads": -2}, "intra_op_threads must be >= 0, got -2"),
@@ -155,14 +155,20 @@ def test_from_params_and_coerce():
                                         serving="plain", max_batch=2, intra_op_threads=1)
     assert config.names() == [CUDA, CPU] and config.device_id == 1 and config.fp16
     assert str(config.engine_cache_dir) == "/tmp/engines" and config.serving == "plain" and config.max_batch == 2
-    assert ProviderConfig.coerce("cuda, cpu").chain() == [(CUDA, {"device_id": 0}), (CPU, {})]
+    # fp32 means fp32: onnxruntime's CUDA default (TF32 matmuls) measured 2.5e-3 off the CPU on an H200
+    assert ProviderConfig.coerce("cuda, cpu").chain() == [(CUDA, {"device_id": 0, "use_tf32": 0}), (CPU, {})]
+    assert ProviderConfig.from_params("cuda", tf32=True).chain() == [(CUDA, {"device_id": 0, "use_tf32": 1})]
+    with pytest.raises(ProviderConfigError, match="tf32 must be a bool"):
+        ProviderConfig(tf32=1)  # type: ignore[arg-type]
     with pytest.raises(ProviderConfigError, match="serving must be one of"):
         ProviderConfig.from_params(serving="fast")
 
 
 def test_serving_mode_per_provider():
     auto = ProviderConfig()
-    assert [auto.serving_for(p) for p in (TENSORRT, CUDA, CPU)] == ["iobinding", "iobinding", "plain"]
+    assert [auto.serving_for(p) for p in (TENSORRT, CUDA, CPU)] == ["iobinding", "cuda_graph", "plain"]
+    graph = ProviderConfig(serving="cuda_graph")  # TensorRT has no CUDA-graph session here: its auto
+    assert [graph.serving_for(p) for p in (TENSORRT, CUDA, CPU)] == ["iobinding", "cuda_graph", "cuda_graph"]
     assert ProviderConfig(serving="plain").serving_for(CUDA) == "plain"
     assert ProviderConfig(serving="iobinding").serving_for(CPU) == "iobinding"
 

@@ -1,9 +1,12 @@
-"""The device-resident (IOBinding) serving path against the plain one, and the policy's provider walk.
+"""The device-resident serving paths (IOBinding, CUDA graph) against the plain one, and the policy's provider walk.
 
 On the CPU provider both paths run the same kernels on the same values: their outputs must be
 equal, for every adapter, after switches and after a hot-add. What the bound path does
 differently (adapter tensors bound once per adapter, preallocated input buffers) is what a GPU
-needs; here it is checked for correctness, on a GPU by benchmarks/gpu_check.py for speed.
+needs; here it is checked for correctness, on a GPU by benchmarks/gpu_check.py for speed. The
+CUDA-graph path (one graph session, fixed buffers shared by every adapter, adapter tensors copied
+in when the adapter changes) runs on the CPU provider without the graph: the same buffers and
+switching logic, checked the same way.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from runtime_helpers import frame, raw_proprio
 from vla_adapter_ros.runtime.errors import ProviderError, ProviderRunError
 from vla_adapter_ros.runtime.policy import OnnxPolicy
 from vla_adapter_ros.runtime.providers import CPU, ProviderConfig
-from vla_adapter_ros.runtime.serving import BoundRunner, PlainRunner
+from vla_adapter_ros.runtime.serving import BoundRunner, GraphRunner, PlainRunner
 
 AZURE = "AzureExecutionProvider"
 INSTRUCTIONS = ("open the drawer", "press the button from the top")
@@ -41,11 +44,12 @@ def outputs(policy: OnnxPolicy, names, seed: int = 0) -> dict:
     return out
 
 
+@pytest.mark.parametrize("serving", ["iobinding", "cuda_graph"])
 @pytest.mark.parametrize("mode", ["shared", "merged"])
-def test_iobinding_equals_plain_for_every_adapter_and_switch(model_dir, mode):
+def test_bound_paths_equal_plain_for_every_adapter_and_switch(model_dir, mode, serving):
     with OnnxPolicy.from_dir(model_dir, providers=cpu("plain"), mode=mode) as plain, \
-            OnnxPolicy.from_dir(model_dir, providers=cpu("iobinding"), mode=mode) as bound:
-        assert plain.serving == "plain" and bound.serving == "iobinding"
+            OnnxPolicy.from_dir(model_dir, providers=cpu(serving), mode=mode) as bound:
+        assert plain.serving == "plain" and bound.serving == serving
         names = ([None] if mode == "shared" else []) + ["drawer", "button", "drawer"]  # switch back and forth
         a, b = outputs(plain, names), outputs(bound, names)
         for name in names:
@@ -67,10 +71,36 @@ def test_bound_slots_carry_their_own_adapter_tensors(model_dir):
         assert isinstance(policy._slots["drawer"].runner, PlainRunner)
 
 
+def test_graph_slots_share_one_graph_session_and_copy_adapters_only_on_change(model_dir):
+    """Shared mode: every adapter serves through the backbone's one graph session; its fixed adapter
+    buffers hold the adapter of the last run, rewritten only when another runs. The identity slot
+    (the graph's own default adapter values, unreadable without onnx) runs plain."""
+    with OnnxPolicy.from_dir(model_dir, providers=cpu("cuda_graph")) as policy:
+        runners = {name: policy._slots[name].runner for name in ("drawer", "button")}
+        assert all(isinstance(r, GraphRunner) for r in runners.values())
+        assert isinstance(policy._slots[None].runner, PlainRunner)
+        graph = runners["drawer"].graph
+        assert all(r.graph is graph for r in runners.values()) and len(policy._graphs) == 1
+        expected = sorted(t.name for t in policy.manifest.adapter_inputs)
+        assert runners["drawer"].adapter_tensor_names == expected
+        with pytest.raises(ValueError, match="missing"):
+            GraphRunner(graph, {})
+        policy.switch("button")
+        policy.infer(frame(1), INSTRUCTIONS[0], raw_proprio(policy.manifest, 1))
+        assert graph.loaded is runners["button"]
+        name = expected[-1]
+        assert np.array_equal(graph.adapter[name].numpy(), runners["button"]._host[name])
+        policy.switch("drawer")
+        policy.infer(frame(2), INSTRUCTIONS[0], raw_proprio(policy.manifest, 2))
+        assert graph.loaded is runners["drawer"]
+        assert np.array_equal(graph.adapter[name].numpy(), runners["drawer"]._host[name])
+
+
+@pytest.mark.parametrize("serving", ["iobinding", "cuda_graph"])
 @pytest.mark.parametrize("mode", ["shared", "merged"])
-def test_hot_added_adapter_serves_the_same_on_both_paths(model_dir, mode):
+def test_hot_added_adapter_serves_the_same_on_both_paths(model_dir, mode, serving):
     with OnnxPolicy.from_dir(model_dir, providers=cpu("plain"), mode=mode) as plain, \
-            OnnxPolicy.from_dir(model_dir, providers=cpu("iobinding"), mode=mode, load_adapters=["drawer"]) as bound:
+            OnnxPolicy.from_dir(model_dir, providers=cpu(serving), mode=mode, load_adapters=["drawer"]) as bound:
         outputs(bound, ["drawer"])  # buffers in use before the hot-add
         bound.load_adapter("button", activate=True)
         a, b = outputs(plain, ["button", "drawer"], seed=7), outputs(bound, ["button", "drawer"], seed=7)

@@ -32,6 +32,7 @@ from typing import Any, ClassVar, TypeVar
 
 from vla_adapter_ros.contract import RobotContract, StateField
 from vla_adapter_ros.names import validate_adapter_name
+from vla_adapter_ros.runtime.modes import SERVING_MODES
 
 PACKAGE = "vla_adapter_ros"
 READ_ONLY, CONFIGURE, RUNTIME = "read_only", "configure", "runtime"
@@ -223,12 +224,13 @@ class PolicyNodeConfig(NodeConfig):
     # --- GPU serving (onnxruntime CUDA / TensorRT; ignored on the CPU provider) ---
     device_id: int = param(0, "CUDA device that the CUDA and TensorRT providers run on", CONFIGURE, min=0, max=64)
     fp16: bool = param(False, "let TensorRT use fp16 kernels (trt_fp16_enable); CUDA and CPU ignore it", CONFIGURE)
+    tf32: bool = param(False, "let CUDA run fp32 matmuls in TF32 (use_tf32): faster on large models, ~1e-3 off", CONFIGURE)
     engine_cache_dir: str = param(
         "", "TensorRT engine cache root; one sub-folder per model content hash (an engine can never serve other "
             "weights); empty = $XDG_CACHE_HOME or ~/.cache, then vla_adapter_ros/tensorrt", CONFIGURE)
-    serving: str = param("auto", "auto: IOBinding (inputs and adapter tensors resident on the device) on CUDA/"
-                                 "TensorRT, plain on the CPU; plain; iobinding", CONFIGURE,
-                         choices=("auto", "plain", "iobinding"))
+    serving: str = param("auto", "auto: a replayed CUDA graph on CUDA, IOBinding (inputs and adapter tensors "
+                                 "resident on the device) on TensorRT, plain on the CPU; plain; iobinding; cuda_graph",
+                         CONFIGURE, choices=SERVING_MODES)
     trt_max_batch: int = param(8, "TensorRT optimisation profile: batch 1 (min, opt) to this (max)", CONFIGURE,
                                min=1, max=1024)
     # --- lifecycle and diagnostics ---

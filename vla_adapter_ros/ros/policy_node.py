@@ -113,7 +113,7 @@ class PolicyNode(ReleasingLifecycleNode):
         model_dir = cfg.resolved_model_dir()
         try:
             providers = ProviderConfig.from_params(
-                providers=cfg.providers, device_id=cfg.device_id, fp16=cfg.fp16,
+                providers=cfg.providers, device_id=cfg.device_id, fp16=cfg.fp16, tf32=cfg.tf32,
                 engine_cache_dir=cfg.engine_cache_dir, serving=cfg.serving, max_batch=cfg.trt_max_batch,
                 intra_op_threads=cfg.intra_op_threads)
             policy = OnnxPolicy.from_dir(model_dir, providers=providers, adapter=cfg.adapter or None)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,7 @@ from vla_adapter_ros.runtime.language import LanguageEncoder
 from vla_adapter_ros.runtime.manifest import POLICY_OUTPUTS, AdapterSpec, CameraInput, Manifest, TensorSpec
 from vla_adapter_ros.runtime.providers import (
     CPU,
+    CUDA,
     ModelKey,
     ProviderConfig,
     ProviderReport,
@@ -61,7 +63,7 @@ from vla_adapter_ros.runtime.providers import (
     device_of,
     language_chain,
 )
-from vla_adapter_ros.runtime.serving import BoundRunner, PlainRunner
+from vla_adapter_ros.runtime.serving import BoundRunner, GraphRunner, GraphSession, PlainRunner
 
 MODES = ("shared", "merged")
 # Manifest sections a re-read manifest must keep unchanged before load_adapter trusts it.
@@ -88,7 +90,7 @@ class _Slot:
     name: str | None
     spec: AdapterSpec | None
     session: ort.InferenceSession
-    runner: PlainRunner | BoundRunner
+    runner: PlainRunner | BoundRunner | GraphRunner
     provider: str  # what this slot's session runs on (its get_providers()[0] after warm-up)
 
     @property
@@ -137,6 +139,8 @@ class OnnxPolicy:
         self._lock = threading.RLock()
         self._slots: dict[str | None, _Slot] = {}
         self._state: _Slot | None = None
+        # serving "cuda_graph": one graph session per ordinary session (the backbone in shared mode)
+        self._graphs: weakref.WeakKeyDictionary[ort.InferenceSession, GraphSession] = weakref.WeakKeyDictionary()
         self._warmup = warmup
         self._cache_size = cache_size
         self._report: ProviderReport | None = None
@@ -192,7 +196,7 @@ class OnnxPolicy:
             backbone, report = self._session(self._manifest.shared_file, "shared backbone", chain,
                                              self._manifest.adapter_inputs)
             # The identity adapter = the backbone alone (its adapter inputs keep their defaults).
-            slots[None] = self._slot(None, None, backbone, report.active, {})
+            slots[None] = self._slot(None, None, backbone, report.active, {}, rel=self._manifest.shared_file)
         if self.mode == "merged" and not names:
             raise ManifestError("merged mode needs at least one adapter to load")
         for name in names:
@@ -505,17 +509,25 @@ class OnnxPolicy:
             if report is not None and report.active in chain:
                 chain = chain[list(chain).index(report.active):]
             session, first = self._session(rel, f"adapter {name!r}", chain)
-            return self._slot(name, spec, session, first.active, {}), report or first
+            return self._slot(name, spec, session, first.active, {}, rel=rel), report or first
         assert backbone is not None and report is not None  # shared mode builds the backbone first
         path = manifest.verify(spec.file)
         tensors = graph_checks.read_adapter_tensors(self._manifest, path, spec)
-        return self._slot(name, spec, backbone, report.active, tensors, path), report
+        return self._slot(name, spec, backbone, report.active, tensors, path, rel=manifest.shared_file), report
 
     def _slot(self, name: str | None, spec: AdapterSpec | None, session: ort.InferenceSession, provider: str,
-              tensors: dict[str, np.ndarray], adapter_file: Path | None = None) -> _Slot:
-        """A slot serving through the runner the config asks for on ``provider``."""
+              tensors: dict[str, np.ndarray], adapter_file: Path | None = None, *, rel: str = "") -> _Slot:
+        """A slot serving through the runner the config asks for on ``provider`` (``rel``: the model
+        file of ``session``, for the CUDA-graph session made beside it)."""
         outputs = list(POLICY_OUTPUTS)
-        if self._config.serving_for(provider) == "iobinding":
+        serving = self._config.serving_for(provider)
+        if serving == "cuda_graph" and not (self.mode == "shared" and name is None):
+            # (the identity slot of shared mode, the backbone's own defaults, runs plain: see GraphRunner)
+            graph = self._graphs.get(session)
+            if graph is None:
+                graph = self._graphs[session] = self._graph_session(session, rel, provider)
+            return _Slot(name, spec, session, GraphRunner(graph, tensors), provider)
+        if serving == "iobinding":
             # Adapter tensors go to the provider's device once, here; the input buffers hold batch 1.
             shapes = {k: v.shape for k, v in self._zeros().items()}
             runner: PlainRunner | BoundRunner = BoundRunner(
@@ -529,6 +541,19 @@ class OnnxPolicy:
             options.add_active_adapter(lora)
             runner = PlainRunner(session, outputs, options, lora)
         return _Slot(name, spec, session, runner, provider)
+
+    def _graph_session(self, session: ort.InferenceSession, rel: str, provider: str) -> GraphSession:
+        """A second session of ``rel`` with CUDA graphs on, bound to fixed buffers (serving.GraphSession)."""
+        options = dict(session.get_provider_options().get(provider, {}))
+        if provider == CUDA:
+            options["enable_cuda_graph"] = "1"
+        graph = ort.InferenceSession(self._manifest.read_verified(rel), self._session_options(),
+                                     providers=[(provider, options)])
+        adapter_shapes = ({t.name: tuple(int(d) for d in t.shape) for t in self._manifest.adapter_inputs}
+                          if self.mode == "shared" else {})
+        shapes = {k: v.shape for k, v in self._zeros().items()}
+        return GraphSession(graph, session, list(POLICY_OUTPUTS), device_of(provider, self._config.device_id),
+                            shapes, adapter_shapes)
 
     def _zeros(self) -> dict[str, np.ndarray]:
         """Batch-1 network inputs of the manifest's shapes (warm-up feeds, IOBinding buffer shapes)."""

@@ -41,6 +41,7 @@ import onnxruntime as ort
 
 from vla_adapter_ros.runtime import gpu_libs
 from vla_adapter_ros.runtime.errors import PolicyRuntimeError, ProviderConfigError, ProviderError
+from vla_adapter_ros.runtime.modes import SERVING_MODES
 
 TENSORRT = gpu_libs.TENSORRT
 CUDA = gpu_libs.CUDA
@@ -49,11 +50,6 @@ GPU_PROVIDERS = (TENSORRT, CUDA)
 ALIASES = {"tensorrt": TENSORRT, "trt": TENSORRT, "cuda": CUDA, "cpu": CPU}
 DEFAULT_CHAIN = ("tensorrt", "cuda", "cpu")
 DEFAULT_ENGINE_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vla_adapter_ros" / "tensorrt"
-# "plain": session.run() with numpy feeds, adapters through RunOptions (host memory, copied to
-# the device every run on a GPU). "iobinding": inputs and adapter tensors bound once per adapter
-# on the provider's device, a preallocated input buffer updated in place. "auto": iobinding on
-# CUDA/TensorRT, plain on the CPU.
-SERVING_MODES = ("auto", "plain", "iobinding")
 MAX_BATCH_LIMIT = 1024
 
 ProviderEntry = tuple[str, dict[str, Any]]
@@ -102,6 +98,10 @@ class ProviderConfig:
     # --- GPU
     device_id: int = 0  # CUDA device for CUDA and TensorRT
     fp16: bool = False  # TensorRT may pick fp16 kernels (trt_fp16_enable); CUDA and CPU ignore it
+    # CUDA's fp32 matmuls in TF32 (10-bit mantissa): onnxruntime's own default is on, which measured
+    # 2.5e-3 from the CPU's actions on an H200 (docs/BENCHMARKS.md, gpu_check). fp32 here means fp32;
+    # TF32 (like fp16) is a speed choice the user makes.
+    tf32: bool = False
     engine_cache_dir: str | Path = DEFAULT_ENGINE_CACHE  # TensorRT engines, one folder per model digest
     max_batch: int = 8  # TensorRT optimisation profile: batch 1 (min, opt) to max_batch
     # --- serving
@@ -122,8 +122,10 @@ class ProviderConfig:
             raise ProviderConfigError(f"max_batch must be in [1, {MAX_BATCH_LIMIT}], got {self.max_batch}")
         if self.intra_op_threads < 0:
             raise ProviderConfigError(f"intra_op_threads must be >= 0, got {self.intra_op_threads}")
-        if not isinstance(self.fp16, bool):
-            raise ProviderConfigError(f"fp16 must be a bool, got {self.fp16!r} ({type(self.fp16).__name__})")
+        for name in ("fp16", "tf32"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise ProviderConfigError(f"{name} must be a bool, got {value!r} ({type(value).__name__})")
         if self.serving not in SERVING_MODES:
             raise ProviderConfigError(f"serving must be one of {list(SERVING_MODES)}, got {self.serving!r}")
         if not isinstance(self.engine_cache_dir, str | Path) or not str(self.engine_cache_dir).strip():
@@ -137,11 +139,11 @@ class ProviderConfig:
     @classmethod
     def from_params(
         cls, providers: str = "", device_id: int = 0, fp16: bool = False, engine_cache_dir: str = "",
-        serving: str = "auto", max_batch: int = 8, intra_op_threads: int = 0,
+        serving: str = "auto", max_batch: int = 8, intra_op_threads: int = 0, tf32: bool = False,
     ) -> ProviderConfig:
         """From flat values such as ROS parameters: an empty ``providers`` or ``engine_cache_dir`` is the default."""
         names = tuple(p.strip() for p in providers.split(",") if p.strip()) if providers else DEFAULT_CHAIN
-        return cls(providers=names, device_id=device_id, fp16=fp16,
+        return cls(providers=names, device_id=device_id, fp16=fp16, tf32=tf32,
                    engine_cache_dir=engine_cache_dir or DEFAULT_ENGINE_CACHE, serving=serving,
                    max_batch=max_batch, intra_op_threads=intra_op_threads)
 
@@ -169,7 +171,7 @@ class ProviderConfig:
     def options(self, provider: str, model: ModelKey | None = None) -> dict[str, Any]:
         """The provider options this config asks for ``provider`` running ``model``."""
         if provider == CUDA:
-            return {"device_id": self.device_id}
+            return {"device_id": self.device_id, "use_tf32": int(self.tf32)}
         if provider != TENSORRT:
             return {}
         opts: dict[str, Any] = {
@@ -198,8 +200,10 @@ class ProviderConfig:
 
     def serving_for(self, provider: str) -> str:
         """The serving mode on ``provider``: ``"plain"`` or ``"iobinding"``."""
-        if self.serving != "auto":
+        if self.serving in ("plain", "iobinding"):
             return self.serving
+        if provider == CUDA or (self.serving == "cuda_graph" and provider == CPU):
+            return "cuda_graph"  # on the CPU: the same fixed-buffer runner, no graph (what CI tests)
         return "iobinding" if provider in GPU_PROVIDERS else "plain"
 
     @classmethod

@@ -6,18 +6,15 @@
 #
 #   py="$(scripts/lerobot_env.sh)/bin/python"      # ~2 min and ~8.4 GB the first time
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TAG=lerobot-env
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 VENV="${VLA_LEROBOT_VENV:-$ROOT/.venv-lerobot}"
 MAIN_PY="${VLA_VENV:-$ROOT/.venv}/bin/python"
-STAMPS="$ROOT/build/stamps"
-mkdir -p "$STAMPS"
-log() { printf '\033[1m[lerobot-env]\033[0m %s\n' "$*" >&2; }
-die() { printf '[lerobot-env] error: %s\n' "$*" >&2; exit 1; }
 
 [ -x "$MAIN_PY" ] || die "the main venv is missing ($MAIN_PY): run make setup first"
 base_py="$("$MAIN_PY" -c 'import sys; print(sys._base_executable)')"
 req_hash="$(cat "$ROOT/requirements/lerobot.txt" <("$base_py" -VV) | sha256sum | cut -c1-16)"
-if [ "$(cat "$STAMPS/lerobot" 2>/dev/null)" != "$req_hash" ] || [ ! -x "$VENV/bin/python" ]; then
+if stale lerobot "$req_hash" "$VENV/bin/python"; then
   log "creating $VENV ($("$base_py" -V 2>&1)): requirements/lerobot.txt (~2 min, ~8.4 GB)"
   rm -rf "$VENV"
   "$base_py" -m venv "$VENV"

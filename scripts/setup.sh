@@ -8,16 +8,12 @@
 #   SETUP_GROUPS="ros runtime" scripts/setup.sh   # robot runtime only (no torch)
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TAG=setup
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 VENV="${VLA_VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3}"
 GROUPS_WANTED="${SETUP_GROUPS:-ros runtime train dev}"
 BUILD="$ROOT/build"
-STAMPS="$BUILD/stamps"
-mkdir -p "$STAMPS"
-
-log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
-die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
 
 # --- 1. Debian packages (only the missing ones) -------------------------------
 debs=(cmake g++ make git libegl1 libegl-mesa0 libosmesa6 libgl1)
@@ -51,7 +47,7 @@ VPY="$VENV/bin/python"
 req_args=()
 for g in $GROUPS_WANTED; do req_args+=(-r "$ROOT/requirements/$g.txt"); done
 req_hash="$(cd "$ROOT" && cat $(printf 'requirements/%s.txt ' $GROUPS_WANTED) setup.py package.xml | sha256sum | cut -c1-16)"
-if [ "$(cat "$STAMPS/pip" 2>/dev/null)" != "$req_hash" ]; then
+if stale pip "$req_hash" "$VENV/bin/python"; then
   log "installing Python dependencies ($GROUPS_WANTED)"
   # onnxruntime and onnxruntime-gpu install the same `onnxruntime` package: never both. When the
   # groups ask for the other flavour than the venv has (runtime.txt vs runtime-gpu.txt), remove both.
@@ -78,7 +74,7 @@ if echo "$GROUPS_WANTED" | grep -qw ros; then
            -e "s#/opt/python/cp311-cp311/include/python3.11#$py_inc#g" "$f"
   done
   if_hash="$(cd "$ROOT" && find vla_adapter_interfaces -type f | sort | xargs cat | sha256sum | cut -c1-16)"
-  if [ "$(cat "$STAMPS/interfaces" 2>/dev/null)" != "$if_hash" ] || [ ! -f "$BUILD/install/setup.bash" ]; then
+  if stale interfaces "$if_hash" "$BUILD/install/setup.bash"; then
     log "building vla_adapter_interfaces with colcon"
     (
       cd "$ROOT"

@@ -14,17 +14,15 @@
 #   scripts/test_pythons.sh -k serving      # extra pytest arguments
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TAG=test-pythons
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 PYTHONS="${TEST_PYTHONS-3.10 3.12}"
 MAIN_PY="${VLA_VENV:-$ROOT/.venv}/bin/python"
-STAMPS="$ROOT/build/stamps"
 TINY="$ROOT/build/pythons/tiny"
 # ROS-free tests that run on a serving-only install (the rest need torch, rclpy or the colcon build).
 TESTS=(tests/runtime tests/bags/test_bag_episodes.py tests/test_processing.py)
-mkdir -p "$STAMPS" "$ROOT/build/pythons"
+mkdir -p "$ROOT/build/pythons"
 
-log() { printf '\033[1m[test-pythons]\033[0m %s\n' "$*" >&2; }
-die() { printf '[test-pythons] error: %s\n' "$*" >&2; exit 1; }
 
 find_python() {  # python<version> on PATH if it runs (a pyenv shim may not), else the newest pyenv build
   local v="$1" p
@@ -41,7 +39,7 @@ find_python() {  # python<version> on PATH if it runs (a pyenv shim may not), el
 [ -x "$MAIN_PY" ] || die "the main venv is missing ($MAIN_PY): run make setup first"
 src_hash="$(cd "$ROOT" && find vla_adapter_ros/core vla_adapter_ros/runtime vla_adapter_ros/processing.py \
   tests/runtime/runtime_helpers.py -name '*.py' -type f | sort | xargs cat | sha256sum | cut -c1-16)"
-if [ "$(cat "$STAMPS/pythons-tiny" 2>/dev/null)" != "$src_hash" ] || [ ! -f "$TINY/models/tiny/manifest.json" ]; then
+if stale pythons-tiny "$src_hash" "$TINY/models/tiny/manifest.json"; then
   log "exporting the tiny test model with the main venv"
   rm -rf "$TINY"
   OMP_NUM_THREADS=1 PYTHONPATH="$ROOT" "$MAIN_PY" "$ROOT/tests/runtime/runtime_helpers.py" "$TINY" >/dev/null
@@ -53,7 +51,7 @@ for v in $PYTHONS; do
   py="$(find_python "$v")" || die "Python $v not found (PATH or pyenv); install it, or choose with TEST_PYTHONS=\"...\""
   venv="$ROOT/.venv-py$v"
   req_hash="$(cd "$ROOT" && cat requirements/runtime.txt requirements/test.txt <("$py" -VV) | sha256sum | cut -c1-16)"
-  if [ "$(cat "$STAMPS/py$v" 2>/dev/null)" != "$req_hash" ] || [ ! -x "$venv/bin/python" ]; then
+  if stale "py$v" "$req_hash" "$venv/bin/python"; then
     log "creating $venv ($("$py" -V 2>&1)): runtime.txt + test.txt"
     rm -rf "$venv"
     "$py" -m venv "$venv"

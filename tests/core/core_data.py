@@ -57,3 +57,21 @@ class TinyEpisodes(Dataset):
 def tensors_equal(a: dict, b: dict) -> bool:
     """Same keys and bit-identical tensors."""
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def train_steps(model, name: str, inputs, steps: int = 3, lr: float = 1e-2) -> None:
+    """A few optimiser steps on tuner ``name`` only (everything else frozen), towards all-ones actions."""
+    from vla_adapter_ros.core.adapters import mark_only_adapter_trainable
+
+    params = mark_only_adapter_trainable(model, name)
+    opt = torch.optim.AdamW(params, lr=lr)
+    image, emb, proprio = inputs
+    batch = {P.IMAGE: image, P.INSTRUCTION_EMBEDDING: emb, P.PROPRIO: proprio,
+             P.ACTIONS: torch.ones(image.shape[0], model.config.chunk_length, model.config.action_dim)}
+    model.train()
+    for _ in range(steps):
+        loss, _ = model(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()

@@ -6,9 +6,8 @@ import json
 
 import pytest
 import torch
-from core_data import tensors_equal
+from core_data import tensors_equal, train_steps
 
-from vla_adapter_ros import processing as P
 from vla_adapter_ros.core.adapters import (
     CONFIG_NAME,
     AdapterConfig,
@@ -17,7 +16,6 @@ from vla_adapter_ros.core.adapters import (
     add_adapter,
     delete_adapter,
     load_adapter,
-    mark_only_adapter_trainable,
     parameter_report,
     save_adapter,
     set_adapter,
@@ -25,21 +23,6 @@ from vla_adapter_ros.core.adapters import (
 from vla_adapter_ros.core.config import LoraConfig
 from vla_adapter_ros.core.lora import LoraLayer, add_lora
 from vla_adapter_ros.core.model import VLAPolicy
-
-
-def _train(model, name, inputs, steps=3):
-    params = mark_only_adapter_trainable(model, name)
-    opt = torch.optim.AdamW(params, lr=1e-2)
-    image, emb, proprio = inputs
-    batch = {P.IMAGE: image, P.INSTRUCTION_EMBEDDING: emb, P.PROPRIO: proprio,
-             P.ACTIONS: torch.ones(image.shape[0], model.config.chunk_length, model.config.action_dim)}
-    model.train()
-    for _ in range(steps):
-        loss, _ = model(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
 
 
 def test_lora_targets_identity_and_counts(policy, inputs):
@@ -66,7 +49,7 @@ def test_lora_training_isolation_switch_delete(policy, inputs):
     add_adapter(policy, "a", AdapterConfig(rank=2))  # adapters and LoRA can share a slot
     set_adapter(policy, "l")
     before_a = adapter_state_dict(policy, "a")
-    _train(policy, "l", inputs)
+    train_steps(policy, "l", inputs)
     assert tensors_equal(policy.backbone_state_dict(), backbone)
     assert tensors_equal(adapter_state_dict(policy, "a"), before_a)
     lora_out = policy.predict(*inputs)
@@ -86,7 +69,7 @@ def test_lora_training_isolation_switch_delete(policy, inputs):
 def test_lora_save_load_exact_and_fingerprint(policy, inputs, tmp_path):
     add_lora(policy, "l", LoraConfig(rank=2, alpha=4, task="drawer"))
     set_adapter(policy, "l")
-    _train(policy, "l", inputs)
+    train_steps(policy, "l", inputs)
     out = policy.predict(*inputs)
     save_adapter(policy, "l", tmp_path / "l")
     meta = json.loads((tmp_path / "l" / CONFIG_NAME).read_text())

@@ -7,9 +7,8 @@ import json
 
 import pytest
 import torch
-from core_data import tensors_equal
+from core_data import tensors_equal, train_steps
 
-from vla_adapter_ros import processing as P
 from vla_adapter_ros.core.adapters import (
     CONFIG_NAME,
     AdapterConfig,
@@ -27,21 +26,6 @@ from vla_adapter_ros.core.export import ExportError, export_model
 from vla_adapter_ros.core.lora import add_lora
 from vla_adapter_ros.core.model import VLAPolicy
 from vla_adapter_ros.core.prefix import PrefixLayer, PrefixUnit, add_prefix
-
-
-def _train(model, name, inputs, steps=3):
-    params = mark_only_adapter_trainable(model, name)
-    opt = torch.optim.AdamW(params, lr=1e-2)
-    image, emb, proprio = inputs
-    batch = {P.IMAGE: image, P.INSTRUCTION_EMBEDDING: emb, P.PROPRIO: proprio,
-             P.ACTIONS: torch.ones(image.shape[0], model.config.chunk_length, model.config.action_dim)}
-    model.train()
-    for _ in range(steps):
-        loss, _ = model(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
 
 
 def test_a_gated_prefix_is_an_exact_identity_at_creation(policy, inputs):
@@ -67,7 +51,7 @@ def test_an_ungated_prefix_shares_the_softmax_and_changes_the_output(policy, inp
     assert isinstance(unit, PrefixUnit) and unit.gate is None
     out = policy.predict(*inputs)
     assert not torch.allclose(out, ref, atol=1e-6)  # the prefix takes attention mass from the tokens (Li & Liang)
-    _train(policy, "p", inputs)
+    train_steps(policy, "p", inputs)
     assert not torch.equal(policy.predict(*inputs), out)
     set_adapter(policy, None)
     assert torch.equal(policy.predict(*inputs), ref)
@@ -86,7 +70,7 @@ def test_prefix_training_isolation_switch_delete(policy, inputs):
     assert {id(p) for p in trainable} == {id(p) for m in policy.modules() if isinstance(m, PrefixUnit)
                                           for p in m.parameters()}
     before_a, before_l = adapter_state_dict(policy, "a"), adapter_state_dict(policy, "l")
-    _train(policy, "p", inputs)
+    train_steps(policy, "p", inputs)
     assert tensors_equal(policy.backbone_state_dict(), backbone) and policy.backbone_fingerprint() == fingerprint
     assert tensors_equal(adapter_state_dict(policy, "a"), before_a)
     assert tensors_equal(adapter_state_dict(policy, "l"), before_l)
@@ -109,7 +93,7 @@ def test_prefix_training_isolation_switch_delete(policy, inputs):
 def test_prefix_save_load_exact(policy, inputs, tmp_path):
     add_prefix(policy, "p", PrefixConfig(n_tokens=3, task="drawer", train_head=True))
     set_adapter(policy, "p")
-    _train(policy, "p", inputs)
+    train_steps(policy, "p", inputs)
     out = policy.predict(*inputs)
     save_adapter(policy, "p", tmp_path / "p")
     meta = json.loads((tmp_path / "p" / CONFIG_NAME).read_text())

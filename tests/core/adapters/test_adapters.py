@@ -6,10 +6,9 @@ import json
 
 import pytest
 import torch
-from core_data import tensors_equal, tiny_config
+from core_data import tensors_equal, tiny_config, train_steps
 from safetensors.torch import load_file
 
-from vla_adapter_ros import processing as P
 from vla_adapter_ros.core.adapters import (
     CONFIG_NAME,
     WEIGHTS_NAME,
@@ -28,23 +27,6 @@ from vla_adapter_ros.core.adapters import (
 )
 from vla_adapter_ros.core.blocks import MLP, Attention
 from vla_adapter_ros.core.model import VLAPolicy
-
-
-def _train_steps(model, name, inputs, steps=3, lr=1e-2):
-    params = mark_only_adapter_trainable(model, name)
-    opt = torch.optim.AdamW(params, lr=lr)
-    image, emb, proprio = inputs
-    batch = {
-        P.IMAGE: image, P.INSTRUCTION_EMBEDDING: emb, P.PROPRIO: proprio,
-        P.ACTIONS: torch.ones(image.shape[0], model.config.chunk_length, model.config.action_dim),
-    }
-    model.train()
-    for _ in range(steps):
-        loss, _ = model(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
 
 
 def test_zero_init_adapter_is_exact_identity(policy, inputs):
@@ -82,7 +64,7 @@ def test_training_changes_only_the_adapter(policy, inputs):
     before_a = adapter_state_dict(policy, "a")
     before_b = adapter_state_dict(policy, "b")
     set_adapter(policy, "a")
-    _train_steps(policy, "a", inputs)
+    train_steps(policy, "a", inputs)
     assert tensors_equal(policy.backbone_state_dict(), backbone)  # every backbone tensor bit-identical
     assert policy.backbone_fingerprint() == fingerprint
     assert tensors_equal(adapter_state_dict(policy, "b"), before_b)  # the inactive adapter too
@@ -96,7 +78,7 @@ def test_deactivate_and_delete_restore_the_backbone_exactly(policy, inputs):
     keys = sorted(policy.state_dict())
     add_adapter(policy, "a", AdapterConfig(rank=4, init="small_random"))
     set_adapter(policy, "a")
-    _train_steps(policy, "a", inputs)
+    train_steps(policy, "a", inputs)
     assert not torch.equal(policy.predict(*inputs), ref)
     set_adapter(policy, None)
     assert torch.equal(policy.predict(*inputs), ref)
@@ -116,7 +98,7 @@ def test_small_random_init_and_head_copy(policy, inputs):
     set_adapter(policy, "h")
     assert torch.equal(policy.predict(*inputs), ref)  # zero-init adapter + exact head copy
     head_before = {k: v.clone() for k, v in policy.backbone_state_dict().items() if k.startswith("head.")}
-    _train_steps(policy, "h", inputs)
+    train_steps(policy, "h", inputs)
     sd = adapter_state_dict(policy, "h")
     assert "head.out.weight" in sd and "head.out.bias" in sd
     assert tensors_equal({k: v for k, v in policy.backbone_state_dict().items() if k.startswith("head.")}, head_before)
@@ -130,7 +112,7 @@ def test_save_load_round_trip_is_exact(policy, inputs, tmp_path):
     cfg = AdapterConfig(rank=4, activation="gelu", task="pick-place", instruction_examples=("pick up the block",))
     add_adapter(policy, "pick", cfg)
     set_adapter(policy, "pick")
-    _train_steps(policy, "pick", inputs)
+    train_steps(policy, "pick", inputs)
     out = policy.predict(*inputs)
     save_adapter(policy, "pick", tmp_path / "pick")
     meta = json.loads((tmp_path / "pick" / CONFIG_NAME).read_text())
@@ -222,7 +204,7 @@ def test_module_copies_of_patch_embedding_and_norms(stem_channels, tmp_path):
     assert sorted(paths[4 + len(embed):]) == norms and len(norms) == 6  # 2 per block + each stack's final norm
     set_adapter(policy, "a")
     assert torch.equal(policy.predict(*inputs), ref)  # exact copies + zero adapters = the backbone
-    _train_steps(policy, "a", inputs)
+    train_steps(policy, "a", inputs)
     out = policy.predict(*inputs)
     sd = adapter_state_dict(policy, "a")
     moved = [k for k in sd if k.startswith(("vision.patch_embed.", "vision.blocks.0.ln_1.")) and not torch.equal(sd[k], backbone[k])]

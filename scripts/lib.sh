@@ -1,0 +1,10 @@
+# Sourced by the set-up scripts (setup.sh, test_pythons.sh, lerobot_env.sh) after they set TAG:
+# the repository root, the stamp folder, log/die with the script's tag, and the stamp check that
+# makes a rerun with nothing changed skip the work.
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STAMPS="$ROOT/build/stamps"
+mkdir -p "$STAMPS"
+log() { printf '\033[1m[%s]\033[0m %s\n' "$TAG" "$*" >&2; }
+die() { printf '[%s] error: %s\n' "$TAG" "$*" >&2; exit 1; }
+# stale NAME HASH PATH: true when stamp NAME does not hold HASH or PATH (what it made) is missing.
+stale() { [ "$(cat "$STAMPS/$1" 2>/dev/null)" != "$2" ] || [ ! -e "$3" ]; }

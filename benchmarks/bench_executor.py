@@ -83,7 +83,7 @@ def cpu_seconds(pid: int) -> float:
 
 def run_node(env: dict[str, str], tmp: Path, seconds: float, params: dict[str, Any], sink: dict[str, Any]) -> None:
     """One executor process driven for ``seconds`` after warm-up; fills ``sink`` with what was measured."""
-    from vla_adapter_ros.ros.executor_client import ChunkStream, ExecutorDriver
+    from vla_adapter_ros.ros.executor_driver import ChunkStream, ExecutorDriver
 
     name = f"bench_executor_{os.getpid()}_{time.monotonic_ns() % 10**6}"
     prefix = f"/{name}"

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import yaml
 
-from vla_adapter_ros.ros.executor_client import ChunkStream, ExecutorDriver
+from vla_adapter_ros.ros.executor_driver import ChunkStream, ExecutorDriver
 from vla_adapter_ros.ros.harness import NodeProcess, node_command
 
 pytestmark = pytest.mark.ros
@@ -198,9 +198,11 @@ def test_enable_stop_and_disable_gate_the_commands(shared):
                       "chunks ignored while stopped")
         enabled(d)
         d.wait_status(lambda st: st["state"] == "executing", 10, "executing again")
+    requested = time.monotonic()
     assert d.enable(False).success
     final_at = time.monotonic()
-    d.wait_for(lambda: d.received(shared.array, since=final_at), 5, "the final hold")
+    # the final hold goes out before the reply, and may be received before it: look from the request on
+    d.wait_for(lambda: d.received(shared.array, since=requested), 5, "the final hold")
     settled = d.status()
     assert settled["state"] == "disabled"
     assert len(d.received(shared.array, since=final_at)) <= 2, "one final hold, then silence"

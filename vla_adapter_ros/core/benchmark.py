@@ -21,6 +21,7 @@ import argparse
 import json
 import multiprocessing as mp
 import shutil
+import tempfile
 import time
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -236,8 +237,6 @@ def _eval_group_in_worker(cfg: dict[str, Any], group: list[EvalJob]) -> list[str
 def _measure_cost_in_worker(cfg: dict[str, Any], spec: dict[str, Any], task: str) -> dict[str, Any]:
     """Process-pool entry: a short training run of ``spec`` on ``task`` in a temporary directory, one
     torch thread; peak memory of its steps (TrainResult) and its step times (log, one record per step)."""
-    import tempfile
-
     torch.set_num_threads(1)
     bench = Benchmark(BenchmarkConfig.from_dict(cfg), progress=False, log=lambda _: None)
     method = MethodSpec.from_dict(spec)

@@ -148,6 +148,7 @@ def deactivated_identity(bench: Any) -> dict[str, list[int]]:
     """Per tuner method: [artifacts whose deactivation gives the backbone's outputs bit for bit, artifacts
     checked]. Every trained adapter / LoRA / prefix is loaded onto the backbone, activated (it must change
     the outputs) and deactivated (they must equal the bare backbone's exactly) on a batch of inputs."""
+    # why here: the report's tables are written without torch (a results folder copied elsewhere)
     import torch
 
     from .adapters import delete_adapter, load_adapter, set_adapter

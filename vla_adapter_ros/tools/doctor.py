@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vla_adapter_ros.runtime import gpu_libs
+
 PROBE_TIMEOUT_S = 60.0
 
 
@@ -126,8 +128,6 @@ def _installed(dist: str) -> str | None:
 
 def gpu_probe(name: str) -> dict[str, Any]:
     """One GPU check in this process: ``{"ok": bool, "detail": str, "missing": [...]}``."""
-    from vla_adapter_ros.runtime import gpu_libs
-
     if name == "nvidia_driver":
         smi = shutil.which("nvidia-smi")
         gpus = ""
@@ -151,6 +151,7 @@ def gpu_probe(name: str) -> dict[str, Any]:
         if not gpu:
             return {"ok": False, "detail": f"onnxruntime {cpu or '(none)'} is the CPU build: no CUDA or TensorRT "
                                            "provider"}
+        # why here: the doctor must run (and say so) where onnxruntime itself fails to import
         import onnxruntime as ort
 
         try:

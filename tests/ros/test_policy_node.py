@@ -97,7 +97,8 @@ def test_100_switches_during_a_30hz_stream(shared_policy):
         skipped = int(status["skipped_frames"]) - int(before["skipped_frames"])
         return status if reached == len(sent) and len(answered()) == reached - skipped else None
 
-    after = d.wait_for(settled, 20, "every frame of the stream answered or counted as skipped")
+    # a bound, not a pace: returns as soon as it holds (seen needing more than 20 s at load average 12)
+    after = d.wait_for(settled, 60, "every frame of the stream answered or counted as skipped")
     skipped = int(after["skipped_frames"]) - int(before["skipped_frames"])
     reached = int(after["frames_in"]) - int(before["frames_in"])
     got = answered()

@@ -203,10 +203,14 @@ def test_replay_waits_until_a_starting_node_answers(ros_env, tiny_model_dir, sta
     finally:
         if run.poll() is None:
             run.kill()
-    n = len(read_episode(DEMO_BAG))
+    episode = read_episode(DEMO_BAG)
+    n = len(episode)
     assert run.returncode == 0, out + err + proc.log()
-    assert f"{n}/{n}" in out
-    assert len(rb.read_action_chunks(tmp_path / "out" / DEMO_BAG.name)) == n
+    # Timed mode may skip a frame when the node is busy (a loaded machine: seen once, 31/32); what
+    # the start-up must not cost is the beginning of the episode (seen before the fix: 20 of 32 lost).
+    answered = rb.read_action_chunks(tmp_path / "out" / DEMO_BAG.name)
+    assert f"{len(answered)}/{n}" in out and len(answered) >= n - 4, out
+    assert int(episode.stamps[0]) in answered, out  # the episode's first frame, played after the probe
 
 
 def test_replay_against_a_node_that_never_serves_exits_3(ros_env, tiny_model_dir, start_policy, make_driver):

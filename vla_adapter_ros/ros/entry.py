@@ -35,6 +35,12 @@ def run_node(make_node: Callable[[], Any], label: str, args: list[str] | None = 
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # SIGINT shuts the context down from rclpy's signal handler; a spin between its checks can
+        # then fail creating its wait set ("the given context is not valid", RCLError) instead of
+        # raising ExternalShutdownException (seen under load). That is the same clean stop.
+        if rclpy.ok():
+            raise
     finally:
         if hasattr(node, "close"):
             node.close()

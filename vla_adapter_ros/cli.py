@@ -24,6 +24,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "contract": ("vla_adapter_ros.tools.contract_cli",
                  "check a robot contract (the node's topics and QoS), or start one from a bag"),
     "switch": ("vla_adapter_ros.ros.clients", "switch the policy node's adapter (SwitchAdapter service)"),
+    "load": ("vla_adapter_ros.ros.clients", "hot-add an adapter of the model directory to the running policy node "
+                                             "(LoadAdapter service)"),
     "list": ("vla_adapter_ros.ros.clients", "list the policy node's adapters (ListAdapters service)"),
     "send-instruction": ("vla_adapter_ros.ros.clients", "publish an instruction (reliable, transient local)"),
     "status": ("vla_adapter_ros.ros.clients", "print the policy node's /diagnostics status once"),

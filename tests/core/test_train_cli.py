@@ -120,3 +120,17 @@ def test_train_flags_override_a_config_and_set_overrides_flags(tmp_path):
 def test_train_flags_errors_say_what_is_wrong(argv, needle, capsys):
     assert main(["train", *argv]) == 2
     assert needle in capsys.readouterr().err
+
+
+def test_the_example_config_is_the_flag_run_it_documents():
+    """config/train_adapter.yaml and the command in its header describe the same TrainConfig."""
+    from vla_adapter_ros.cli import build_parser
+    from vla_adapter_ros.core.train_cli import config_from_args
+
+    root = Path(__file__).resolve().parents[2]
+    from_file = TrainConfig.load(root / "config" / "train_adapter.yaml")
+    backbone = str(root / "models" / "metaworld_torch" / "checkpoint")
+    args = build_parser().parse_args(["train", "--backbone", backbone, "--data", "demos/door-close-v3", "--adapter",
+                                      "door_close", "--steps", "1000", "--out-dir", "runs/train/door_close"])
+    from_flags = config_from_args(args)
+    assert from_flags.to_dict() == {**from_file.to_dict(), "init_checkpoint": backbone}

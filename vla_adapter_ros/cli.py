@@ -38,6 +38,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "export": ("vla_adapter_ros.core.export", "export backbone + adapters to ONNX with a parity check"),
     "eval": ("vla_adapter_ros.core.evaluate", "closed-loop success rate on Meta-World (checkpoint or ONNX)"),
     "replay": ("vla_adapter_ros.ros.replay", "replay a bag to a running policy node; compare with golden actions"),
+    "dataset": ("vla_adapter_ros.tools.lerobot_dataset", "convert episode bags to a LeRobotDataset v3 and back "
+                                                          "(to-lerobot, from-lerobot; LeRobot's own code)"),
     "render": ("vla_adapter_ros.tools.render", "render episode bags as a video (.mp4, .gif): cameras, instruction, "
                                                  "adapter, actions, success"),
     "demo": ("vla_adapter_ros.ros.demo", "sim bridge + policy node: episodes of 3 tasks with adapter switching"),

@@ -52,8 +52,11 @@ def test_quick_demo_runs_three_tasks_and_leaves_no_process(ros_env, tmp_path):
     for row in results["lockstep"]:
         (outcome,) = row["outcomes"]
         episode = read_episode(outcome["bag"])
-        assert len(episode) == len(outcome["chunks"]) and episode.success == outcome["success"]
-        assert np.array_equal(episode.actions, np.asarray([c[0] for c in outcome["chunks"]], np.float32))
+        answered = np.asarray([c[0] for c in outcome["chunks"]], np.float32)
+        missed = episode.metadata["unrecorded_frames"]  # JointStates lost to the recorder (best effort; rare)
+        assert len(episode) + missed == len(answered) and missed <= 2 and episode.success == outcome["success"]
+        rows = iter(range(len(answered)))  # the bag's actions are the answers, in order, with the missed left out
+        assert all(any(np.array_equal(a, answered[i]) for i in rows) for a in episode.actions)
         video = tmp_path / f"{row['task']}.mp4"
         assert f"video: {video}" in out and cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FRAME_COUNT) == len(episode)
     gif = tmp_path / "demo.gif"

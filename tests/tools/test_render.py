@@ -77,7 +77,7 @@ def test_render_two_cameras_side_by_side_with_success_and_adapter(tmp_path):
 
 def test_render_bad_input_names_what_is_wrong(tmp_path, capsys):
     assert main(["render", str(DEMO_BAG), "--out", str(tmp_path / "x.avi")]) == 1
-    assert "must end in one of ('.mp4', '.gif')" in capsys.readouterr().err
+    assert "must end in one of ('.mp4', '.gif', '.png')" in capsys.readouterr().err
     contract = Path(__file__).resolve().parents[2] / "config" / "robots" / "metaworld_sawyer.yaml"
     assert main(["render", str(DEMO_BAG), "--contract", str(contract), "--out", str(tmp_path / "x.mp4")]) == 1
     err = capsys.readouterr().err
@@ -90,3 +90,15 @@ def test_render_bad_input_names_what_is_wrong(tmp_path, capsys):
 @pytest.mark.parametrize("height", [96, 240, 480])
 def test_view_scale_reaches_the_minimum_height(height):
     assert height * render.view_scale(height) >= render.MIN_VIEW_HEIGHT
+
+
+def test_contact_sheet_has_a_row_per_bag_of_evenly_spread_frames(tmp_path):
+    out = tmp_path / "sheet.png"
+    summary = render.render([DEMO_BAG, DEMO_BAG], out, stills=3)
+    sheet = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB)
+    item = render.load(DEMO_BAG)
+    h, w = render.canvas_size(item.episode)
+    assert summary.frames == 6 and sheet.shape == (2 * h, 3 * w, 3)
+    every = list(render.frames(item))
+    for col, t in enumerate((0, 16, 31)):  # first, middle (15.5 rounds to 16), last
+        assert np.array_equal(sheet[h:, col * w:(col + 1) * w], every[t]), t  # PNG: exact

@@ -124,8 +124,8 @@ class DemoDriver:
         self._frames: dict[int, Any] = {}
         self._states: dict[int, Any] = {}
         if record_dir is not None:
-            self.session.subscribe(Image, camera_topic, self._on_image, qos.camera_qos("reliable", 10))
-            self.session.subscribe(JointState, proprio_topic, self._on_state, qos.proprio_qos())
+            self.session.subscribe(Image, camera_topic, self._on_image, qos.recorder_qos(reliable=True))
+            self.session.subscribe(JointState, proprio_topic, self._on_state, qos.recorder_qos())
 
     def _on_image(self, msg: Any) -> None:
         with self._lock:
@@ -247,13 +247,14 @@ class DemoDriver:
         with self._lock:
             frames, states, adapters = dict(self._frames), dict(self._states), dict(self._adapters)
         steps = [(stamp, frames[stamp], states[stamp], chunk) for stamp, (_, chunk) in answers
-                 if stamp in frames and stamp in states]
+                 if stamp in frames and stamp in states]  # a JointState lost on the way here (best effort): skipped
         adapter = next((adapters[s] for s, *_ in steps if adapters.get(s)), "")
         with EpisodeWriter(path, task=o.task, seed=o.seed, episode=episode, proprio_names=PROPRIO_NAMES,
                            action_names=ACTION_NAMES, action_source=adapter,
                            metadata={"instruction": o.instruction, "recorder": "vla-adapter demo",
                                      "source": "policy node over ROS (lockstep simulator)",
-                                     "end_reason": o.end_reason, "steps": o.steps}) as writer:
+                                     "end_reason": o.end_reason, "steps": o.steps,
+                                     "unrecorded_frames": len(answers) - len(steps)}) as writer:
             for stamp, image, state, chunk in steps:
                 writer.write_step(stamp, decoding.image_msg_to_rgb(image),
                                   decoding.joint_state_to_proprio(state, PROPRIO_NAMES), chunk,
@@ -532,6 +533,7 @@ def compare_with_in_process(model_dir: Path, rows: list[TaskRow], seed_start: in
 
 GIF_FRAMES = 60  # at most (about) this many frames in demo.gif: ~25 kB each, the README's GIF stays < 2 MB
 GIF_FPS = 5.0  # a frame is a chunk (4 steps of 12.5 ms = 20 fps real time): the GIF plays 4x slower to be watched
+SIM_STEP_S = 0.0125  # Meta-World's control step (80 Hz): the lockstep simulator stamps frames by wall clock instead
 
 
 def render_videos(rows: Sequence[TaskRow], out_dir: Path, log: Callable[[str], None] = print) -> list[Path]:
@@ -541,8 +543,10 @@ def render_videos(rows: Sequence[TaskRow], out_dir: Path, log: Callable[[str], N
     written = []
     for row in rows:
         bags = [Path(o.bag) for o in row.outcomes if o.bag]
-        if bags:
-            written.append(render_video(bags, out_dir / f"{row.task}.mp4").out)
+        if bags:  # at the simulated robot's own speed: a frame per executed chunk
+            steps = sum(o.steps for o in row.outcomes if o.bag)
+            fps = sum(len(o.chunks) for o in row.outcomes if o.bag) / max(steps * SIM_STEP_S, 1e-9)
+            written.append(render_video(bags, out_dir / f"{row.task}.mp4", fps=fps).out)
     firsts = [next((o for o in r.outcomes if o.success and o.bag), r.outcomes[0]) for r in rows if r.outcomes]
     firsts = [o for o in firsts if o.bag]
     if firsts:

@@ -33,7 +33,7 @@ from vla_adapter_ros.bags.reader import Role, read_roles, stored_contract
 from vla_adapter_ros.contract import ContractError, RobotContract
 from vla_adapter_ros.decoding import stamp_to_ns
 
-FORMATS = (".mp4", ".gif")
+FORMATS = (".mp4", ".gif", ".png")
 MIN_VIEW_HEIGHT = 240  # px: small cameras (96x96) are scaled up by an integer factor to at least this
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 TEXT_SCALE, LINE_PX, MARGIN = 0.45, 18, 6
@@ -167,13 +167,16 @@ class RenderSummary:
 
 
 def render(bags: Sequence[Path], out: Path, *, contract: RobotContract | None = None, fps: float | None = None,
-           every: int = 1) -> RenderSummary:
-    """Render ``bags`` one after another into ``out`` (.mp4 or .gif); every ``every``-th frame."""
+           every: int = 1, stills: int = 4) -> RenderSummary:
+    """Render ``bags`` one after another into ``out`` (.mp4 or .gif); every ``every``-th frame.
+
+    ``.png``: a contact sheet instead, one row per bag of ``stills`` frames spread evenly over the
+    episode, its last frame included (for documents: success and failure side by side)."""
     out = Path(out)
     if out.suffix.lower() not in FORMATS:
         raise RenderError(f"--out {out}: the file name must end in one of {FORMATS}")
-    if every < 1:
-        raise RenderError(f"--every must be >= 1, got {every}")
+    if every < 1 or stills < 1:
+        raise RenderError(f"--every and --stills must be >= 1, got {every} and {stills}")
     start = time.perf_counter()
     items = [load(Path(p), contract) for p in bags]
     if not items:
@@ -187,11 +190,28 @@ def render(bags: Sequence[Path], out: Path, *, contract: RobotContract | None = 
     n = 0
     try:
         video = (f for item in items for i, f in enumerate(frames(item, size)) if i % every == 0)
-        n = _write_gif(tmp, video, rate) if out.suffix.lower() == ".gif" else _write_mp4(tmp, video, rate, size)
+        if out.suffix.lower() == ".png":
+            n = _write_sheet(tmp, items, size, stills)
+        elif out.suffix.lower() == ".gif":
+            n = _write_gif(tmp, video, rate)
+        else:
+            n = _write_mp4(tmp, video, rate, size)
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)
     return RenderSummary(out, len(items), n, size, rate, time.perf_counter() - start)
+
+
+def _write_sheet(path: Path, items: Sequence[EpisodeFrames], size: tuple[int, int], stills: int) -> int:
+    rows = []
+    for item in items:
+        picks = set(np.linspace(0, len(item.episode) - 1, min(stills, len(item.episode))).round().astype(int).tolist())
+        row = [f for i, f in enumerate(frames(item, size)) if i in picks]
+        row += [np.zeros_like(row[0])] * (stills - len(row))  # a short episode: blank cells
+        rows.append(np.concatenate(row, axis=1))
+    if not cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR)):
+        raise RenderError(f"OpenCV could not write {path}")
+    return sum(min(stills, len(item.episode)) for item in items)
 
 
 def _write_mp4(path: Path, video: Iterator[np.ndarray], fps: float, size: tuple[int, int]) -> int:
@@ -219,17 +239,21 @@ def _write_gif(path: Path, video: Iterator[np.ndarray], fps: float) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bags", nargs="+", help="episode bags (directories, parents searched recursively, or globs)")
-    parser.add_argument("--out", type=Path, required=True, help="video file: .mp4, or .gif for documentation")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="video file: .mp4, or .gif for documentation; .png: a contact sheet of --stills frames")
     parser.add_argument("--contract", type=Path, default=None,
                         help="robot contract to read the bags with (default: the one stored in each bag)")
     parser.add_argument("--fps", type=float, default=None, help="frames per second (default: the bag's frame rate)")
     parser.add_argument("--every", type=int, default=1, help="keep every N-th frame (shorter GIFs; default 1)")
+    parser.add_argument("--stills", type=int, default=4,
+                        help="--out FILE.png: frames per bag in the contact sheet (a row per bag; default 4)")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         contract = RobotContract.load(args.contract) if args.contract else None
-        summary = render(find_episodes(args.bags), args.out, contract=contract, fps=args.fps, every=args.every)
+        summary = render(find_episodes(args.bags), args.out, contract=contract, fps=args.fps, every=args.every,
+                         stills=args.stills)
     except (BagError, ContractError, RenderError) as exc:
         print(f"render: {exc}", file=sys.stderr)
         return 1

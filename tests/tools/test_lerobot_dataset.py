@@ -196,3 +196,18 @@ def test_an_interrupted_conversion_leaves_no_dataset_and_the_next_run_completes(
     assert main(["dataset", "to-lerobot", *map(str, sawyer_bags), "--out", str(out)]) == 0
     assert not (tmp_path / ".ds.partial").exists()
     assert lr.read_info(out)["total_episodes"] == 2
+
+
+def test_train_straight_from_a_lerobot_dataset(converted, tmp_path, capsys):
+    """`vla-adapter train --lerobot DIR`: the dataset's episodes as bags (once), read like any bag."""
+    out = tmp_path / "run"
+    argv = ["train", "--regime", "pretrain", "--lerobot", str(converted), "--contract", str(SAWYER_FILE),
+            "--steps", "1", "--out-dir", str(out), "--set", "batch_size=2", "--set", "warmup_steps=0",
+            "--set", "progress=false", "--set", "plot=false", "--set", "model.d_model=32",
+            "--set", "model.vision_layers=1", "--set", "model.fusion_layers=1", "--set", "model.n_heads=2"]
+    assert main(argv) == 0
+    assert "converted" in capsys.readouterr().err
+    bags = sorted((out / "lerobot_bags" / converted.name).iterdir())
+    assert len(bags) == 2 and (out / "checkpoint" / "model.safetensors").is_file()
+    assert main(argv) == 0  # again: the bags are converted once
+    assert "converted" not in capsys.readouterr().err

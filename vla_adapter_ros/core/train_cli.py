@@ -8,6 +8,9 @@ with every other TrainConfig field at its default (core/config.py; ``config/trai
 the same run as a commented file). ``--config FILE`` starts from a file instead; the flags then
 override its fields, and ``--set KEY=VALUE`` (dotted for sections) overrides anything last. The
 tuner's task and instruction examples default to the data's (``core.train.describe_tuner``).
+``--lerobot DIR`` trains on a LeRobotDataset v3 as well: converted once to episode bags under
+``<out_dir>/lerobot_bags/<name>`` (:func:`vla_adapter_ros.tools.lerobot_dataset.from_lerobot`), so it is
+read with the same alignment and normalisation as any bag.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from typing import Any
 
 import torch.distributed as dist
 
+from ..bags.errors import BagError
+from ..contract import RobotContract
+from ..tools.lerobot_dataset import from_lerobot
 from .checkpoint import CONFIG_NAME
 from .config import DEFAULT_ADAPTER_RANK, REGIMES, TUNER_REGIMES, TrainConfig
 from .train import apply_overrides, train_from_config
@@ -31,6 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", metavar="DIR", help="pre-trained checkpoint directory to fine-tune "
                         "(init_checkpoint), e.g. models/metaworld_torch/checkpoint")
     parser.add_argument("--data", nargs="+", metavar="BAG", help="episode bags: directories (searched), bags or globs")
+    parser.add_argument("--lerobot", nargs="+", metavar="DIR", default=[],
+                        help="LeRobotDataset v3 directories to train on as well: converted once to episode bags "
+                             "under <out_dir>/lerobot_bags/<name> (vla-adapter dataset from-lerobot; needs the "
+                             "LeRobot venv), then read like any bag")
     parser.add_argument("--adapter", metavar="NAME", help="name of the adapter (adapter_name), e.g. door_close")
     parser.add_argument("--task", help="task the adapter is for (default: the task the episodes were recorded for)")
     parser.add_argument("--instruction-example", dest="examples", action="append", metavar="TEXT",
@@ -55,7 +65,8 @@ def flag_overrides(args: argparse.Namespace, base: dict[str, Any]) -> list[str]:
     regime = args.regime or ("adapter" if args.backbone and not args.config else base["regime"])
     if regime != base["regime"]:
         values["regime"] = regime
-    for key, value in (("init_checkpoint", args.backbone), ("data", args.data), ("adapter_name", args.adapter),
+    data = list(args.data or []) + [str(p) for p in lerobot_bag_dirs(args, base)]
+    for key, value in (("init_checkpoint", args.backbone), ("data", data or None), ("adapter_name", args.adapter),
                        ("steps", args.steps), ("contract", args.contract), ("out_dir", args.out_dir)):
         if value is not None:
             values[key] = value
@@ -70,9 +81,33 @@ def flag_overrides(args: argparse.Namespace, base: dict[str, Any]) -> list[str]:
     if args.resume:
         values["resume"] = True
     if not args.config and args.out_dir is None:
-        values["out_dir"] = f"runs/train/{args.adapter or base['adapter_name']}" if regime in TUNER_REGIMES \
-            else "runs/train/pretrain"
+        values["out_dir"] = out_dir_of(args, base)
     return [f"{k}={json.dumps(v)}" for k, v in values.items()]
+
+
+def out_dir_of(args: argparse.Namespace, base: dict[str, Any]) -> str:
+    """Where the run writes: --out-dir, the config's, or runs/train/<adapter> (runs/train/pretrain) without one."""
+    if args.out_dir is not None:
+        return str(args.out_dir)
+    if args.config:
+        return str(base["out_dir"])
+    regime = args.regime or ("adapter" if args.backbone else base["regime"])
+    return f"runs/train/{args.adapter or base['adapter_name']}" if regime in TUNER_REGIMES else "runs/train/pretrain"
+
+
+def lerobot_bag_dirs(args: argparse.Namespace, base: dict[str, Any]) -> list[Path]:
+    """Where the --lerobot datasets' episodes go as bags (``<out_dir>/lerobot_bags/<name>``)."""
+    return [Path(out_dir_of(args, base)) / "lerobot_bags" / Path(d).name for d in args.lerobot]
+
+
+def convert_lerobot(args: argparse.Namespace, base: dict[str, Any]) -> None:
+    """Each --lerobot dataset as episode bags, once (a later run, e.g. --resume, reads the same bags)."""
+    contract = RobotContract.load(args.contract) if args.contract else None
+    for dataset, bags in zip(args.lerobot, lerobot_bag_dirs(args, base), strict=True):
+        if not bags.exists():
+            done = from_lerobot(dataset, bags, contract=contract)
+            print(f"converted {dataset} to {done.episodes} episode bags in {bags} ({done.seconds:.1f} s)",
+                  file=sys.stderr)
 
 
 def check_backbone(path: Path) -> None:
@@ -89,9 +124,9 @@ def check_backbone(path: Path) -> None:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The run's TrainConfig: the file (or the defaults), then the flags, then ``--set``."""
     if args.config is None:
-        if not args.data:
-            raise ValueError("give --config FILE, or --data BAG... (with --backbone DIR and --adapter NAME for a new "
-                             "task's adapter)")
+        if not args.data and not args.lerobot:
+            raise ValueError("give --config FILE, or --data BAG... / --lerobot DIR... (with --backbone DIR and "
+                             "--adapter NAME for a new task's adapter)")
         if not args.backbone and args.regime != "pretrain":
             raise ValueError("--backbone DIR is needed to fine-tune (e.g. models/metaworld_torch/checkpoint); "
                              "--regime pretrain trains a backbone from scratch")
@@ -101,6 +136,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     cfg = apply_overrides(base, flag_overrides(args, base) + list(args.overrides))
     if args.backbone:
         check_backbone(Path(args.backbone))
+    if args.lerobot:
+        convert_lerobot(args, base)
     if not cfg.data:
         raise ValueError(f"{args.config}: 'data' lists no episode directories (or give --data)")
     return cfg
@@ -114,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
         finally:
             if dist.is_available() and dist.is_initialized():
                 dist.destroy_process_group()
-    except (FileNotFoundError, ValueError) as exc:  # config / data problems: say what, exit non-zero
+    except (FileNotFoundError, ValueError, BagError) as exc:  # config / data problems (ContractError too): say what
         print(f"vla-adapter train: error: {exc}", file=sys.stderr)
         return 2
     if int(os.environ.get("RANK", "0")) == 0:

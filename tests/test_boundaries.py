@@ -104,10 +104,11 @@ ALLOWED = {
     "bags": {"names", "processing", "contract", "pairing", "decoding"},
     "decoding": {"processing", "contract"},
     "execution": {"names", "contract"},
-    "core": {"names", "processing", "contract", "pairing", "decoding", "bags", "runtime", "dds_env", "__init__"},
+    "core": {"names", "processing", "contract", "pairing", "decoding", "bags", "runtime", "dds_env", "__init__",
+             "tools.lerobot_dataset"},
     "tools": {"runtime", "processing", "dds_env", "contract", "bags", "decoding", "ros.params", "__init__", "cli"},
     "ros": {"names", "processing", "contract", "pairing", "decoding", "dds_env", "runtime", "bags", "serving",
-            "execution", "core.sim", "core.evaluate", "__init__"},
+            "execution", "core.sim", "core.evaluate", "tools.render", "__init__"},
     "cli": set(),  # imports the chosen command's module by name, at run time
     "__init__": set(),
 }

@@ -4,7 +4,7 @@ Subcommands are registered by name in :data:`SUBCOMMANDS` (module path + one-lin
 Each module exposes ``add_<command>_arguments(parser)`` and ``run_<command>(args) -> int``
 (or plain ``add_arguments`` / ``run`` when it serves one command). Only the module of the
 command being parsed is imported: ``vla-adapter --help`` lists the table without importing
-anything, ``vla-adapter train --help`` imports ``core.train`` alone. So every subcommand
+anything, ``vla-adapter train --help`` imports ``core.train_cli`` (and core.train). So every subcommand
 module imports what it needs at its top, like any other module.
 """
 
@@ -24,6 +24,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "contract": ("vla_adapter_ros.tools.contract_cli",
                  "check a robot contract (the node's topics and QoS), or start one from a bag"),
     "switch": ("vla_adapter_ros.ros.clients", "switch the policy node's adapter (SwitchAdapter service)"),
+    "load": ("vla_adapter_ros.ros.clients", "hot-add an adapter of the model directory to the running policy node "
+                                             "(LoadAdapter service)"),
     "list": ("vla_adapter_ros.ros.clients", "list the policy node's adapters (ListAdapters service)"),
     "send-instruction": ("vla_adapter_ros.ros.clients", "publish an instruction (reliable, transient local)"),
     "status": ("vla_adapter_ros.ros.clients", "print the policy node's /diagnostics status once"),
@@ -31,10 +33,15 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                                                           "(~/enable, ~/stop)"),
     "reset-sim": ("vla_adapter_ros.ros.clients", "start a simulator bridge episode (ResetEpisode service)"),
     "record-sim": ("vla_adapter_ros.core.record", "record Meta-World expert demonstrations as rosbag2 episodes"),
-    "train": ("vla_adapter_ros.core.train", "train a backbone, adapter or baseline"),
+    "train": ("vla_adapter_ros.core.train_cli", "train a backbone, adapter or baseline (a config file, or flags: "
+                                                "--backbone --data --adapter [--task --rank])"),
     "export": ("vla_adapter_ros.core.export", "export backbone + adapters to ONNX with a parity check"),
     "eval": ("vla_adapter_ros.core.evaluate", "closed-loop success rate on Meta-World (checkpoint or ONNX)"),
     "replay": ("vla_adapter_ros.ros.replay", "replay a bag to a running policy node; compare with golden actions"),
+    "dataset": ("vla_adapter_ros.tools.lerobot_dataset", "convert episode bags to a LeRobotDataset v3 and back "
+                                                          "(to-lerobot, from-lerobot; LeRobot's own code)"),
+    "render": ("vla_adapter_ros.tools.render", "render episode bags as a video (.mp4, .gif): cameras, instruction, "
+                                                 "adapter, actions, success"),
     "demo": ("vla_adapter_ros.ros.demo", "sim bridge + policy node: episodes of 3 tasks with adapter switching"),
     "benchmark": ("vla_adapter_ros.core.benchmark", "Meta-World adapter benchmark end to end (resumable)"),
 }

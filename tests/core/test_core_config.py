@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from vla_adapter_ros.core.config import (
+    DEFAULT_ADAPTER_RANK,
     DEFAULT_LR,
     AdapterConfig,
     LoraConfig,
@@ -18,7 +19,8 @@ def test_defaults_match_the_design():
     assert (c.image_size, c.patch_size, c.d_model, c.vision_layers, c.fusion_layers) == (96, 12, 128, 4, 3)
     assert (c.proprio_dim, c.action_dim, c.chunk_length, c.lang_dim, c.n_patches) == (4, 4, 4, 384, 64)
     a = AdapterConfig()
-    assert (a.rank, a.positions, a.components, a.activation, a.init) == (8, ("attn", "ffn"), ("vision", "fusion"), "relu", "zeros")
+    assert (a.rank, a.positions, a.components, a.activation, a.init) == (16, ("attn", "ffn"), ("vision", "fusion"), "relu", "zeros")
+    assert LoraConfig().rank == a.rank == DEFAULT_ADAPTER_RANK and LoraConfig().scaling == 2.0  # one default rank
 
 
 @pytest.mark.parametrize(

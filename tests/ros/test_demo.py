@@ -3,13 +3,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
+
+from vla_adapter_ros.bags.episodes import read_episode
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = ROOT / "models" / "default"
@@ -42,3 +47,17 @@ def test_quick_demo_runs_three_tasks_and_leaves_no_process(ros_env, tmp_path):
             continue
         assert b"vla_adapter_" not in cmd, f"stray process {pid}: {cmd!r}"
     assert (tmp_path / "results.json").is_file() and os.path.getsize(tmp_path / "results.json") > 0
+    # every lockstep episode recorded as a bag (the frames the node answered) and rendered: a video per task
+    results = json.loads((tmp_path / "results.json").read_text())
+    for row in results["lockstep"]:
+        (outcome,) = row["outcomes"]
+        episode = read_episode(outcome["bag"])
+        answered = np.asarray([c[0] for c in outcome["chunks"]], np.float32)
+        missed = episode.metadata["unrecorded_frames"]  # JointStates lost to the recorder (best effort; rare)
+        assert len(episode) + missed == len(answered) and missed <= 2 and episode.success == outcome["success"]
+        rows = iter(range(len(answered)))  # the bag's actions are the answers, in order, with the missed left out
+        assert all(any(np.array_equal(a, answered[i]) for i in rows) for a in episode.actions)
+        video = tmp_path / f"{row['task']}.mp4"
+        assert f"video: {video}" in out and cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FRAME_COUNT) == len(episode)
+    gif = tmp_path / "demo.gif"
+    assert f"video: {gif}" in out and 0 < gif.stat().st_size <= 2 * 2**20

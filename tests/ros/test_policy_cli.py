@@ -69,3 +69,18 @@ def test_send_instruction_without_subscriber_fails_clearly(ros_env):
     assert out.returncode == 3 and "no subscriber on /nobody/listens" in out.stderr
     out = cli("send-instruction", "  ", env=ros_env)
     assert out.returncode == 2 and "empty" in out.stderr
+
+
+def test_load_cli_calls_the_node_load_adapter_service(shared_policy, ros_env):
+    proc, d = shared_policy
+    active = d.status()["active_adapter"]
+    out = cli("load", "open", "--no-activate", "--node", proc.fqn, "--timeout", "20", env=ros_env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("ok: adapter 'open' was already loaded") and f"(active: {active})" in out.stdout
+    out = cli("load", "door_close", "--node", proc.fqn, "--timeout", "20", env=ros_env)
+    assert out.returncode == 1 and "refused: adapter 'door_close' is not listed in the manifest" in out.stdout
+    assert "listed: pick, place, open" in out.stdout and f"(active: {active})" in out.stdout
+    out = cli("load", "../x", "--node", proc.fqn, "--timeout", "20", env=ros_env)
+    assert out.returncode == 1 and "looks like a path" in out.stdout
+    out = cli("load", "open", "--node", "/nobody_here", "--timeout", "1.5", env=ros_env)
+    assert out.returncode == 3 and "/nobody_here/load_adapter" in out.stderr

@@ -29,9 +29,7 @@ import dataclasses
 import glob
 import json
 import math
-import os
 import shutil
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -39,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler, default_collate
@@ -241,6 +238,25 @@ def _to_device(batch: Mapping[str, Any], device) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- the loop
 
 
+MAX_INSTRUCTION_EXAMPLES = 5  # instructions of the data an adapter keeps as examples (list_adapters shows them)
+
+
+def describe_tuner(cfg: TrainConfig, dataset: Any) -> TrainConfig:
+    """``cfg`` with the trained tuner's ``task`` and ``instruction_examples`` filled from the data where the
+    config leaves them empty: the task most of the episodes were recorded for, and the first distinct
+    instructions. They are saved with the adapter, exported into the manifest and shown by ``list``."""
+    tuner = cfg.tuner
+    episodes = getattr(dataset, "episodes", None)
+    if tuner is None or not episodes or (tuner.task and tuner.instruction_examples):
+        return cfg
+    tasks = [ep.task for ep in episodes if ep.task]
+    task = tuner.task or (max(dict.fromkeys(tasks), key=tasks.count) if tasks else "")
+    seen = dict.fromkeys(s for ep in episodes for s in ep.instructions)
+    examples = tuner.instruction_examples or tuple(list(seen)[:MAX_INSTRUCTION_EXAMPLES])
+    return dataclasses.replace(cfg, **{cfg.regime: dataclasses.replace(tuner, task=task,
+                                                                       instruction_examples=examples)})
+
+
 def train(
     cfg: TrainConfig,
     dataset,
@@ -259,6 +275,7 @@ def train(
     ``cfg.steps``); with ``save_every`` and ``resume`` this splits a run.
     """
     cfg, _ = resolve_contract(cfg)
+    cfg = describe_tuner(cfg, dataset)
     d = setup_distributed(cfg.device)
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     try:
@@ -496,7 +513,7 @@ class Trainer:
         return artifact
 
 
-# ----------------------------------------------------------------------------- CLI
+# ----------------------------------------------------------------------------- config files (CLI: core/train_cli.py)
 
 
 def _parse_override(text: str) -> tuple[list[str], Any]:
@@ -513,9 +530,12 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
 def load_train_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
     """TrainConfig from JSON/YAML with dotted ``KEY=VALUE`` overrides (values parsed as JSON)."""
     cfg = TrainConfig.load(path)
-    if not overrides:
-        return cfg
-    d = cfg.to_dict()
+    return apply_overrides(cfg.to_dict(), overrides) if overrides else cfg
+
+
+def apply_overrides(d: dict[str, Any], overrides: list[str] = ()) -> TrainConfig:
+    """The TrainConfig of the dict ``d`` (``TrainConfig.to_dict()``) with dotted ``KEY=VALUE`` overrides."""
+    d = json.loads(json.dumps(d))  # a copy
     for text in overrides:
         keys, value = _parse_override(text)
         node = d
@@ -527,15 +547,6 @@ def load_train_config(path: str | Path, overrides: list[str] = ()) -> TrainConfi
             raise ValueError(f"--set {text!r}: unknown key {keys[-1]!r}; known: {sorted(node)}")
         node[keys[-1]] = value
     return TrainConfig.from_dict(d)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="TrainConfig file (.json, .yaml)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config field, dotted for sections (e.g. adapter.rank=16); repeatable")
-    parser.add_argument("--resume", action="store_true", help="continue from <out_dir>/resume if present")
-    parser.add_argument("--out-dir", help="override out_dir")
-    parser.add_argument("--stop-after", type=int, help="stop after N steps in this call (resume later)")
 
 
 def train_from_config(cfg: TrainConfig, *, stop_after: int | None = None, language=None) -> TrainResult:
@@ -554,34 +565,3 @@ def train_from_config(cfg: TrainConfig, *, stop_after: int | None = None, langua
     train_stats = stats or getattr(dataset, "stats", None)
     val = build_dataset(expand_paths(cfg.val_data), model_config, train_stats, **data) if cfg.val_data else None
     return train(cfg, dataset, val, stats=train_stats, stop_after=stop_after, language=language)
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except (FileNotFoundError, ValueError) as exc:  # config / data problems: say what, exit non-zero
-        print(f"vla-adapter train: error: {exc}", file=sys.stderr)
-        return 2
-
-
-def _run(args: argparse.Namespace) -> int:
-    overrides = list(args.overrides)
-    if args.resume:
-        overrides.append("resume=true")
-    if args.out_dir:
-        overrides.append(f"out_dir={json.dumps(args.out_dir)}")
-    cfg = load_train_config(args.config, overrides)
-    if not cfg.data:
-        raise ValueError(f"{args.config}: 'data' lists no episode directories")
-    try:
-        result = train_from_config(cfg, stop_after=args.stop_after)
-    finally:
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps({
-            "step": result.step, "loss": result.loss, "out_dir": str(result.out_dir),
-            "artifact": str(result.artifact) if result.artifact else None,
-            "trainable_params": result.trainable_params, "total_params": result.total_params,
-        }, indent=1))
-    return 0

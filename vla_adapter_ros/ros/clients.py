@@ -1,4 +1,4 @@
-"""Service/topic clients behind `vla-adapter switch|list|...`.
+"""Service/topic clients behind `vla-adapter switch|load|list|...`.
 
 The same things a robot user does with `ros2 service call` / `ros2 topic pub`,
 for machines without the ROS CLI, over :mod:`vla_adapter_ros.ros.harness`.
@@ -15,7 +15,7 @@ from typing import Any
 from rclpy.duration import Duration
 from std_msgs.msg import String
 
-from vla_adapter_interfaces.srv import GetStatus, ListAdapters, ResetEpisode, SwitchAdapter
+from vla_adapter_interfaces.srv import GetStatus, ListAdapters, LoadAdapter, ResetEpisode, SwitchAdapter
 from vla_adapter_ros.ros.harness import RosSession, ServiceUnavailableError, service_name
 from vla_adapter_ros.ros.qos import instruction_qos
 
@@ -46,18 +46,37 @@ def add_switch_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_switch(args: argparse.Namespace) -> int:
-    name = service_name(args.node, "switch_adapter")
+    return _adapter_call(args, SwitchAdapter, "switch_adapter", SwitchAdapter.Request(adapter=args.adapter))
+
+
+def _adapter_call(args: argparse.Namespace, srv_type: Any, service: str, request: Any) -> int:
+    """`switch` and `load`: one call to the node's adapter service, its reply printed; exit 0 ok, 1 refused,
+    3 no answer."""
     try:
-        reply = call_service(SwitchAdapter, name, SwitchAdapter.Request(adapter=args.adapter), args.timeout)
+        reply = call_service(srv_type, service_name(args.node, service), request, args.timeout)
     except ServiceUnavailableError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
     status = "ok" if reply.success else "refused"
-    print(
-        f"{status}: {reply.message} (active: {reply.active_adapter or '-'}, "
-        f"previous: {reply.previous_adapter or '-'})"
-    )
+    previous = getattr(reply, "previous_adapter", None)  # SwitchAdapter only
+    print(f"{status}: {reply.message} (active: {reply.active_adapter or '-'}"
+          + (f", previous: {previous or '-'})" if previous is not None else ")"))
     return 0 if reply.success else 1
+
+
+# --- load ---------------------------------------------------------------------
+def add_load_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("adapter", help="adapter name listed in the model directory's manifest.json (a name, "
+                                        "never a path): e.g. one just exported into the node's model_dir")
+    parser.add_argument("--no-activate", dest="activate", action="store_false",
+                        help="only load it (switch later); default: make it the active adapter")
+    _common(parser)
+
+
+def run_load(args: argparse.Namespace) -> int:
+    """Hot-add an adapter to a running node (``~/load_adapter``): it re-reads the manifest for new names."""
+    return _adapter_call(args, LoadAdapter, "load_adapter", LoadAdapter.Request(adapter=args.adapter,
+                                                                                  activate=args.activate))
 
 
 # --- list ---------------------------------------------------------------------

@@ -15,7 +15,12 @@ What it does, from nothing but the bundled model:
    ActionChunk received here), switch time, re-sent frames; with ``--compare-in-process`` also
    the success of :func:`vla_adapter_ros.core.evaluate.evaluate_task` on the same seeds (no
    ROS) and whether every action chunk was bit-identical to the in-process one;
-4. stops both processes (SIGINT, then SIGTERM, then SIGKILL): nothing is left running.
+4. stops both processes (SIGINT, then SIGTERM, then SIGKILL): nothing is left running;
+5. with a recording directory (``make demo``: ``runs/demo/bags``) the driver also subscribes to the
+   camera and joint states and writes every lockstep episode as an episode bag (the frames the policy
+   node answered, its ActionChunks, the instruction and the outcome), then renders one video per task
+   (``runs/demo/<task>.mp4``) and a short GIF of the first episode of every task with the adapter
+   switched between them (``runs/demo/demo.gif``, the one in README) with ``vla-adapter render``.
 
 The simulator runs in lockstep (see :mod:`vla_adapter_ros.ros.sim_node`), so an episode takes
 as long as the policy needs and its result does not depend on machine load or message loss.
@@ -26,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import threading
 import time
@@ -38,20 +44,29 @@ from typing import Any
 import numpy as np
 import yaml
 from rclpy.duration import Duration
+from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 from tqdm import tqdm
 
 from vla_adapter_interfaces.msg import ActionChunk, EpisodeStatus
 from vla_adapter_interfaces.srv import GetStatus, ListAdapters, ResetEpisode, SwitchAdapter
-from vla_adapter_ros import dds_env
+from vla_adapter_ros import dds_env, decoding
+from vla_adapter_ros.bags.episodes import EpisodeWriter
 from vla_adapter_ros.core.evaluate import OnnxPolicySource, run_episode
 from vla_adapter_ros.core.sim.instructions import sample_instruction
-from vla_adapter_ros.core.sim.metaworld_env import MetaWorldEnv, UnknownTaskError, canonical_task
+from vla_adapter_ros.core.sim.metaworld_env import (
+    ACTION_NAMES,
+    PROPRIO_NAMES,
+    MetaWorldEnv,
+    UnknownTaskError,
+    canonical_task,
+)
 from vla_adapter_ros.processing import normalize_instruction
 from vla_adapter_ros.ros import qos
 from vla_adapter_ros.ros.conversions import action_chunk_to_array, diagnostic_values, stamp_to_ns
 from vla_adapter_ros.ros.harness import NodeProcess, RosSession, node_command, wait_for_lifecycle_state
 from vla_adapter_ros.ros.params import config_file, default_model_dir
+from vla_adapter_ros.tools.render import render as render_video
 
 SIM_EXECUTABLE = "vla_adapter_sim"
 POLICY_EXECUTABLE = "vla_adapter_node"
@@ -82,6 +97,7 @@ class EpisodeOutcome:
     stale_steps: int = 0  # timer and command modes: steps without a fresh action (the arm held still)
     latencies_ms: list[float] = field(default_factory=list)
     chunks: list[list[list[float]]] = field(default_factory=list, repr=False)  # answers in step order
+    bag: str = ""  # the episode bag the driver recorded ("" when not recording)
 
 
 class DemoDriver:
@@ -89,17 +105,35 @@ class DemoDriver:
 
     def __init__(self, sim_node: str = SIM_NODE, policy_node: str = POLICY_NODE,
                  instruction_topic: str = "/vla/instruction", action_topic: str = "/vla/action",
-                 status_topic: str = "/vla/episode") -> None:
+                 status_topic: str = "/vla/episode", record_dir: Path | None = None,
+                 camera_topic: str = "/camera/image_raw", proprio_topic: str = "/joint_states") -> None:
         self.sim_node, self.policy_node = sim_node.strip("/"), policy_node.strip("/")
         self.session = RosSession("vla_adapter_demo")
         self.node = self.session.node
         self._lock = threading.Lock()
         self.status: Any = None
         self._answers: dict[int, tuple[float, np.ndarray]] = {}  # stamp -> (latency ms, chunk), first answer
+        self._adapters: dict[int, str] = {}  # stamp -> the adapter that answered it
         self.instruction_pub = self.node.create_publisher(String, instruction_topic, qos.instruction_qos())
         self.session.subscribe(EpisodeStatus, status_topic, self._on_status, qos.status_qos())
         self.session.subscribe(ActionChunk, action_topic, self._on_action, qos.actions_qos(100))
         self.action_topic = action_topic
+        # Recording (record_dir): the frames and joint states of the episode, by stamp (a re-sent frame
+        # keeps its stamp and pixels: the first copy is kept).
+        self.record_dir = record_dir
+        self._frames: dict[int, Any] = {}
+        self._states: dict[int, Any] = {}
+        if record_dir is not None:
+            self.session.subscribe(Image, camera_topic, self._on_image, qos.recorder_qos(reliable=True))
+            self.session.subscribe(JointState, proprio_topic, self._on_state, qos.recorder_qos())
+
+    def _on_image(self, msg: Any) -> None:
+        with self._lock:
+            self._frames.setdefault(stamp_to_ns(msg.header.stamp), msg)
+
+    def _on_state(self, msg: Any) -> None:
+        with self._lock:
+            self._states.setdefault(stamp_to_ns(msg.header.stamp), msg)
 
     def _on_status(self, msg: Any) -> None:
         with self._lock:
@@ -110,6 +144,7 @@ class DemoDriver:
         latency = (self.session.now_ns() - stamp) * 1e-6
         with self._lock:
             self._answers.setdefault(stamp, (latency, action_chunk_to_array(msg)))
+            self._adapters.setdefault(stamp, str(msg.adapter))
 
     def call(self, srv_type: Any, name: str, request: Any, timeout: float = 30.0, **kwargs: Any) -> Any:
         return self.session.call(srv_type, name, request, timeout, **kwargs)
@@ -164,8 +199,11 @@ class DemoDriver:
         # Answers are volatile: whoever publishes them must be known (matched) before the episode starts.
         self.session.wait_for_publishers(self.action_topic, 30)
         start_ns = self.session.now_ns()
-        with self._lock:  # forget older episodes' answers
+        with self._lock:  # forget older episodes' answers and frames
             self._answers = {k: v for k, v in self._answers.items() if k >= start_ns}
+            self._adapters = {k: v for k, v in self._adapters.items() if k >= start_ns}
+            self._frames = {k: v for k, v in self._frames.items() if k >= start_ns}
+            self._states = {k: v for k, v in self._states.items() if k >= start_ns}
         t0 = time.monotonic()
         # Resent until answered; the request id makes a resend that arrives after the reset a no-op.
         reply = self.call(ResetEpisode, f"/{self.sim_node}/reset",
@@ -192,10 +230,37 @@ class DemoDriver:
             self.session.wait_for(lambda: len(episode_answers()) >= status.frames, 10,
                                   f"the answers to all {status.frames} frames of {task} seed {seed}")
         answers = episode_answers()
-        return EpisodeOutcome(task, seed, reply.instruction or instruction, bool(status.success), int(status.step),
-                              int(status.resent_frames), status.end_reason, time.monotonic() - t0,
-                              int(status.stale_action_steps), [lat for _, (lat, _) in answers],
-                              [c.tolist() for _, (_, c) in answers])
+        outcome = EpisodeOutcome(task, seed, reply.instruction or instruction, bool(status.success), int(status.step),
+                                 int(status.resent_frames), status.end_reason, time.monotonic() - t0,
+                                 int(status.stale_action_steps), [lat for _, (lat, _) in answers],
+                                 [c.tolist() for _, (_, c) in answers])
+        if self.record_dir is not None and lockstep:
+            outcome.bag = str(self._write_bag(outcome, answers, int(reply.episode)))
+        return outcome
+
+    def _write_bag(self, o: EpisodeOutcome, answers: list[tuple[int, tuple[float, np.ndarray]]], episode: int) -> Path:
+        """The episode as the robot saw it: every answered frame with its joint state and ActionChunk."""
+        assert self.record_dir is not None
+        path = self.record_dir / o.task / f"{o.task}_seed{o.seed:06d}"
+        if path.exists():  # a re-run of the demo into the same directory replaces its bags
+            shutil.rmtree(path)
+        with self._lock:
+            frames, states, adapters = dict(self._frames), dict(self._states), dict(self._adapters)
+        steps = [(stamp, frames[stamp], states[stamp], chunk) for stamp, (_, chunk) in answers
+                 if stamp in frames and stamp in states]  # a JointState lost on the way here (best effort): skipped
+        adapter = next((adapters[s] for s, *_ in steps if adapters.get(s)), "")
+        with EpisodeWriter(path, task=o.task, seed=o.seed, episode=episode, proprio_names=PROPRIO_NAMES,
+                           action_names=ACTION_NAMES, action_source=adapter,
+                           metadata={"instruction": o.instruction, "recorder": "vla-adapter demo",
+                                     "source": "policy node over ROS (lockstep simulator)",
+                                     "end_reason": o.end_reason, "steps": o.steps,
+                                     "unrecorded_frames": len(answers) - len(steps)}) as writer:
+            for stamp, image, state, chunk in steps:
+                writer.write_step(stamp, decoding.image_msg_to_rgb(image),
+                                  decoding.joint_state_to_proprio(state, PROPRIO_NAMES), chunk,
+                                  instruction=o.instruction)
+            writer.finish(success=o.success)
+        return path
 
     def close(self) -> None:
         self.session.close()
@@ -282,10 +347,11 @@ class Progress:
 
 def run_session(model_dir: Path, tasks: Sequence[str], episodes: int, seed_start: int, log_dir: Path,
                 compare_in_process: bool = False, episode_timeout: float = 300.0,
-                out: Callable[[str], None] = print, strategies: Sequence[str] = ()
-                ) -> tuple[list[TaskRow], list[ExecutorRow]]:
+                out: Callable[[str], None] = print, strategies: Sequence[str] = (),
+                record_dir: Path | None = None) -> tuple[list[TaskRow], list[ExecutorRow]]:
     """Run the demo in a freshly leased loopback domain (the nodes and this process): the lockstep
-    episodes, then with ``strategies`` the same seeds through the executor on a real-time simulator."""
+    episodes (each written as a bag under ``record_dir`` when given), then with ``strategies`` the same
+    seeds through the executor on a real-time simulator."""
     tasks = [canonical_task(t) for t in tasks]
     log_dir.mkdir(parents=True, exist_ok=True)
     lease = dds_env.lease_domain(salt=7)
@@ -301,7 +367,7 @@ def run_session(model_dir: Path, tasks: Sequence[str], episodes: int, seed_start
                          env, log_dir / "policy.log")
     driver, progress = None, Progress(len(tasks) * episodes, out)
     try:
-        driver = DemoDriver()
+        driver = DemoDriver(record_dir=record_dir)
         out(f"domain {env['ROS_DOMAIN_ID']}: started {SIM_EXECUTABLE} (pid {sim.pid}) and "
             f"{POLICY_EXECUTABLE} (pid {policy.pid}); logs in {log_dir}")
         rows = _run_tasks(driver, policy, tasks, episodes, seed_start, episode_timeout, progress)
@@ -465,6 +531,33 @@ def compare_with_in_process(model_dir: Path, rows: list[TaskRow], seed_start: in
     source.policy.close()
 
 
+GIF_FRAMES = 60  # at most (about) this many frames in demo.gif: ~25 kB each, the README's GIF stays < 2 MB
+GIF_FPS = 5.0  # a frame is a chunk (4 steps of 12.5 ms = 20 fps real time): the GIF plays 4x slower to be watched
+SIM_STEP_S = 0.0125  # Meta-World's control step (80 Hz): the lockstep simulator stamps frames by wall clock instead
+
+
+def render_videos(rows: Sequence[TaskRow], out_dir: Path, log: Callable[[str], None] = print) -> list[Path]:
+    """One video per task of its recorded episodes (``out_dir/<task>.mp4``) and ``out_dir/demo.gif``: the
+    first successful (else the first) episode of every task, one after another (the adapter switched
+    between them), every n-th frame so it has about :data:`GIF_FRAMES` frames, slowed to :data:`GIF_FPS`."""
+    written = []
+    for row in rows:
+        bags = [Path(o.bag) for o in row.outcomes if o.bag]
+        if bags:  # at the simulated robot's own speed: a frame per executed chunk
+            steps = sum(o.steps for o in row.outcomes if o.bag)
+            fps = sum(len(o.chunks) for o in row.outcomes if o.bag) / max(steps * SIM_STEP_S, 1e-9)
+            written.append(render_video(bags, out_dir / f"{row.task}.mp4", fps=fps).out)
+    firsts = [next((o for o in r.outcomes if o.success and o.bag), r.outcomes[0]) for r in rows if r.outcomes]
+    firsts = [o for o in firsts if o.bag]
+    if firsts:
+        every = max(1, -(-sum(len(o.chunks) for o in firsts) // GIF_FRAMES))
+        written.append(render_video([Path(o.bag) for o in firsts], out_dir / "demo.gif", every=every,
+                                     fps=GIF_FPS).out)
+    for path in written:
+        log(f"video: {path} ({path.stat().st_size / 2**20:.2f} MiB)")
+    return written
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-dir", type=Path, default=default_model_dir(), help="exported model (default: bundled)")
     parser.add_argument("--task", action="append", default=None, help=f"task (repeat; default {list(DEFAULT_TASKS)})")
@@ -479,6 +572,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--executor", default="", metavar="STRATEGIES",
                         help="then the same seeds through vla_adapter_executor on a real-time (80 Hz) simulator, "
                              "per strategy, e.g. blend or hold,temporal_ensemble,blend (default: none)")
+    parser.add_argument("--no-video", action="store_true",
+                        help="do not record the episodes as bags (OUT/bags) nor render OUT/<task>.mp4 and OUT/demo.gif")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -490,7 +585,8 @@ def run(args: argparse.Namespace) -> int:
     strategies = [x.strip() for x in args.executor.split(",") if x.strip()]
     rows, executor_rows = run_session(args.model_dir, args.task or DEFAULT_TASKS, episodes, args.seed_start,
                                       args.out / "logs", compare_in_process=args.compare_in_process,
-                                      episode_timeout=args.episode_timeout, strategies=strategies)
+                                      episode_timeout=args.episode_timeout, strategies=strategies,
+                                      record_dir=None if args.no_video else args.out / "bags")
     print()
     print(format_table(rows))
     if executor_rows:
@@ -500,4 +596,6 @@ def run(args: argparse.Namespace) -> int:
     (args.out / "results.json").write_text(json.dumps({"lockstep": [asdict(r) for r in rows],
                                                        "executor": [asdict(r) for r in executor_rows]}, indent=1))
     print(f"wrote {args.out / 'results.json'}")
+    if not args.no_video:
+        render_videos(rows, args.out)
     return 0

@@ -48,6 +48,16 @@ def proprio_qos() -> QoSProfile:
     )
 
 
+def recorder_qos(reliable: bool = False, depth: int = 100) -> QoSProfile:
+    """A recorder's subscription (the demo's bags): a deep history, so a busy recorder loses nothing it was
+    sent; best effort matches every publisher, reliable only reliable ones."""
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST, depth=int(depth),
+        reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+        durability=DurabilityPolicy.VOLATILE,
+    )
+
+
 def actions_qos(depth: int = 10) -> QoSProfile:
     return QoSProfile(
         history=HistoryPolicy.KEEP_LAST, depth=int(depth), reliability=ReliabilityPolicy.RELIABLE,

@@ -28,7 +28,7 @@ def make_random_checkpoint(
 
     For tests, benchmarks and demos until a trained model exists: NOT a trained policy.
     Returns ``(checkpoint_dir, [adapter_dir, ...])``; ``adapters`` maps names to
-    AdapterConfig / LoraConfig / PrefixConfig (default: one rank-8 bottleneck adapter named ``"default"``).
+    AdapterConfig / LoraConfig / PrefixConfig (default: one bottleneck adapter of the default rank named ``"default"``).
     Statistics are Meta-World-like so de-normalisation and clipping are exercised.
     """
     directory = Path(directory)

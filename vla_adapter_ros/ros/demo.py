@@ -401,11 +401,23 @@ class ExecutorRow:
     episodes: int
     successes: int
     lockstep_successes: int
-    command_rate_hz: float  # commands the simulator stepped on per second of episode time
+    command_rate_hz: float  # the executor's command ticks per second of episode time
     command_age_p50_ms: float
     command_age_p99_ms: float
     held_steps: int  # simulator steps without a fresh command (arm held still)
     outcomes: list[EpisodeOutcome] = field(default_factory=list)
+
+    @property
+    def sim_rate_hz(self) -> float:
+        """Median simulator steps per second of the episodes: 1 / SIM_STEP_S when it kept real time.
+        Below that the physics ran slower than the executor's clock (a loaded machine), and the
+        success count is not a closed-loop result."""
+        rates = sorted(o.steps / o.seconds for o in self.outcomes if o.seconds > 0)
+        return rates[len(rates) // 2] if rates else 0.0
+
+    @property
+    def real_time(self) -> bool:
+        return self.sim_rate_hz >= REAL_TIME_FRACTION / SIM_STEP_S
 
 
 def _run_executor(driver: DemoDriver, env: dict[str, str], log_dir: Path, strategy: str, lockstep: list[TaskRow],
@@ -446,14 +458,19 @@ def _run_executor(driver: DemoDriver, env: dict[str, str], log_dir: Path, strate
 
 
 def format_executor_table(rows: Sequence[ExecutorRow]) -> str:
-    head = (f"{'task':<20} {'strategy':<18} {'success':>8} {'lockstep':>9} {'cmd rate':>9} {'age p50':>8} "
-            f"{'age p99':>8} {'held':>6}")
+    head = (f"{'task':<20} {'strategy':<18} {'success':>8} {'lockstep':>9} {'cmd rate':>9} {'sim rate':>9} "
+            f"{'age p50':>8} {'age p99':>8} {'held':>6}")
     lines = ["executor path: camera -> policy -> vla_adapter_executor -> simulator stepping at 80 Hz on its commands",
              head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r.task:<20} {r.strategy:<18} {r.successes:>4}/{r.episodes:<3} {r.lockstep_successes:>5}/"
-                     f"{r.episodes:<3} {r.command_rate_hz:>6.1f}Hz {r.command_age_p50_ms:>6.1f}ms "
-                     f"{r.command_age_p99_ms:>6.1f}ms {r.held_steps:>6}")
+                     f"{r.episodes:<3} {r.command_rate_hz:>6.1f}Hz {r.sim_rate_hz:>6.1f}Hz "
+                     f"{r.command_age_p50_ms:>6.1f}ms {r.command_age_p99_ms:>6.1f}ms {r.held_steps:>6}"
+                     + ("" if r.real_time else "  (sim below real time)"))
+    if not all(r.real_time for r in rows):
+        lines.append(f"(sim below real time): the simulator stepped slower than {REAL_TIME_FRACTION:.0%} of "
+                     f"{1 / SIM_STEP_S:.0f} Hz while the executor ran on the wall clock (a loaded machine): that "
+                     "row's success is not a closed-loop result; rerun it on a quieter machine")
     return "\n".join(lines)
 
 
@@ -533,6 +550,8 @@ def compare_with_in_process(model_dir: Path, rows: list[TaskRow], seed_start: in
 
 GIF_FRAMES = 60  # at most (about) this many frames in demo.gif: ~25 kB each, the README's GIF stays < 2 MB
 GIF_FPS = 5.0  # a frame is a chunk (4 steps of 12.5 ms = 20 fps real time): the GIF plays 4x slower to be watched
+REAL_TIME_FRACTION = 0.8  # an executor row is closed loop when its sim kept this share of real time (episode
+# wall time includes the reset and the first answer, ~0.4 s: 406 steps in 5.84 s on a quiet machine = 87 %)
 SIM_STEP_S = 0.0125  # Meta-World's control step (80 Hz): the lockstep simulator stamps frames by wall clock instead
 
 

@@ -108,6 +108,8 @@ ALLOWED = {
     "tools": {"runtime", "processing", "dds_env", "contract", "bags", "decoding", "ros.params", "__init__", "cli"},
     "ros": {"names", "processing", "contract", "pairing", "decoding", "dds_env", "runtime", "bags", "serving",
             "execution", "core.sim", "core.evaluate", "__init__"},
+    # families.<name>: torch + the family's upstream library, run in that family's own venv (core's tuners reused)
+    "families": {"names", "processing", "contract", "bags", "decoding", "core", "runtime", "__init__"},
     "cli": set(),  # imports the chosen command's module by name, at run time
     "__init__": set(),
 }

@@ -104,7 +104,8 @@ ALLOWED = {
     "bags": {"names", "processing", "contract", "pairing", "decoding"},
     "decoding": {"processing", "contract"},
     "execution": {"names", "contract"},
-    "core": {"names", "processing", "contract", "pairing", "decoding", "bags", "runtime", "dds_env", "__init__"},
+    "core": {"names", "processing", "contract", "pairing", "decoding", "bags", "runtime", "dds_env", "__init__",
+             "families.smolvla"},  # core.export runs the SmolVLA worker through families.smolvla.bridge
     "tools": {"runtime", "processing", "dds_env", "contract", "bags", "decoding", "ros.params", "__init__", "cli"},
     "ros": {"names", "processing", "contract", "pairing", "decoding", "dds_env", "runtime", "bags", "serving",
             "execution", "core.sim", "core.evaluate", "__init__"},

@@ -51,6 +51,7 @@ from vla_adapter_ros.core.checkpoint import CONFIG_NAME, CONTRACT_NAME, Checkpoi
 from vla_adapter_ros.names import AdapterNameError, validate_adapter_name
 from vla_adapter_ros.runtime import manifest as mf
 
+from . import smolvla  # noqa: E402 - after the helpers it reuses (the SmolVLA family's exporter)
 from .artifacts import build_manifest, write_manifest
 from .errors import ExportError
 from .graph import (
@@ -115,6 +116,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if smolvla.is_smolvla_checkpoint(args.checkpoint):  # a LeRobot SmolVLA checkpoint: the family's exporter
+        try:
+            out = smolvla.export_smolvla(args.checkpoint, args.adapter, args.out, name=args.name,
+                                         tolerance=min(args.tolerance, smolvla.DEFAULT_TOLERANCE),
+                                         action_low=_bounds(args.action_low, "--action-low"),
+                                         action_high=_bounds(args.action_high, "--action-high"), force=args.force)
+        except ExportError as exc:
+            print(f"vla-adapter export: error: {exc}", file=sys.stderr)
+            return 2
+        print(f"exported {out['out']} (SmolVLA, {len(out['adapters'])} adapters) in {out['seconds']:.1f} s")
+        return 0
     try:
         result = export_model(
             args.checkpoint,

@@ -1,6 +1,6 @@
 """SmolVLA -> two ONNX graphs (``torch.onnx.export(dynamo=True)``), adapter tensors as graph inputs.
 
-``prefix.onnx``: images (B,3,S,S) in [0, 1] (one per camera, already resized with padding to S),
+``prefix.onnx``: images (B,3,S,S) in [0, 1] (one per camera, named ``processing.image_input_name``; already resized with padding to S),
 ``lang_tokens`` (B,L) int64, ``lang_mask`` (B,L) bool, ``state`` (B,max_state_dim) normalised and
 zero-padded, + the vision / language adapter tensors -> ``past_keys``, ``past_values``
 (layers,B,P,kv_heads,head_dim) and ``prefix_mask`` (B,P) bool: run once per frame.
@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ... import processing
 from ...core.tuners import iter_tuner_layers, tuner_state_dict
 from . import model as sv
 
@@ -185,7 +186,8 @@ def export_graphs(policy: Any, out: Path, names: list[str], batch: dict[str, tor
         x_t = torch.randn(state.shape[0], policy.config.chunk_size, policy.config.max_action_dim)
         time = torch.ones(state.shape[0])
         specs = [
-            (PREFIX_FILE, prefix_forward, [*(f"image.{c}" for c in cameras), "lang_tokens", "lang_mask", "state"],
+            (PREFIX_FILE, prefix_forward,
+             [*(processing.image_input_name(c, len(cameras)) for c in cameras), "lang_tokens", "lang_mask", "state"],
              (*images, tokens, mask, state), ["past_keys", "past_values", "prefix_mask"], prefix_keys, len(cameras)),
             (DENOISE_FILE, denoise_forward, ["x_t", "time", "past_keys", "past_values", "prefix_mask"],
              (x_t, time, keys, values, pad), ["v_t"], denoise_keys, 0),

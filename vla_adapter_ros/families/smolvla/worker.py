@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ... import processing
 from ...core.tuners import TunerError, mark_only_adapter_trainable
 from . import graphs, model, tiny
 
@@ -134,7 +135,8 @@ def cmd_export(a: argparse.Namespace) -> dict[str, Any]:
     batch = synthetic_batch(policy, batch_size=a.batch, seed=a.seed)
     noise = _noise(policy, a.batch, a.seed + 7)
     action_dim = policy.config.action_feature.shape[0]
-    reference: dict[str, np.ndarray] = {f"image.{c}": batch[f"observation.images.{c}"].numpy() for c in cams}
+    reference: dict[str, np.ndarray] = {processing.image_input_name(c, len(cams)): batch[f"observation.images.{c}"].numpy()
+                                        for c in cams}
     state = model_state(policy, batch)
     reference |= {"lang_tokens": batch["observation.language.tokens"].numpy(),
                   "lang_mask": batch["observation.language.attention_mask"].numpy(),
@@ -142,6 +144,8 @@ def cmd_export(a: argparse.Namespace) -> dict[str, Any]:
     for name in [None, *names]:  # LeRobot's own predict_action_chunk, per adapter, same noise
         model.activate(policy, name)
         reference[f"actions.{name or ''}"] = predict(policy, batch, noise).numpy()[:, :, :action_dim]
+    pipeline, pad_token_id = pipeline_reference(policy, pre, _post, names, out, a.seed)
+    reference |= pipeline
     model.activate(policy, None)
     export_batch = {**{f"observation.images.{c}": batch[f"observation.images.{c}"] for c in cams},
                     "tokens": batch["observation.language.tokens"], "mask": batch["observation.language.attention_mask"],
@@ -155,12 +159,48 @@ def cmd_export(a: argparse.Namespace) -> dict[str, Any]:
         np.savez(out / f"adapter.{name}.npz", **graphs.padded_tensors(policy, name, all_keys))
     np.savez(out / REFERENCE_FILE, **reference)
     meta = export_meta(policy, a.checkpoint, pre, names, fingerprint, io_info)
-    meta["timing_s"] = {"load_and_reference": t1 - t0, "onnx_export": t2 - t1}
-    tok = Path(policy.config.vlm_model_name) / "tokenizer.json"
-    if tok.is_file():
-        shutil.copy(tok, out / "tokenizer.json")
+    meta |= {"pad_token_id": pad_token_id, "instruction": INSTRUCTION,
+             "timing_s": {"load_and_reference": t1 - t0, "onnx_export": t2 - t1}}
     (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return {"out": str(out), "adapters": names, **meta["timing_s"]}
+
+
+INSTRUCTION = "pick the red cube"
+
+
+def pipeline_reference(policy: Any, pre: Any, post: Any, names: list[str], out: Path,
+                       seed: int) -> tuple[dict[str, np.ndarray], int]:
+    """Raw robot inputs through LeRobot's own processors + ``predict_action_chunk``, per adapter.
+
+    One uint8 frame per camera (at the padded size), a raw state and ``INSTRUCTION``; the tokenizer
+    the pre-processor uses is saved as ``out/tokenizer.json``. Returns the arrays and its pad id.
+    """
+    step = next(s for s in pre.steps if hasattr(s, "input_tokenizer"))
+    tokenizer = step.input_tokenizer
+    saved = out / "_tokenizer"
+    tokenizer.save_pretrained(saved)
+    shutil.move(str(saved / "tokenizer.json"), out / "tokenizer.json")
+    shutil.rmtree(saved)
+    rng = np.random.default_rng(seed + 11)
+    side = policy.config.resize_imgs_with_padding[0]
+    ref: dict[str, np.ndarray] = {}
+    obs: dict[str, Any] = {"task": INSTRUCTION}
+    for c in cameras_of(policy):
+        frame = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
+        ref[f"pipeline.frame.{c}"] = frame
+        obs[f"observation.images.{c}"] = torch.from_numpy(frame).permute(2, 0, 1).float() / 255.0
+    state = rng.normal(size=policy.config.robot_state_feature.shape[0]).astype(np.float32) * 2
+    ref["pipeline.state"] = state
+    obs["observation.state"] = torch.from_numpy(state)
+    batch = pre(obs)
+    ref["pipeline.tokens"] = batch["observation.language.tokens"].numpy()
+    noise = _noise(policy, 1, seed + 13)
+    ref["pipeline.noise"] = noise.numpy()
+    action_dim = policy.config.action_feature.shape[0]
+    for name in [None, *names]:
+        model.activate(policy, name)
+        ref[f"pipeline.actions.{name or ''}"] = post(predict(policy, batch, noise)).numpy()[0, :, :action_dim]
+    return ref, int(tokenizer.pad_token_id)
 
 
 def model_state(policy: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -33,6 +33,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "record-sim": ("vla_adapter_ros.core.record", "record Meta-World expert demonstrations as rosbag2 episodes"),
     "train": ("vla_adapter_ros.core.train", "train a backbone, adapter or baseline"),
     "export": ("vla_adapter_ros.core.export", "export backbone + adapters to ONNX with a parity check"),
+    "smolvla-train": ("vla_adapter_ros.core.smolvla", "train a bottleneck adapter of a LeRobot SmolVLA on bag episodes"),
     "eval": ("vla_adapter_ros.core.evaluate", "closed-loop success rate on Meta-World (checkpoint or ONNX)"),
     "replay": ("vla_adapter_ros.ros.replay", "replay a bag to a running policy node; compare with golden actions"),
     "demo": ("vla_adapter_ros.ros.demo", "sim bridge + policy node: episodes of 3 tasks with adapter switching"),

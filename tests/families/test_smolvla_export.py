@@ -19,13 +19,6 @@ from vla_adapter_ros.runtime.smolvla import SmolVLAPolicy
 STATE = [0.1, -0.3, 0.7, 0.2]
 
 
-@pytest.fixture(scope="session")
-def smolvla_model(smolvla_dir: Path, smolvla_adapters: dict[str, dict], tmp_path_factory: pytest.TempPathFactory) -> dict:
-    out = tmp_path_factory.mktemp("smolvla_model") / "tiny_smolvla"
-    result = export_smolvla(smolvla_dir, [a["adapter"] for a in smolvla_adapters.values()], out, log=lambda _: None)
-    return {"dir": out, **result}
-
-
 def test_export_writes_a_manifest_of_its_family_with_a_parity_proof(smolvla_model: dict) -> None:
     manifest = load_manifest(smolvla_model["dir"])
     assert manifest.family == "smolvla" and manifest.format_version == 3

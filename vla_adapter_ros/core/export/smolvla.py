@@ -53,9 +53,14 @@ def is_smolvla_checkpoint(checkpoint: Path) -> bool:
 
 def export_smolvla(checkpoint: str | Path, adapters: Sequence[str | Path], out: str | Path, *, name: str | None = None,
                    tolerance: float = DEFAULT_TOLERANCE, action_low: Sequence[float] | None = None,
-                   action_high: Sequence[float] | None = None, force: bool = False,
+                   action_high: Sequence[float] | None = None, state_names: Sequence[str] | None = None,
+                   action_names: Sequence[str] | None = None, force: bool = False,
                    log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Export a SmolVLA checkpoint + adapters into ``out``; returns the parity table and timings."""
+    """Export a SmolVLA checkpoint + adapters into ``out``; returns the parity table and timings.
+
+    ``state_names`` / ``action_names``: the robot's names of the state and action dimensions (the robot
+    contract's; a LeRobot checkpoint does not carry them): default ``state_<i>`` / ``action_<i>``.
+    """
     from . import (  # the package's atomic publish (its __init__ imports this module lazily)
         _make_temp_dir,
         _publish,
@@ -77,7 +82,8 @@ def export_smolvla(checkpoint: str | Path, adapters: Sequence[str | Path], out: 
             except WorkerError as exc:
                 raise ExportError(f"SmolVLA export failed: {exc}") from exc
             meta = json.loads((stage / "smolvla.json").read_text())
-            manifest = _write_directory(tmp, stage, meta, name or out.name, action_low, action_high)
+            manifest = _write_directory(tmp, stage, meta, name or out.name, action_low, action_high,
+                                        state_names, action_names)
             rows = measure_parity(tmp, stage, meta, tolerance)
             worst = max(r["max_abs"] for r in rows)
             log("\n".join(f"  {r['check']:<9} {r['adapter'] or '(backbone)':<16} max |diff| {r['max_abs']:.2e}" for r in rows))
@@ -99,7 +105,8 @@ def export_smolvla(checkpoint: str | Path, adapters: Sequence[str | Path], out: 
 
 
 def _write_directory(tmp: Path, stage: Path, meta: dict[str, Any], name: str, low: Sequence[float] | None,
-                     high: Sequence[float] | None) -> ms.SmolVLAManifest:
+                     high: Sequence[float] | None, state: Sequence[str] | None,
+                     action: Sequence[str] | None) -> ms.SmolVLAManifest:
     for rel in (ms.PREFIX_FILE, ms.DENOISE_FILE):
         (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(stage / rel, tmp / rel)
@@ -108,8 +115,11 @@ def _write_directory(tmp: Path, stage: Path, meta: dict[str, Any], name: str, lo
     for adapter in meta["adapters"]:
         with np.load(stage / f"adapter.{adapter}.npz") as z:
             write_adapter_file(tmp / mf.adapter_file(adapter), {k: z[k] for k in z.files})
-    state_names = tuple(f"state_{i}" for i in range(meta["state_dim"]))
-    action_names = tuple(f"action_{i}" for i in range(meta["action_dim"]))
+    state_names = tuple(state or (f"state_{i}" for i in range(meta["state_dim"])))
+    action_names = tuple(action or (f"action_{i}" for i in range(meta["action_dim"])))
+    if len(state_names) != meta["state_dim"] or len(action_names) != meta["action_dim"]:
+        raise ExportError(f"{len(state_names)} state / {len(action_names)} action names for a SmolVLA with "
+                          f"{meta['state_dim']} state / {meta['action_dim']} action dimensions")
     # LeRobot checkpoints carry no action bounds: without --action-low/--action-high, a wide finite range
     # (the contract needs finite numbers) so the runtime's clip never bites.
     lo = _per_action(low, -UNBOUNDED, len(action_names))

@@ -19,6 +19,10 @@ from vla_adapter_ros.runtime.smolvla import SmolVLAPolicy
 STATE = [0.1, -0.3, 0.7, 0.2]
 
 
+# The LeRobot venv's fixtures (a SmolVLA built, adapters trained, an export) take ~1 min on an idle machine.
+pytestmark = pytest.mark.timeout(900)
+
+
 def test_export_writes_a_manifest_of_its_family_with_a_parity_proof(smolvla_model: dict) -> None:
     manifest = load_manifest(smolvla_model["dir"])
     assert manifest.family == "smolvla" and manifest.format_version == 3

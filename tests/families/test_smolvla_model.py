@@ -6,7 +6,12 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from vla_adapter_ros.families.smolvla.bridge import run_worker
+
+# The LeRobot venv's fixtures (a SmolVLA built, adapters trained, an export) take ~1 min on an idle machine.
+pytestmark = pytest.mark.timeout(900)
 
 
 def test_checkpoints_are_loaded_or_refused_with_a_clear_error(smolvla_dir: Path, tmp_path: Path) -> None:

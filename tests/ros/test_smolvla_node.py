@@ -8,7 +8,8 @@ import pytest
 from vla_adapter_interfaces.srv import ListAdapters, SwitchAdapter
 from vla_adapter_ros.ros.conversions import action_chunk_to_array
 
-pytestmark = pytest.mark.ros
+# The LeRobot venv's fixtures (a SmolVLA built, adapters trained, an export) take ~1 min on an idle machine.
+pytestmark = [pytest.mark.ros, pytest.mark.timeout(900)]
 
 
 def test_the_node_serves_smolvla_and_switches_two_adapters(start_policy, make_driver, smolvla_model):

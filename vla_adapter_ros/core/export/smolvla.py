@@ -41,6 +41,7 @@ from .graph import ADAPTER_INPUT_PREFIX, write_adapter_file
 
 DEFAULT_TOLERANCE = 1e-4
 UNBOUNDED = 1e6
+LEROBOT_EPS = 1e-8
 ACTION_DT = 1 / 30  # a SmolVLA checkpoint does not say its dataset's rate; LeRobot's datasets are mostly 30 fps
 
 
@@ -126,6 +127,10 @@ def _write_directory(tmp: Path, stage: Path, meta: dict[str, Any], name: str, lo
     hi = _per_action(high, UNBOUNDED, len(action_names))
     cameras = tuple(mf.CameraInput(c, ms.image_input(c, len(meta["cameras"])), *meta["image_size"]) for c in meta["cameras"])
     stats = meta["stats"]
+
+    def lerobot_normalizer(key: str) -> Normalizer:
+        """LeRobot's MEAN_STD: (x - mean) / (std + 1e-8), no larger floor (ours is 1e-2 by default)."""
+        return Normalizer(stats[key]["mean"], np.asarray(stats[key]["std"], np.float64) + LEROBOT_EPS, LEROBOT_EPS)
     graphs = meta["graphs"]
 
     def inputs(rel: str) -> tuple[mf.TensorSpec, ...]:
@@ -140,9 +145,9 @@ def _write_directory(tmp: Path, stage: Path, meta: dict[str, Any], name: str, lo
         backbone={"fingerprint": meta["fingerprint"], "num_parameters": meta["parameters"], "checkpoint": meta["checkpoint"]},
         image=mf.ImageSpec(*meta["image_size"]), cameras=cameras,
         contract=mf.derived_contract(tuple(meta["cameras"]), state_names, action_names, lo, hi),
-        proprio=mf.ProprioSpec(state_names, Normalizer(stats["observation.state"]["mean"], stats["observation.state"]["std"])),
+        proprio=mf.ProprioSpec(state_names, lerobot_normalizer("observation.state")),
         actions=mf.ActionSpec(action_names, lo, hi, meta["chunk_size"], ACTION_DT,
-                              Normalizer(stats["action"]["mean"], stats["action"]["std"])),
+                              lerobot_normalizer("action")),
         smolvla=ms.SmolVLASpec(
             prefix=ms.PREFIX_FILE, denoise=ms.DENOISE_FILE, tokenizer=ms.TOKENIZER_FILE,
             max_length=meta["tokenizer_max_length"], pad_token_id=meta["pad_token_id"], num_steps=meta["num_steps"],

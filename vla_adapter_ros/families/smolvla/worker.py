@@ -97,7 +97,8 @@ def cmd_check(a: argparse.Namespace) -> list[dict[str, Any]]:
 
 def cmd_adapter(a: argparse.Namespace) -> dict[str, Any]:
     policy = model.load_policy(a.checkpoint)
-    config = model.SmolVLAAdapterConfig(rank=a.rank, sites=tuple(a.sites or model.SITES), task=a.task)
+    config = model.SmolVLAAdapterConfig(rank=a.rank, sites=tuple(a.sites or model.SITES), task=a.task,
+                                        init="small_random" if a.init_random else "zeros")
     sites = model.add_adapter(policy, a.name, config)
     batch = synthetic_batch(policy, seed=a.seed)
     noise = _noise(policy, 2, a.seed)
@@ -156,6 +157,42 @@ def cmd_train(a: argparse.Namespace) -> dict[str, Any]:
     policy.eval()
     model.save_adapter(policy, a.name, a.out)
     return {"adapter": a.out, "losses": losses, "samples": n, "trainable": sum(p.numel() for p in params)}
+
+
+def cmd_bench(a: argparse.Namespace) -> dict[str, Any]:
+    """PyTorch eager latency (ms, median of ``repeats``, batch 1): the whole chunk, the prefix, one denoise step;
+    the backbone alone and with ``--adapter`` active."""
+    torch.set_num_threads(a.threads)
+    policy = model.load_policy(a.checkpoint)
+    names = [model.load_adapter(policy, d) for d in a.adapter]
+    batch = synthetic_batch(policy, batch_size=1, seed=0)
+    noise = _noise(policy, 1, 0)
+    cams = cameras_of(policy)
+    images = [batch[f"observation.images.{c}"] for c in cams]
+    tokens, mask = batch["observation.language.tokens"], batch["observation.language.attention_mask"]
+    state = model_state(policy, batch)
+
+    def median_ms(fn: Any) -> float:
+        fn()  # warm-up
+        times = []
+        for _ in range(a.repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+        return float(np.median(times))
+
+    out: dict[str, Any] = {"parameters": int(sum(p.numel() for p in policy.parameters())), "rows": {}}
+    for name in [None, *names]:
+        model.activate(policy, name)
+        with torch.no_grad():
+            kv = graphs.prefix_forward(policy, images, tokens, mask, state)
+            time1 = torch.ones(1)
+            out["rows"][name or ""] = {
+                "chunk_ms": median_ms(lambda: predict(policy, batch, noise)),
+                "prefix_ms": median_ms(lambda: graphs.prefix_forward(policy, images, tokens, mask, state)),
+                "denoise_step_ms": median_ms(lambda kv=kv, t=time1: graphs.denoise_forward(policy, noise, t, *kv)),
+            }
+    return out
 
 
 def cmd_export(a: argparse.Namespace) -> dict[str, Any]:
@@ -295,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--task", default="")
     s.add_argument("--steps", type=int, default=0)
     s.add_argument("--lr", type=float, default=1e-2)
+    s.add_argument("--init-random", action="store_true", help="small random up-projection (benchmarks: no training)")
     s.add_argument("--seed", type=int, default=0)
     s = sub.add_parser("train")
     s.add_argument("checkpoint")
@@ -308,6 +346,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch", type=int, default=8)
     s.add_argument("--lr", type=float, default=1e-3)
     s.add_argument("--seed", type=int, default=0)
+    s = sub.add_parser("bench")
+    s.add_argument("checkpoint")
+    s.add_argument("--adapter", action="append", default=[])
+    s.add_argument("--repeats", type=int, default=5)
+    s.add_argument("--threads", type=int, default=1)
     s = sub.add_parser("export")
     s.add_argument("checkpoint")
     s.add_argument("--out", required=True)
@@ -318,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"make-tiny": cmd_make_tiny, "check": cmd_check, "adapter": cmd_adapter, "train": cmd_train,
-            "export": cmd_export}
+            "bench": cmd_bench, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

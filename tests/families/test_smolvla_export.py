@@ -12,7 +12,7 @@ import pytest
 from vla_adapter_ros.core.export.errors import ExportError
 from vla_adapter_ros.core.export.smolvla import export_smolvla
 from vla_adapter_ros.runtime.errors import ChecksumError, UnknownAdapterError
-from vla_adapter_ros.runtime.manifest import load_manifest
+from vla_adapter_ros.runtime.manifest import Manifest, ManifestError, load_manifest
 from vla_adapter_ros.runtime.policy import OnnxPolicy
 from vla_adapter_ros.runtime.smolvla import SmolVLAPolicy
 
@@ -31,6 +31,8 @@ def test_export_writes_a_manifest_of_its_family_with_a_parity_proof(smolvla_mode
                                       "graphs/prefix.onnx", "language/tokenizer.json"]
     raw = json.loads((smolvla_model["dir"] / "manifest.json").read_text())
     assert manifest.to_dict() == raw  # one schema: what is written is what is read
+    with pytest.raises(ManifestError, match="family is 'smolvla'; Manifest reads 'vla_adapter_ros'"):
+        Manifest.load(smolvla_model["dir"])  # the native reader never misreads another family
     parity = manifest.parity
     assert parity["passed"] and parity["tolerance"] == 1e-4
     # graphs (model-side inputs) and pipeline (raw frame, state, instruction through the runtime's own

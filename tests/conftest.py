@@ -64,3 +64,36 @@ def export_tiny_model(root: Path, adapters: tuple[str, ...] = ADAPTERS) -> Path:
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny model with three adapters (pick = default, place, open), exported once per session."""
     return export_tiny_model(tmp_path_factory.mktemp("tiny_model"))
+
+
+# --- SmolVLA (LeRobot): a tiny random checkpoint saved by LeRobot, two adapters, the export --------
+# Made once per session in the LeRobot venv (scripts/lerobot_env.sh makes it on first use).
+@pytest.fixture(scope="session")
+def smolvla_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from vla_adapter_ros.families.smolvla.bridge import run_worker
+
+    return Path(run_worker("make-tiny", str(tmp_path_factory.mktemp("smolvla")))["checkpoint"])
+
+
+@pytest.fixture(scope="session")
+def smolvla_adapters(smolvla_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    """Two adapters trained a few steps: every site at rank 4, and rank 2 at two sites (padding)."""
+    from vla_adapter_ros.families.smolvla.bridge import run_worker
+
+    root = tmp_path_factory.mktemp("smolvla_adapters")
+    return {
+        "grip": run_worker("adapter", str(smolvla_dir), "--name", "grip", "--out", str(root / "grip"), "--rank", "4",
+                           "--steps", "4"),
+        "push": run_worker("adapter", str(smolvla_dir), "--name", "push", "--out", str(root / "push"), "--rank", "2",
+                           "--sites", "vision.ffn", "expert.attn", "--steps", "3", "--seed", "3"),
+    }
+
+
+@pytest.fixture(scope="session")
+def smolvla_model(smolvla_dir: Path, smolvla_adapters: dict[str, dict], tmp_path_factory: pytest.TempPathFactory) -> dict:
+    from vla_adapter_ros.core.export.smolvla import export_smolvla
+
+    out = tmp_path_factory.mktemp("smolvla_model") / "tiny_smolvla"
+    result = export_smolvla(smolvla_dir, [a["adapter"] for a in smolvla_adapters.values()], out, log=lambda _: None,
+                            state_names=("ee_x", "ee_y", "ee_z", "gripper"), action_names=("dx", "dy", "dz", "gripper"))
+    return {"dir": out, **result}

@@ -105,3 +105,14 @@ def test_fuzz_image_to_rgb_either_decodes_or_raises_processing_error(data, encod
     except P.ProcessingError:
         return
     assert out.shape == (h, w, 3) and out.dtype == np.uint8
+
+
+def test_normalizer_floor_is_kept_through_its_dict_only_when_not_the_default():
+    from vla_adapter_ros.processing import Normalizer
+
+    default = Normalizer(np.zeros(2), np.array([1e-4, 2.0]))
+    assert default.to_dict() == {"mean": [0.0, 0.0], "std": [pytest.approx(1e-2), 2.0]}  # floored, no "eps" key
+    lerobot = Normalizer(np.zeros(2), np.array([1e-4, 2.0]), eps=1e-8)  # SmolVLA exports: LeRobot's statistics
+    back = Normalizer.from_dict(lerobot.to_dict())
+    assert back.eps == 1e-8 and back.std[0] == pytest.approx(1e-4)
+    assert back.normalize(np.array([1e-4, 2.0]))[0] == pytest.approx(1.0)

@@ -119,6 +119,9 @@ def preprocess_image(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return chw
 
 
+DEFAULT_STD_FLOOR = 1e-2
+
+
 @dataclass
 class Normalizer:
     """Per-dimension affine normalisation ``(x - mean) / std`` with statistics from data.
@@ -130,6 +133,7 @@ class Normalizer:
     mean: np.ndarray
     std: np.ndarray
     eps: float = 1e-2  # floor for std: a constant dimension (e.g. a gripper always closed) stays finite
+    # (LeRobot's statistics, e.g. SmolVLA's, divide by std + 1e-8: exported with eps=1e-8 to match them)
 
     def __post_init__(self) -> None:
         self.mean = np.asarray(self.mean, dtype=np.float32).reshape(-1)
@@ -156,12 +160,15 @@ class Normalizer:
         return (np.asarray(x, dtype=np.float32) * self.std + self.mean).astype(np.float32)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+        out: dict[str, Any] = {"mean": self.mean.tolist(), "std": self.std.tolist()}
+        if self.eps != DEFAULT_STD_FLOOR:  # written only when not the default (older files stay byte-identical)
+            out["eps"] = self.eps
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Normalizer:
         try:
-            return cls(np.asarray(d["mean"]), np.asarray(d["std"]))
+            return cls(np.asarray(d["mean"]), np.asarray(d["std"]), float(d.get("eps", DEFAULT_STD_FLOOR)))
         except KeyError as exc:
             raise ValueError(f"normaliser statistics need 'mean' and 'std', got keys {sorted(d)}") from exc
 

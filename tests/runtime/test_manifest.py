@@ -146,9 +146,10 @@ def test_bundled_model_layout_matches_the_layout_functions():
 @pytest.mark.parametrize(
     ("version", "message"),
     [
-        (3, "format_version 3 is newer than this runtime reads \\(version 1, 2\\); upgrade vla_adapter_ros"),
-        (0, "format_version 0 is older than this runtime reads \\(version 1, 2\\); export the model again"),
-        ("1", "format_version is '1', not a whole number; this runtime reads version 1, 2"),
+        (4, "format_version 4 is newer than this runtime reads \\(version 1, 2, 3\\); upgrade vla_adapter_ros"),
+        (3, "format_version 3 is for families other than 'vla_adapter_ros'"),  # 3 = another family (SmolVLA)
+        (0, "format_version 0 is older than this runtime reads \\(version 1, 2, 3\\); export the model again"),
+        ("1", "format_version is '1', not a whole number; this runtime reads version 1, 2, 3"),
         (None, "format_version is None"),
     ],
 )

@@ -63,6 +63,7 @@ __all__ = [
     "ActionSpec", "AdapterSpec", "CameraInput", "ChecksumError", "ImageSpec", "LanguageSpec", "Manifest", "ManifestError",
     "ProprioSpec", "SharedSpec", "TensorSpec", "adapter_file", "hash_directory", "merged_file", "merged_fp16_file",
     "contract_mismatches", "derived_contract", "policy_inputs", "sha256_file",
+    "FAMILIES", "NATIVE_FAMILY", "ModelFiles", "family_of", "load_manifest",
 ]
 
 MANIFEST_NAME = "manifest.json"
@@ -70,8 +71,12 @@ FORMAT = "vla_adapter_ros/model"
 # Version 2 added the ``cameras`` and ``contract`` sections (multi-camera models); a version 1 manifest
 # describes one camera named "camera" (graph input "image") and the contract contract.default_contract
 # gives its proprio and action names.
-FORMAT_VERSION = 2  # what the exporter writes
-READABLE_VERSIONS = (1, 2)  # what this runtime reads
+FORMAT_VERSION = 2  # what the exporter writes for the package's own VLA
+READABLE_VERSIONS = (1, 2, 3)  # what this runtime reads (3: a ``family`` other than the package's own)
+# Policy families: which manifest class reads a model directory (``family`` field; absent = the package's own VLA).
+# A family other than the native one is written as format version 3, so a runtime without families refuses it.
+NATIVE_FAMILY = "vla_adapter_ros"
+FAMILIES = (NATIVE_FAMILY, "smolvla")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
 
@@ -108,8 +113,80 @@ def hash_directory(root: Path) -> dict[str, tuple[str, int]]:
     return {p.relative_to(root).as_posix(): (sha256_file(p), p.stat().st_size) for p in paths}
 
 
+class ModelFiles:
+    """The checks of a model directory against its files table (``root``, ``files``); every family's manifest has them."""
+
+    root: Path
+    files: Mapping[str, tuple[str, int]]
+
+    def check_directory(self) -> None:
+        """Refuse a directory holding files the manifest does not list (or missing listed ones)."""
+        present = {
+            p.relative_to(self.root).as_posix()
+            for p in self.root.rglob("*")
+            if p.is_file() or p.is_symlink()
+        }
+        present.discard(MANIFEST_NAME)
+        unlisted = sorted(present - set(self.files))
+        if unlisted:
+            raise ManifestError(
+                f"{str(self.root)!r} holds files the manifest does not list: {unlisted}; "
+                "the runtime only uses files whose sha256 the manifest records"
+            )
+        missing = sorted(set(self.files) - present)
+        if missing:
+            raise ManifestError(f"{str(self.root)!r} is missing files listed in the manifest: {missing}")
+
+    def path(self, rel: str) -> Path:
+        """The path of a listed file; refused when it or a folder on the way is a symbolic link.
+
+        A link could point out of the model directory (or be re-pointed after the check), so the
+        directory must hold real files: the sha256 is then a statement about what is inside it.
+        """
+        _require_listed(self.files, rel, "file")
+        path = self.root / rel
+        part = path
+        while part != self.root:
+            if part.is_symlink():
+                raise ManifestError(f"{part.relative_to(self.root).as_posix()!r} in {str(self.root)!r} is a "
+                                    f"symbolic link (to {str(part.readlink())!r}); the model directory must "
+                                    "hold real files")
+            part = part.parent
+        return path
+
+    def verify(self, rel: str) -> Path:
+        """Check size and sha256 of a listed file; return its path."""
+        path = self.path(rel)
+        try:
+            actual_size = path.stat().st_size
+        except OSError as exc:
+            raise ChecksumError(f"cannot read {rel!r} in {str(self.root)!r}: {exc}") from exc
+        if path.is_symlink():
+            raise ManifestError(f"{rel!r} is a symbolic link; the model directory must hold real files")
+        self._check_file(rel, actual_size, lambda: sha256_file(path))
+        return path
+
+    def read_verified(self, rel: str) -> bytes:
+        """The bytes of a listed file, checked against its sha256 (no re-read after the check)."""
+        path = self.path(rel)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ChecksumError(f"cannot read {rel!r} in {str(self.root)!r}: {exc}") from exc
+        self._check_file(rel, len(data), lambda: hashlib.sha256(data).hexdigest())
+        return data
+
+    def _check_file(self, rel: str, size: int, sha256: Any) -> None:
+        want_sha, want_size = self.files[rel]
+        if size != want_size:
+            raise ChecksumError(f"{rel!r} is {size} bytes, the manifest says {want_size}")
+        actual = sha256()
+        if actual != want_sha:
+            raise ChecksumError(f"{rel!r} has sha256 {actual}, the manifest says {want_sha}")
+
+
 @dataclass(frozen=True, kw_only=True)
-class Manifest:
+class Manifest(ModelFiles):
     """A validated manifest bound to its model directory (``root``)."""
 
     root: Path
@@ -134,6 +211,7 @@ class Manifest:
     parity: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)  # the dict it was read from
     format_version: int = FORMAT_VERSION  # the layout to_dict writes: a version 1 manifest is written back as read
+    family: str = NATIVE_FAMILY  # not written: a manifest without ``family`` is the package's own VLA
 
     # ------------------------------------------------------------------ reading
     @classmethod
@@ -157,6 +235,12 @@ class Manifest:
         """Validate a manifest dict (the exporter runs this on what it writes, before it publishes)."""
         d = mapping(raw, "manifest")
         version = _check_format(d)
+        family = family_of(d)
+        if family != NATIVE_FAMILY:
+            raise ManifestError(f"manifest family is {family!r}; Manifest reads {NATIVE_FAMILY!r} models "
+                                "(use runtime.manifest.load_manifest, which reads every family)")
+        if version > FORMAT_VERSION:
+            raise ManifestError(f"manifest format_version {version} is for families other than {NATIVE_FAMILY!r}")
         adapter_entries = get(d, "adapters", list, "manifest")
         adapters = tuple(AdapterSpec.from_dict(a, f"adapters[{i}]") for i, a in enumerate(adapter_entries))
         image = ImageSpec.from_dict(get(d, "image", dict, "manifest"))
@@ -290,72 +374,6 @@ class Manifest:
         if self.default_adapter not in names:
             raise ManifestError(f"default_adapter {self.default_adapter!r} is not one of the adapters {names}")
 
-    # ------------------------------------------------------------------ files
-    def check_directory(self) -> None:
-        """Refuse a directory holding files the manifest does not list (or missing listed ones)."""
-        present = {
-            p.relative_to(self.root).as_posix()
-            for p in self.root.rglob("*")
-            if p.is_file() or p.is_symlink()
-        }
-        present.discard(MANIFEST_NAME)
-        unlisted = sorted(present - set(self.files))
-        if unlisted:
-            raise ManifestError(
-                f"{str(self.root)!r} holds files the manifest does not list: {unlisted}; "
-                "the runtime only uses files whose sha256 the manifest records"
-            )
-        missing = sorted(set(self.files) - present)
-        if missing:
-            raise ManifestError(f"{str(self.root)!r} is missing files listed in the manifest: {missing}")
-
-    def path(self, rel: str) -> Path:
-        """The path of a listed file; refused when it or a folder on the way is a symbolic link.
-
-        A link could point out of the model directory (or be re-pointed after the check), so the
-        directory must hold real files: the sha256 is then a statement about what is inside it.
-        """
-        _require_listed(self.files, rel, "file")
-        path = self.root / rel
-        part = path
-        while part != self.root:
-            if part.is_symlink():
-                raise ManifestError(f"{part.relative_to(self.root).as_posix()!r} in {str(self.root)!r} is a "
-                                    f"symbolic link (to {str(part.readlink())!r}); the model directory must "
-                                    "hold real files")
-            part = part.parent
-        return path
-
-    def verify(self, rel: str) -> Path:
-        """Check size and sha256 of a listed file; return its path."""
-        path = self.path(rel)
-        try:
-            actual_size = path.stat().st_size
-        except OSError as exc:
-            raise ChecksumError(f"cannot read {rel!r} in {str(self.root)!r}: {exc}") from exc
-        if path.is_symlink():
-            raise ManifestError(f"{rel!r} is a symbolic link; the model directory must hold real files")
-        self._check_file(rel, actual_size, lambda: sha256_file(path))
-        return path
-
-    def read_verified(self, rel: str) -> bytes:
-        """The bytes of a listed file, checked against its sha256 (no re-read after the check)."""
-        path = self.path(rel)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ChecksumError(f"cannot read {rel!r} in {str(self.root)!r}: {exc}") from exc
-        self._check_file(rel, len(data), lambda: hashlib.sha256(data).hexdigest())
-        return data
-
-    def _check_file(self, rel: str, size: int, sha256: Any) -> None:
-        want_sha, want_size = self.files[rel]
-        if size != want_size:
-            raise ChecksumError(f"{rel!r} is {size} bytes, the manifest says {want_size}")
-        actual = sha256()
-        if actual != want_sha:
-            raise ChecksumError(f"{rel!r} has sha256 {actual}, the manifest says {want_sha}")
-
     # ------------------------------------------------------------------ lookups
     @property
     def image_size(self) -> tuple[int, int]:
@@ -396,7 +414,46 @@ class Manifest:
         return {rel: self.files[rel][0] for rel in keep}
 
 
+# ---------------------------------------------------------------------- families
+def family_of(d: Mapping[str, Any]) -> str:
+    """The manifest's ``family`` (absent: the package's own VLA); an unknown one is refused."""
+    family = d.get("family", NATIVE_FAMILY)
+    if family not in FAMILIES:
+        raise ManifestError(f"manifest family is {family!r}; this runtime serves {list(FAMILIES)}")
+    return str(family)
+
+
+def load_manifest(model_dir: str | Path) -> Any:
+    """The manifest of ``model_dir``, read by its family's class (``Manifest`` or ``SmolVLAManifest``)."""
+    root = Path(model_dir)
+    path = root / MANIFEST_NAME
+    if root.is_dir() and path.is_file():
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ManifestError(f"cannot read {str(path)!r}: {exc}") from exc
+        if isinstance(raw, Mapping) and family_of(raw) == "smolvla":
+            from vla_adapter_ros.runtime.manifest_smolvla import (
+                SmolVLAManifest,  # why: the families import this module
+            )
+
+            return SmolVLAManifest.load(root)
+    return Manifest.load(root)
+
+
 # ---------------------------------------------------------------------- helpers
+def check_format(d: Mapping[str, Any]) -> int:
+    return _check_format(d)
+
+
+def files_table(files: Mapping[str, Any]) -> dict[str, tuple[str, int]]:
+    return _files_table(files)
+
+
+def require_listed(files: Mapping[str, Any], rel: str, where: str) -> None:
+    _require_listed(files, rel, where)
+
+
 def _check_format(d: Mapping[str, Any]) -> int:
     """The format name and a version this runtime reads (returned); otherwise say which it reads and what to do."""
     fmt, version = d.get("format"), d.get("format_version")

@@ -35,7 +35,7 @@ import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnxruntime as ort
@@ -52,7 +52,14 @@ from vla_adapter_ros.runtime.errors import (
     UnknownAdapterError,
 )
 from vla_adapter_ros.runtime.language import LanguageEncoder
-from vla_adapter_ros.runtime.manifest import POLICY_OUTPUTS, AdapterSpec, CameraInput, Manifest, TensorSpec
+from vla_adapter_ros.runtime.manifest import (
+    POLICY_OUTPUTS,
+    AdapterSpec,
+    CameraInput,
+    Manifest,
+    TensorSpec,
+    load_manifest,
+)
 from vla_adapter_ros.runtime.providers import (
     CPU,
     CUDA,
@@ -64,6 +71,9 @@ from vla_adapter_ros.runtime.providers import (
     language_chain,
 )
 from vla_adapter_ros.runtime.serving import BoundRunner, GraphRunner, GraphSession, PlainRunner
+
+if TYPE_CHECKING:
+    from vla_adapter_ros.runtime.smolvla import SmolVLAPolicy
 
 MODES = ("shared", "merged")
 # Manifest sections a re-read manifest must keep unchanged before load_adapter trusts it.
@@ -216,15 +226,26 @@ class OnnxPolicy:
         mode: str = "shared",
         adapter: str | None = None,
         **kwargs: Any,
-    ) -> OnnxPolicy:
+    ) -> OnnxPolicy | SmolVLAPolicy:
         """Load ``model_dir`` through its manifest (every file's sha256 is checked before use).
+
+        The manifest's ``family`` chooses the class: the package's own VLA is served by OnnxPolicy, a
+        SmolVLA by ``runtime.smolvla.SmolVLAPolicy`` (the same surface: infer, switch, load_adapter, ...).
 
         ``providers``: names in order (default TensorRT -> CUDA -> CPU) or a ProviderConfig.
         ``adapter``: the adapter active after loading (default: the manifest's default).
         Keyword options: ``load_adapters`` (names to load now, default all), ``precision``
         (``"fp16"`` uses the fp16 merged files), ``cache_size`` (instruction LRU), ``warmup``.
         """
-        return cls(Manifest.load(model_dir), mode=mode, providers=providers, adapter=adapter, **kwargs)
+        manifest = load_manifest(model_dir)  # one dispatch on the manifest's family
+        if manifest.family == "smolvla":
+            # why here: runtime.smolvla builds on this module (InferenceResult), so it cannot be imported at the top.
+            from vla_adapter_ros.runtime.smolvla import SmolVLAPolicy
+
+            if mode != "shared":
+                raise ValueError(f"a smolvla model is served in mode 'shared' only, got {mode!r}")
+            return SmolVLAPolicy(manifest, providers=providers, adapter=adapter, **kwargs)
+        return cls(manifest, mode=mode, providers=providers, adapter=adapter, **kwargs)
 
     # ------------------------------------------------------------------ properties
     @property

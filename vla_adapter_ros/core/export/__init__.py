@@ -51,6 +51,7 @@ from vla_adapter_ros.core.checkpoint import CONFIG_NAME, CONTRACT_NAME, Checkpoi
 from vla_adapter_ros.names import AdapterNameError, validate_adapter_name
 from vla_adapter_ros.runtime import manifest as mf
 
+from . import smolvla  # noqa: E402 - after the helpers it reuses (the SmolVLA family's exporter)
 from .artifacts import build_manifest, write_manifest
 from .errors import ExportError
 from .graph import (
@@ -112,9 +113,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="action upper bound(s): one number or a comma list (default: the contract's, else 1)")
     parser.add_argument("--language-model", type=Path, default=None, help="all-MiniLM-L6-v2 directory (default: bundled)")
     parser.add_argument("--force", action="store_true", help="replace --out if it exists")
+    parser.add_argument("--state-names", nargs="+", default=None,
+                        help="SmolVLA checkpoints: the robot's state names (default state_0 ...)")
+    parser.add_argument("--action-names", nargs="+", default=None,
+                        help="SmolVLA checkpoints: the robot's action names (default action_0 ...)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if smolvla.is_smolvla_checkpoint(args.checkpoint):  # a LeRobot SmolVLA checkpoint: the family's exporter
+        try:
+            out = smolvla.export_smolvla(args.checkpoint, args.adapter, args.out, name=args.name,
+                                         tolerance=min(args.tolerance, smolvla.DEFAULT_TOLERANCE),
+                                         action_low=_bounds(args.action_low, "--action-low"),
+                                         action_high=_bounds(args.action_high, "--action-high"),
+                                         state_names=args.state_names, action_names=args.action_names, force=args.force)
+        except ExportError as exc:
+            print(f"vla-adapter export: error: {exc}", file=sys.stderr)
+            return 2
+        print(f"exported {out['out']} (SmolVLA, {len(out['adapters'])} adapters) in {out['seconds']:.1f} s")
+        return 0
     try:
         result = export_model(
             args.checkpoint,

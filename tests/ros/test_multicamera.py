@@ -94,6 +94,7 @@ def test_the_simulator_and_the_node_serve_a_two_camera_robot_in_lockstep(ros_env
     # the chunk carries the reference camera's header
     assert {c.header.frame_id for c in chunks} == {"corner"} and {stamp_to_ns(c.header.stamp) for c in chunks} <= set(corner)
     assert int(status["unpaired_frames"]) == 0
+    assert 0 < float(status["pairing_p50_ms"]) < 1000  # the node times each set's hand-over (bench_ros.py reads it)
     assert f"{prefix}/camera/wrist/image_raw (Image)" in status["camera.wrist"]
 
 

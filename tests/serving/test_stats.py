@@ -30,3 +30,13 @@ def test_problem_log_logs_once_then_throttles_per_kind():
     now[0] = 11.0
     assert log.report("image_encoding", "bad 3")
     assert len(lines) == 3 and "bad 1" in lines[0] and "1 more since" in lines[2]
+
+
+def test_pairing_times_have_their_own_window_and_percentiles():
+    s = ServingStats(window=4)
+    assert s.snapshot()["pairing_p50_ms"] != s.snapshot()["pairing_p50_ms"]  # NaN before any frame set
+    for seconds in (0.5, 0.0001, 0.0002, 0.0003, 0.0004):  # the first leaves the window of 4
+        s.record_pairing(seconds)
+    snap = s.snapshot()
+    assert snap["pairing_p50_ms"] == pytest.approx(0.25) and snap["pairing_p95_ms"] == pytest.approx(0.385)
+    assert snap["counts"] == {} and snap["latency_p50_ms"] != snap["latency_p50_ms"]  # outputs untouched

@@ -61,6 +61,8 @@ class DiagnosticsReport:
             "inference_p95_ms": snapshot["inference_p95_ms"],
             "action_age_p50_ms": snapshot["age_p50_ms"],
             "action_age_p95_ms": snapshot["age_p95_ms"],
+            "pairing_p50_ms": snapshot["pairing_p50_ms"],
+            "pairing_p95_ms": snapshot["pairing_p95_ms"],
         }
         values.update({f"camera.{name}": text for name, text in (cameras or {}).items()})
         for key in (st.FRAMES_IN, st.ACTIONS_OUT, st.SKIPPED, st.STALE, st.NO_INSTRUCTION, st.NO_PROPRIO, st.PROPRIO_SKEW,

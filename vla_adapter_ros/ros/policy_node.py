@@ -223,6 +223,7 @@ class PolicyNode(ReleasingLifecycleNode):
 
     # --- inputs (executor threads: hand over, never infer) ------------------------
     def on_image(self, camera: str, msg: Image | CompressedImage) -> None:
+        arrived = time.perf_counter()
         self.stats.incr(st.FRAMES_IN)
         self._last_frame[camera] = time.monotonic()
         pairer = self.pairer
@@ -241,6 +242,7 @@ class PolicyNode(ReleasingLifecycleNode):
         header = frame_set.items[self.robot.reference_camera].header
         if self.worker.submit((frame, header)) is not None:
             self.stats.incr(st.SKIPPED)  # an unserved older frame set gave way to this one
+        self.stats.record_pairing(time.perf_counter() - arrived)  # last frame in -> set handed to inference
         self.inputs.wake()  # a frame waiting for its inputs gives way to this newer one
 
     def on_instruction(self, msg: String) -> None:

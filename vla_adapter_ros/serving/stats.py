@@ -42,6 +42,9 @@ class ServingStats:
         self.latency: deque[float] = deque(maxlen=window)  # frame received -> action published, s
         self.inference: deque[float] = deque(maxlen=window)  # runtime infer() call, s
         self.age: deque[float] = deque(maxlen=window)  # action published - image stamp, s
+        # pairing: the frame that completes a frame set arrives in the camera callback -> the set handed to
+        # the inference worker (pairing, counters, hand-over; the callback's own share of the node's work), s
+        self.pairing: deque[float] = deque(maxlen=window)
         self._last_rates: tuple[float, int, int] | None = None
 
     def incr(self, name: str, n: int = 1) -> None:
@@ -63,13 +66,19 @@ class ServingStats:
             self.inference.append(inference_s)
             self.age.append(age_s)
 
+    def record_pairing(self, seconds: float) -> None:
+        """A frame set handed to inference ``seconds`` after its last frame entered the camera callback."""
+        with self._lock:
+            self.pairing.append(seconds)
+
     def snapshot(self, now: float | None = None, new_period: bool = True) -> dict[str, Any]:
         """Totals, per-kind maps, p50/p95 in milliseconds, and rates since the previous period's
         snapshot; ``new_period=False`` (an on-demand read) leaves the period running."""
         now = time.monotonic() if now is None else now
         with self._lock:
             counts, refused, errors = dict(self.counts), dict(self.refused), dict(self.errors)
-            windows = {"latency": list(self.latency), "inference": list(self.inference), "age": list(self.age)}
+            windows = {"latency": list(self.latency), "inference": list(self.inference), "age": list(self.age),
+                       "pairing": list(self.pairing)}
             frames, actions = counts.get(FRAMES_IN, 0), counts.get(ACTIONS_OUT, 0)
             prev = self._last_rates
             if new_period:

@@ -113,6 +113,36 @@ def hash_directory(root: Path) -> dict[str, tuple[str, int]]:
     return {p.relative_to(root).as_posix(): (sha256_file(p), p.stat().st_size) for p in paths}
 
 
+class PolicyLookups:
+    """The lookups every family's manifest answers the same way (image, cameras, proprio, adapters):
+    one definition for :class:`Manifest` and the other families' manifests."""
+
+    image: ImageSpec
+    cameras: tuple[CameraInput, ...]
+    proprio: ProprioSpec
+    adapters: tuple[AdapterSpec, ...]
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(height, width) of the graph's image input."""
+        return (self.image.height, self.image.width)
+
+    @property
+    def camera_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.cameras)
+
+    @property
+    def proprio_names(self) -> tuple[str, ...]:
+        return self.proprio.names
+
+    @property
+    def adapter_names(self) -> list[str]:
+        return [a.name for a in self.adapters]
+
+    def adapter(self, name: str) -> AdapterSpec | None:
+        return next((a for a in self.adapters if a.name == name), None)
+
+
 class ModelFiles:
     """The checks of a model directory against its files table (``root``, ``files``); every family's manifest has them."""
 
@@ -186,7 +216,7 @@ class ModelFiles:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Manifest(ModelFiles):
+class Manifest(PolicyLookups, ModelFiles):
     """A validated manifest bound to its model directory (``root``)."""
 
     root: Path
@@ -376,19 +406,6 @@ class Manifest(ModelFiles):
 
     # ------------------------------------------------------------------ lookups
     @property
-    def image_size(self) -> tuple[int, int]:
-        """(height, width) of the graph's image input."""
-        return (self.image.height, self.image.width)
-
-    @property
-    def camera_names(self) -> tuple[str, ...]:
-        return tuple(c.name for c in self.cameras)
-
-    @property
-    def proprio_names(self) -> tuple[str, ...]:
-        return self.proprio.names
-
-    @property
     def proprio_normalizer(self) -> processing.Normalizer:
         return self.proprio.normalizer
 
@@ -399,13 +416,6 @@ class Manifest(ModelFiles):
     @property
     def adapter_inputs(self) -> tuple[TensorSpec, ...]:
         return self.shared.adapter_inputs
-
-    @property
-    def adapter_names(self) -> list[str]:
-        return [a.name for a in self.adapters]
-
-    def adapter(self, name: str) -> AdapterSpec | None:
-        return next((a for a in self.adapters if a.name == name), None)
 
     @property
     def backbone_files(self) -> dict[str, str]:

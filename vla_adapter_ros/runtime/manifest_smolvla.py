@@ -98,7 +98,7 @@ class SmolVLASpec:
 
 
 @dataclass(frozen=True, kw_only=True)
-class SmolVLAManifest(mf.ModelFiles):
+class SmolVLAManifest(mf.PolicyLookups, mf.ModelFiles):
     """A validated SmolVLA manifest bound to its model directory (``root``)."""
 
     root: Path
@@ -209,29 +209,10 @@ class SmolVLAManifest(mf.ModelFiles):
 
         return replace(self, files=dict(files), adapters=tuple(replace(a, sha256=files[a.file][0]) for a in self.adapters))
 
-    # ------------------------------------------------------------------ lookups (as Manifest's)
-    @property
-    def image_size(self) -> tuple[int, int]:
-        return (self.image.height, self.image.width)
-
-    @property
-    def camera_names(self) -> tuple[str, ...]:
-        return tuple(c.name for c in self.cameras)
-
-    @property
-    def proprio_names(self) -> tuple[str, ...]:
-        return self.proprio.names
-
+    # ------------------------------------------------------------------ lookups (the rest: mf.PolicyLookups)
     @property
     def adapter_inputs(self) -> tuple[TensorSpec, ...]:
         return self.smolvla.adapter_inputs
-
-    @property
-    def adapter_names(self) -> list[str]:
-        return [a.name for a in self.adapters]
-
-    def adapter(self, name: str) -> AdapterSpec | None:
-        return next((a for a in self.adapters if a.name == name), None)
 
     @property
     def backbone_files(self) -> dict[str, str]:

@@ -120,7 +120,55 @@ def _label(adapter: str | None) -> str:
     return "the backbone alone" if adapter is None else f"adapter {adapter!r}"
 
 
-class OnnxPolicy:
+class AdapterSwitching:
+    """Switching among prepared adapter slots, the same for every policy family (OnnxPolicy,
+    runtime.smolvla.SmolVLAPolicy). A family provides ``_slots`` (name -> a slot with ``.name``
+    and ``.spec``; None = the backbone alone), ``_state`` (the active slot; None once closed),
+    ``_lock``, ``_manifest`` and ``_unknown(name)``."""
+
+    _slots: dict[str | None, Any]
+    _state: Any
+    _lock: Any
+    _manifest: Any
+
+    def _unknown(self, name: Any, why: str = "is not loaded") -> UnknownAdapterError:
+        raise NotImplementedError
+
+    @property
+    def active_adapter(self) -> str | None:
+        state = self._state
+        return None if state is None else state.name
+
+    @property
+    def adapters(self) -> list[AdapterSpec]:
+        """Loaded adapters (switchable now), in load order."""
+        return [s.spec for s in self._slots.values() if s.spec is not None]
+
+    @property
+    def action_names(self) -> tuple[str, ...]:
+        return tuple(self._manifest.actions.names)
+
+    def switch(self, name: str | None) -> str | None:
+        """Make ``name`` the adapter of the next inference; returns the previous one.
+
+        ``None`` selects the backbone alone (shared mode only: the identity defaults).
+        """
+        with self._lock:
+            previous: str | None = self._require_open().name
+            slot = self._slots.get(name) if isinstance(name, str | None) else None
+            if slot is None:
+                raise self._unknown(name)
+            self._state = slot
+            return previous
+
+    def _require_open(self) -> Any:
+        state = self._state
+        if state is None:
+            raise PolicyRuntimeError("the policy is closed")
+        return state
+
+
+class OnnxPolicy(AdapterSwitching):
     """Serve an exported model directory; see :meth:`from_dir`. A context manager."""
 
     def __init__(
@@ -275,34 +323,7 @@ class OnnxPolicy:
         assert self._report is not None  # set by the first session, before __init__ returns
         return self._report
 
-    @property
-    def active_adapter(self) -> str | None:
-        state = self._state
-        return None if state is None else state.name
-
-    @property
-    def adapters(self) -> list[AdapterSpec]:
-        """Loaded adapters (switchable now), in load order."""
-        return [s.spec for s in self._slots.values() if s.spec is not None]
-
-    @property
-    def action_names(self) -> tuple[str, ...]:
-        return self._manifest.actions.names
-
     # ------------------------------------------------------------------ adapters
-    def switch(self, name: str | None) -> str | None:
-        """Make ``name`` the adapter of the next inference; returns the previous one.
-
-        ``None`` selects the backbone alone (shared mode only: the identity defaults).
-        """
-        with self._lock:
-            previous = self._require_open().name
-            slot = self._slots.get(name) if isinstance(name, str | None) else None
-            if slot is None:
-                raise self._unknown(name)
-            self._state = slot
-            return previous
-
     def load_adapter(self, name: str, activate: bool = False) -> AdapterSpec:
         """Hot-add adapter ``name`` from the model directory (a NAME, never a path).
 
@@ -467,12 +488,6 @@ class OnnxPolicy:
         )
 
     # ------------------------------------------------------------------ internals
-    def _require_open(self) -> _Slot:
-        state = self._state
-        if state is None:
-            raise PolicyRuntimeError("the policy is closed")
-        return state
-
     def _unknown(self, name: Any, why: str = "is not loaded") -> UnknownAdapterError:
         loaded = [n for n in self._slots if n is not None]
         hint = "" if name not in self._manifest.adapter_names else f"; call load_adapter({name!r}) first"

@@ -31,13 +31,12 @@ from vla_adapter_ros.runtime.errors import (
     InputError,
     ManifestError,
     NonFiniteOutputError,
-    PolicyRuntimeError,
     ProviderRunError,
     UnknownAdapterError,
 )
 from vla_adapter_ros.runtime.manifest_sections import AdapterSpec
 from vla_adapter_ros.runtime.manifest_smolvla import FAMILY, SmolVLAManifest
-from vla_adapter_ros.runtime.policy import InferenceResult
+from vla_adapter_ros.runtime.policy import AdapterSwitching, InferenceResult
 from vla_adapter_ros.runtime.providers import CPU, ModelKey, ProviderConfig, ProviderReport, create_session
 
 PREFIX_OUTPUTS = ("past_keys", "past_values", "prefix_mask")
@@ -140,7 +139,7 @@ class _Slot:
     tensors: Mapping[str, np.ndarray]
 
 
-class SmolVLAPolicy:
+class SmolVLAPolicy(AdapterSwitching):
     """An exported SmolVLA served with onnxruntime; the same surface as ``OnnxPolicy`` (shared mode).
 
     ``infer`` returns LeRobot's de-normalised chunk (K, A) for the robot's actions; the noise of each
@@ -211,29 +210,7 @@ class SmolVLAPolicy:
     def providers_by_adapter(self) -> dict[str | None, str]:
         return {name: self.provider for name in self._slots}
 
-    @property
-    def active_adapter(self) -> str | None:
-        state = self._state
-        return None if state is None else state.name
-
-    @property
-    def adapters(self) -> list[AdapterSpec]:
-        return [s.spec for s in self._slots.values() if s.spec is not None]
-
-    @property
-    def action_names(self) -> tuple[str, ...]:
-        return self._manifest.actions.names
-
     # ------------------------------------------------------------------ adapters
-    def switch(self, name: str | None) -> str | None:
-        with self._lock:
-            previous = self._require_open().name
-            slot = self._slots.get(name) if isinstance(name, str | None) else None
-            if slot is None:
-                raise self._unknown(name)
-            self._state = slot
-            return previous
-
     def load_adapter(self, name: str, activate: bool = False) -> AdapterSpec:
         """Hot-add adapter ``name`` (a NAME) from the model directory, re-reading its manifest if needed."""
         with self._lock:
@@ -370,12 +347,6 @@ class SmolVLAPolicy:
         tokens, mask = self.tokens("")
         return {**feeds, "lang_tokens": tokens, "lang_mask": mask,
                 "state": np.zeros((1, m.smolvla.max_state_dim), np.float32)}
-
-    def _require_open(self) -> _Slot:
-        state = self._state
-        if state is None:
-            raise PolicyRuntimeError("the policy is closed")
-        return state
 
     def _unknown(self, name: Any, why: str = "is not loaded") -> UnknownAdapterError:
         loaded = [n for n in self._slots if n is not None]

@@ -113,6 +113,20 @@ def hash_directory(root: Path) -> dict[str, tuple[str, int]]:
     return {p.relative_to(root).as_posix(): (sha256_file(p), p.stat().st_size) for p in paths}
 
 
+def read_manifest_json(model_dir: str | Path) -> tuple[Path, Any]:
+    """(the model directory, its parsed manifest.json): every family's ``load`` starts here."""
+    root = Path(model_dir)
+    path = root / MANIFEST_NAME
+    if not root.is_dir():
+        raise ManifestError(f"model directory {str(root)!r} does not exist or is not a directory")
+    if not path.is_file():
+        raise ManifestError(f"{str(root)!r} has no {MANIFEST_NAME}; is it an exported model directory?")
+    try:
+        return root, json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"cannot read {str(path)!r}: {exc}") from exc
+
+
 class PolicyLookups:
     """The lookups every family's manifest answers the same way (image, cameras, proprio, adapters):
     one definition for :class:`Manifest` and the other families' manifests."""
@@ -246,16 +260,7 @@ class Manifest(PolicyLookups, ModelFiles):
     # ------------------------------------------------------------------ reading
     @classmethod
     def load(cls, model_dir: str | Path) -> Manifest:
-        root = Path(model_dir)
-        path = root / MANIFEST_NAME
-        if not root.is_dir():
-            raise ManifestError(f"model directory {str(root)!r} does not exist or is not a directory")
-        if not path.is_file():
-            raise ManifestError(f"{str(root)!r} has no {MANIFEST_NAME}; is it an exported model directory?")
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ManifestError(f"cannot read {str(path)!r}: {exc}") from exc
+        root, raw = read_manifest_json(model_dir)
         manifest = cls.from_dict(raw, root)
         manifest.check_directory()
         return manifest

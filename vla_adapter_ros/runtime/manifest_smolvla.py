@@ -18,7 +18,6 @@ and each graph's adapter inputs.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,14 +122,7 @@ class SmolVLAManifest(mf.PolicyLookups, mf.ModelFiles):
 
     @classmethod
     def load(cls, model_dir: str | Path) -> SmolVLAManifest:
-        root = Path(model_dir)
-        path = root / mf.MANIFEST_NAME
-        if not path.is_file():
-            raise ManifestError(f"{str(root)!r} has no {mf.MANIFEST_NAME}; is it an exported model directory?")
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ManifestError(f"cannot read {str(path)!r}: {exc}") from exc
+        root, raw = mf.read_manifest_json(model_dir)
         manifest = cls.from_dict(raw, root)
         manifest.check_directory()
         return manifest

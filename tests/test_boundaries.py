@@ -99,6 +99,7 @@ ALLOWED = {
     "contract": set(),
     "processing": {"names"},
     "dds_env": set(),
+    "lerobot_venv": set(),
     "runtime": {"names", "processing", "contract", "__init__"},
     "serving": {"names", "processing", "runtime"},
     "bags": {"names", "processing", "contract", "pairing", "decoding"},
@@ -106,11 +107,12 @@ ALLOWED = {
     "execution": {"names", "contract"},
     "core": {"names", "processing", "contract", "pairing", "decoding", "bags", "runtime", "dds_env", "__init__",
              "tools.lerobot_dataset", "families.smolvla"},  # core.export runs the SmolVLA worker through families.smolvla.bridge
-    "tools": {"runtime", "processing", "dds_env", "contract", "bags", "decoding", "ros.params", "__init__", "cli"},
+    "tools": {"runtime", "processing", "dds_env", "contract", "bags", "decoding", "ros.params", "__init__", "cli",
+              "lerobot_venv"},
     "ros": {"names", "processing", "contract", "pairing", "decoding", "dds_env", "runtime", "bags", "serving",
             "execution", "core.sim", "core.evaluate", "tools.render", "__init__"},
     # families.<name>: torch + the family's upstream library, run in that family's own venv (core's tuners reused)
-    "families": {"names", "processing", "contract", "bags", "decoding", "core", "runtime", "__init__"},
+    "families": {"names", "processing", "contract", "bags", "decoding", "core", "runtime", "__init__", "lerobot_venv"},
     "cli": set(),  # imports the chosen command's module by name, at run time
     "__init__": set(),
 }

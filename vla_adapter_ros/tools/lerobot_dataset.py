@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from vla_adapter_ros import lerobot_venv
 from vla_adapter_ros.bags.episodes import Episode, find_episodes, read_episode
 from vla_adapter_ros.bags.errors import BagError
 from vla_adapter_ros.bags.reader import stored_contract
@@ -59,17 +60,15 @@ class DatasetError(ValueError):
 
 # --- the LeRobot venv ------------------------------------------------------------------------------
 def lerobot_python() -> str:
-    """The Python that runs LeRobot: ``$VLA_LEROBOT_VENV/bin/python``, the repository's ``.venv-lerobot``
-    (scripts/lerobot_env.sh makes it), or this interpreter when it has lerobot itself."""
-    candidates = [Path(os.environ["VLA_LEROBOT_VENV"]) / "bin" / "python"] if os.environ.get("VLA_LEROBOT_VENV") else []
-    candidates.append(Path(__file__).resolve().parents[2] / ".venv-lerobot" / "bin" / "python")
-    for python in candidates:
-        if python.is_file():
-            return str(python)
+    """The Python that runs LeRobot: this interpreter when it has lerobot itself, else the LeRobot venv
+    (vla_adapter_ros.lerobot_venv: made on first use)."""
     if importlib.util.find_spec("lerobot") is not None:
         return sys.executable
-    raise DatasetError("LeRobot is not installed: make its venv with scripts/lerobot_env.sh (LeRobot pins torch < 2.11,"
-                       " so it has a venv of its own) or set VLA_LEROBOT_VENV to a venv with lerobot==0.4.4")
+    try:
+        return str(lerobot_venv.lerobot_python())
+    except lerobot_venv.LeRobotVenvError as exc:
+        raise DatasetError(f"LeRobot is not available: {exc} (LeRobot pins torch < 2.11, so it has a venv of its "
+                           "own; VLA_LEROBOT_VENV chooses one with lerobot==0.4.4)") from exc
 
 
 def run_worker(request: dict[str, Any], staging: Path) -> dict[str, Any]:

@@ -11,28 +11,17 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+from vla_adapter_ros.lerobot_venv import LeRobotVenvError, lerobot_python
+
 ROOT = Path(__file__).resolve().parents[3]
-ENV_SCRIPT = ROOT / "scripts" / "lerobot_env.sh"
 WORKER = "vla_adapter_ros.families.smolvla.worker"
 
 
 class WorkerError(RuntimeError):
     """The SmolVLA worker failed; the message is its own error line."""
-
-
-def lerobot_python() -> Path:
-    """The LeRobot venv's python (made by scripts/lerobot_env.sh on first use)."""
-    env = dict(os.environ)
-    env.setdefault("VLA_VENV", str(Path(sys.prefix)))
-    try:
-        out = subprocess.run(["bash", str(ENV_SCRIPT)], check=True, capture_output=True, text=True, env=env).stdout
-    except subprocess.CalledProcessError as exc:
-        raise WorkerError(f"cannot make the LeRobot venv ({ENV_SCRIPT.name}): {exc.stderr.strip()[-500:]}") from exc
-    return Path(out.strip().splitlines()[-1]) / "bin" / "python"
 
 
 def run_worker(command: str, *args: str, timeout: float = 1800) -> Any:
@@ -41,7 +30,11 @@ def run_worker(command: str, *args: str, timeout: float = 1800) -> Any:
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     env.setdefault("OMP_NUM_THREADS", "1")
-    proc = subprocess.run([str(lerobot_python()), "-m", WORKER, command, *args], capture_output=True, text=True,
+    try:
+        python = lerobot_python()
+    except LeRobotVenvError as exc:
+        raise WorkerError(str(exc)) from exc
+    proc = subprocess.run([str(python), "-m", WORKER, command, *args], capture_output=True, text=True,
                           env=env, timeout=timeout)
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]

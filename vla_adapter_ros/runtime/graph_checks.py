@@ -36,8 +36,8 @@ def check_graph(manifest: Manifest, session: ort.InferenceSession, adapter_input
             raise ManifestError(f"{rel}: {a.name} is {a.shape} {dtype}, the manifest says {list(want.shape)} {want.dtype}")
 
 
-def read_adapter_tensors(manifest: Manifest, path: Path, spec: AdapterSpec) -> dict[str, np.ndarray]:
-    """The adapter file's tensors, checked against the shared graph's adapter inputs."""
+def read_adapter_tensors(adapter_inputs: Sequence[TensorSpec], path: Path, spec: AdapterSpec) -> dict[str, np.ndarray]:
+    """The adapter file's tensors, checked against the graph's adapter inputs (every family's)."""
     try:
         # The OrtValues point into the AdapterFormat's buffer: keep it alive while copying out
         # (onnxruntime 1.23 crashes reading them from a temporary).
@@ -47,7 +47,7 @@ def read_adapter_tensors(manifest: Manifest, path: Path, spec: AdapterSpec) -> d
         del params, adapter_format
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
         raise ManifestError(f"adapter {spec.name!r}: cannot read {spec.file!r}: {exc}") from exc
-    expected = {t.name: t for t in manifest.adapter_inputs}
+    expected = {t.name: t for t in adapter_inputs}
     got = {k: (tuple(v.shape), str(v.dtype)) for k, v in tensors.items()}
     if set(got) != set(expected):
         missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))

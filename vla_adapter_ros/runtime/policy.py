@@ -548,7 +548,7 @@ class OnnxPolicy(AdapterSwitching):
             return self._slot(name, spec, session, first.active, {}, rel=rel), report or first
         assert backbone is not None and report is not None  # shared mode builds the backbone first
         path = manifest.verify(spec.file)
-        tensors = graph_checks.read_adapter_tensors(self._manifest, path, spec)
+        tensors = graph_checks.read_adapter_tensors(self._manifest.adapter_inputs, path, spec)
         return self._slot(name, spec, backbone, report.active, tensors, path, rel=manifest.shared_file), report
 
     def _slot(self, name: str | None, spec: AdapterSpec | None, session: ort.InferenceSession, provider: str,

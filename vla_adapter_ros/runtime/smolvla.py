@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
+from vla_adapter_ros.runtime import graph_checks
 from vla_adapter_ros.runtime.errors import (
     InputError,
     ManifestError,
@@ -314,19 +315,7 @@ class SmolVLAPolicy(AdapterSwitching):
         spec = manifest.adapter(name)
         if spec is None:
             raise self._unknown(name, "is not listed in the manifest")
-        path = manifest.verify(spec.file)
-        try:
-            fmt = ort.AdapterFormat.read_adapter(str(path))
-            params = fmt.get_parameters()
-            tensors = {k: np.array(v.numpy(), copy=True) for k, v in params.items()}
-            del params, fmt
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
-            raise ManifestError(f"adapter {name!r}: cannot read {spec.file!r}: {exc}") from exc
-        expected = {t.name: tuple(t.shape) for t in manifest.adapter_inputs}
-        got = {k: v.shape for k, v in tensors.items()}
-        if got != expected:
-            wrong = sorted(set(got) ^ set(expected)) + [k for k in got if k in expected and got[k] != expected[k]]
-            raise ManifestError(f"adapter {name!r} ({spec.file}) does not fit the graphs' adapter inputs: {wrong[:4]}")
+        tensors = graph_checks.read_adapter_tensors(manifest.adapter_inputs, manifest.verify(spec.file), spec)
         return _Slot(name, spec, tensors)
 
     def _state_input(self, proprio: Any) -> np.ndarray:

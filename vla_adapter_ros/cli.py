@@ -36,7 +36,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("vla_adapter_ros.core.train_cli", "train a backbone, adapter or baseline (a config file, or flags: "
                                                 "--backbone --data --adapter [--task --rank])"),
     "export": ("vla_adapter_ros.core.export", "export backbone + adapters to ONNX with a parity check"),
-    "smolvla-train": ("vla_adapter_ros.core.smolvla", "train a bottleneck adapter of a LeRobot SmolVLA on bag episodes"),
+    "smolvla-train": ("vla_adapter_ros.core.smolvla", "train a bottleneck adapter (or the LoRA / full fine-tuning baselines) of a LeRobot SmolVLA on bag episodes"),
     "eval": ("vla_adapter_ros.core.evaluate", "closed-loop success rate on Meta-World (checkpoint or ONNX)"),
     "replay": ("vla_adapter_ros.ros.replay", "replay a bag to a running policy node; compare with golden actions"),
     "dataset": ("vla_adapter_ros.tools.lerobot_dataset", "convert episode bags to a LeRobotDataset v3 and back "

@@ -52,21 +52,3 @@ def test_an_adapter_of_another_backbone_is_refused(smolvla_dir: Path, smolvla_ad
         assert "was trained on backbone" in str(exc)
     else:
         raise AssertionError("an adapter of another backbone was accepted")
-
-
-def test_an_adapter_trains_on_bag_episodes_through_the_package_data_path(smolvla_dir: Path, tmp_path: Path) -> None:
-    import numpy as np
-
-    from vla_adapter_ros.core.smolvla import checkpoint_sizes, train_adapter, write_samples
-
-    bags = [Path(__file__).resolve().parents[1] / "data" / "demo_bag"]
-    sizes = checkpoint_sizes(smolvla_dir)
-    assert sizes == {"cameras": ["camera"], "image_size": (32, 32), "chunk_size": 8}
-    n = write_samples(bags, tmp_path / "samples.npz", sizes["cameras"], sizes["image_size"], sizes["chunk_size"])
-    with np.load(tmp_path / "samples.npz") as z:
-        assert z["image.camera"].shape == (n, 3, 32, 32) and z["actions"].shape == (n, 8, 4)
-        assert not z["action_is_pad"][0].any() and z["action_is_pad"][-1, 1:].all()  # chunks past the end are masked
-    result = train_adapter(smolvla_dir, bags, "coffee", tmp_path / "coffee", steps=3, rank=4, batch=4, lr=1e-2)
-    assert result["samples"] == n and len(result["losses"]) == 3 and all(np.isfinite(result["losses"]))
-    saved = json.loads((tmp_path / "coffee" / "adapter_config.json").read_text())
-    assert saved["name"] == "coffee" and saved["family"] == "smolvla" and saved["rank"] == 4

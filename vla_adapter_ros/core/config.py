@@ -378,6 +378,28 @@ class PrefixConfig(ConfigBase):
         self.instruction_examples = tuple(self.instruction_examples)
 
 
+def check_loop_fields(cfg: Any) -> None:
+    """Validate the fields the shared training loop reads (``core/loop.py``: steps, batch size, schedule,
+    optimizer, logging, resume); every family's train config calls this from ``__post_init__``."""
+    for name in ("steps", "batch_size"):
+        _positive_int(name, getattr(cfg, name))
+    for name in ("num_workers", "warmup_steps", "save_every", "log_every", "eval_every", "seed"):
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"{name} must be a non-negative int, got {v!r}")
+    if not isinstance(cfg.lr, (int, float)) or cfg.lr < 0 or not math.isfinite(cfg.lr):
+        raise ValueError(f"lr must be >= 0 (0 = regime default), got {cfg.lr!r}")
+    if not 0.0 <= cfg.min_lr_ratio <= 1.0:
+        raise ValueError(f"min_lr_ratio must be in [0, 1], got {cfg.min_lr_ratio!r}")
+    if cfg.weight_decay < 0:
+        raise ValueError(f"weight_decay must be >= 0, got {cfg.weight_decay!r}")
+    cfg.betas = tuple(float(b) for b in cfg.betas)
+    if len(cfg.betas) != 2 or not all(0.0 <= b < 1.0 for b in cfg.betas):
+        raise ValueError(f"betas must be two numbers in [0, 1), got {cfg.betas!r}")
+    if cfg.grad_clip < 0:
+        raise ValueError(f"grad_clip must be >= 0, got {cfg.grad_clip!r}")
+
+
 @dataclass
 class TrainConfig(ConfigBase):
     """One trainer, five regimes, same data and schedule (see core/train.py)."""
@@ -450,23 +472,7 @@ class TrainConfig(ConfigBase):
             raise ValueError(f"topics {self.topics!r} and contract {self.contract!r} both name topics; the contract's "
                              "are read, so leave topics empty")
         self.val_data = (self.val_data,) if isinstance(self.val_data, str) else tuple(self.val_data)
-        for name in ("steps", "batch_size"):
-            _positive_int(name, getattr(self, name))
-        for name in ("num_workers", "warmup_steps", "save_every", "log_every", "eval_every", "seed"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"{name} must be a non-negative int, got {v!r}")
-        if not isinstance(self.lr, (int, float)) or self.lr < 0 or not math.isfinite(self.lr):
-            raise ValueError(f"lr must be >= 0 (0 = regime default), got {self.lr!r}")
-        if not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        self.betas = tuple(float(b) for b in self.betas)
-        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
-        if self.grad_clip < 0:
-            raise ValueError(f"grad_clip must be >= 0, got {self.grad_clip!r}")
+        check_loop_fields(self)
         if not (self.device in ("auto", "cpu", "cuda") or re.match(r"^cuda:\d+$", self.device)):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 

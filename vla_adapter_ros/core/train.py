@@ -1,7 +1,8 @@
 """One trainer for every regime: pretrain, adapter, lora, prefix, head_only, full.
 
 Same data, same schedule (AdamW, linear warm-up then cosine to ``min_lr_ratio``, global
-grad-norm clipping), only the set of trainable parameters differs, chosen explicitly:
+grad-norm clipping: the family-agnostic rules of ``core/loop.py``, which SmolVLA's training
+shares), only the set of trainable parameters differs, chosen explicitly:
 
 ==========  =====================================================  ==============
 regime      trainable                                              saved as
@@ -28,10 +29,8 @@ import argparse
 import dataclasses
 import glob
 import json
-import math
 import shutil
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,6 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.utils.data import DataLoader, DistributedSampler, default_collate
 from tqdm import tqdm
 
 from .. import processing as P
@@ -49,46 +47,24 @@ from .adapters import add_tuner, parameter_report, save_adapter
 from .checkpoint import CONFIG_NAME, load_checkpoint, save_checkpoint
 from .config import TUNER_REGIMES, ModelConfig, TrainConfig
 from .data import EpisodeDataset
-from .distributed import Dist, barrier, mean_across, seed_everything, setup_distributed
+from .distributed import Dist, seed_everything, setup_distributed
 from .language import LanguageEncoder
+from .loop import LoopResult, TrainingLoop
+from .loop import lr_factor as lr_factor  # re-exported: the schedule is read where the trainer is
+from .loop import make_optimizer as make_optimizer
 from .model import VLAPolicy
-from .resources import PeakRss
-from .train_state import (
-    CURVES_PNG,
-    RESUME_DIR,
-    RunLog,
-    commit_resume,
-    load_resume,
-    read_trainer_json,
-    save_resume_rng,
-    save_resume_shared,
-)
+from .train_state import load_model_tensors, model_tensors
 from .tuners import backbone_tensors, mark_only_adapter_trainable, set_adapter
 
 
 @dataclass
-class TrainResult:
-    step: int
-    loss: float  # mean training loss over the last logging window
-    out_dir: Path
-    artifact: Path | None  # checkpoint dir or adapter dir (None when stopped early)
-    trainable_params: int
-    total_params: int
+class TrainResult(LoopResult):
+    """The loop's result (artifact: checkpoint dir or adapter dir) and the trained model."""
+
     model: Any = None  # the trained VLAPolicy (unwrapped from DDP), on its training device
-    # peak resident memory of the training steps above what the process held when they started (model and
-    # data loaded): activations, gradients, optimizer state. None where it cannot be measured (not Linux).
-    peak_rss_delta_bytes: int | None = None
 
 
 # ----------------------------------------------------------------------------- set-up pieces
-
-
-def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """Linear warm-up to 1 over ``warmup`` steps, then cosine from 1 to ``min_ratio`` at ``total``."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def build_model(cfg: TrainConfig, stats: Mapping[str, P.Normalizer] | None, language=None):
@@ -123,17 +99,6 @@ def _backbone_params(model) -> list:
     """Backbone parameters found structurally (tuner weights and language encoder excluded)."""
     skip = (model.language,) if model.language is not None else ()
     return [v for v in backbone_tensors(model, "", skip).values() if isinstance(v, nn.Parameter)]
-
-
-def make_optimizer(params: list, cfg: TrainConfig):
-    """AdamW; weight decay on matrices only (nanoGPT): biases, norms and embeddings-as-vectors excluded."""
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.peak_lr, betas=cfg.betas)
 
 
 def expand_paths(patterns: tuple[str, ...] | list[str]) -> list[str]:
@@ -285,88 +250,53 @@ def train(
         torch.use_deterministic_algorithms(was_deterministic)
 
 
-class Trainer:
-    """One run of ``cfg.regime``: set up in ``__init__`` (model, optimizer, schedule, resume state,
-    DDP, sampler, logs), then :meth:`run` calls :meth:`step` per batch, :meth:`validate` and
-    :meth:`save_resume` when due, and :meth:`finish`. Use it through :func:`train`, which seeds
-    every rank alike and starts the process group first.
+class Trainer(TrainingLoop):
+    """One run of ``cfg.regime`` through the shared :class:`~vla_adapter_ros.core.loop.TrainingLoop`: the
+    VLA's part is the model of the regime (:func:`build_model`), DDP, the instruction embeddings of a batch,
+    the resume tensors (backbone + every tuner), the run files and the artifact. Use it through
+    :func:`train`, which seeds every rank alike and starts the process group first.
     """
+
+    metrics = ("l1", "mse")
 
     def __init__(self, cfg: TrainConfig, d: Dist, dataset, val_dataset=None, *,
                  stats: Mapping[str, P.Normalizer] | None = None, language=None) -> None:
-        self.cfg, self.d = cfg, d
-        self.dataset, self.val_dataset, self.language = dataset, val_dataset, language
-        self.out = Path(cfg.out_dir)
-        self.resume_dir = self.out / RESUME_DIR
+        self.language = language
+        self.label = cfg.regime
         if stats is None and cfg.regime == "pretrain":
             stats = getattr(dataset, "stats", None)
-        self.model, self.params = build_model(cfg, stats, language)
-        self.model.to(d.device)
-        if not self.params:
+        model, params = build_model(cfg, stats, language)
+        model.to(d.device)
+        if not params:
             raise ValueError(f"regime {cfg.regime!r} left no trainable parameters")
-        self.opt = make_optimizer(self.params, cfg)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda s: lr_factor(s, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
-        )
-        self.global_step = self._restore()
+        super().__init__(cfg, d, model, params, dataset, cfg.out_dir, val_dataset)
+        self.cfg: TrainConfig = cfg
+
+    @property
+    def ddp(self):
+        return self.wrapped
+
+    def wrap(self, model):
+        d = self.d
         cuda = d.device.type == "cuda"
-        self.ddp = DDP(self.model, device_ids=[d.device.index] if cuda else None) if d.enabled else self.model
-        self.sampler = DistributedSampler(dataset, num_replicas=d.world_size, rank=d.rank, shuffle=True,
-                                          seed=cfg.seed, drop_last=True)
-        self.steps_per_epoch = len(self.sampler) // cfg.batch_size
-        if self.steps_per_epoch == 0:
-            raise ValueError(
-                f"dataset of {len(dataset)} samples is smaller than batch_size {cfg.batch_size} x {d.world_size} processes"
-            )
-        self.log = self._start_log()
-        self.window: list[tuple[float, float, float]] = []  # (loss, l1, mse) since the last log record
-        self.last_loss = float("nan")
-        self._t0 = self._t_log = time.perf_counter()
+        return DDP(model, device_ids=[d.device.index] if cuda else None) if d.enabled else model
 
-    def _restore(self) -> int:
-        """The step to start from: the resume state's with ``cfg.resume``, else 0 (and per-rank seeding)."""
-        cfg, d = self.cfg, self.d
-        if not (cfg.resume and (self.resume_dir / "trainer.json").is_file()):
-            torch.manual_seed(cfg.seed + d.rank)  # per-rank dropout streams from here on
-            return 0
-        saved = read_trainer_json(self.resume_dir)
-        for key, ours in (("regime", cfg.regime), ("world_size", d.world_size), ("steps", cfg.steps)):
-            if saved.get(key) != ours:
-                raise ValueError(f"cannot resume {self.resume_dir}: it was written with {key}={saved.get(key)!r}, "
-                                 f"this run has {ours!r}")
-        trainer = load_resume(self.resume_dir, self.model, self.opt, d.rank)
-        self.sched.load_state_dict(trainer["scheduler"])
-        return int(trainer["step"])
+    def resume_identity(self) -> dict[str, Any]:
+        return {"regime": self.cfg.regime, **super().resume_identity()}
 
-    def _start_log(self) -> RunLog | None:
-        """Rank 0: the run directory with its config, parameter report and log (None on other ranks)."""
-        if not self.d.is_main:
-            return None
-        self.out.mkdir(parents=True, exist_ok=True)
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        return model_tensors(self.model)
+
+    def load_state_tensors(self, state: Mapping[str, torch.Tensor]) -> None:
+        load_model_tensors(self.model, state)
+
+    def write_run_info(self) -> None:
         self.cfg.save(self.out / "train_config.json")
-        log = RunLog(self.out, resume_step=self.global_step if self.global_step > 0 else None)
         report = parameter_report(self.model)
         (self.out / "parameter_report.txt").write_text(str(report) + "\n")
         (self.out / "parameter_report.json").write_text(json.dumps(report.to_dict(), indent=1) + "\n")
         if self.cfg.progress:
             tqdm.write(str(report))
-        return log
-
-    # ------------------------------------------------------------------ data
-    def batches(self, from_step: int) -> Iterator[dict[str, Any]]:
-        """Batches from global step ``from_step`` on; epoch order depends only on (seed, epoch)."""
-        cfg = self.cfg
-        epoch, offset = divmod(from_step, self.steps_per_epoch)
-        while True:
-            self.sampler.set_epoch(epoch)
-            indices = list(iter(self.sampler))[offset * cfg.batch_size:]
-            loader = DataLoader(
-                self.dataset, batch_size=cfg.batch_size, sampler=indices, drop_last=True, num_workers=cfg.num_workers,
-                collate_fn=default_collate, generator=torch.Generator().manual_seed(cfg.seed + epoch),
-                pin_memory=self.d.device.type == "cuda",
-            )
-            yield from loader
-            epoch, offset = epoch + 1, 0
 
     def _prepare(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         """On the device, with instruction embeddings unless the model embeds instructions itself."""
@@ -380,128 +310,20 @@ class Trainer:
         batch[P.INSTRUCTION_EMBEDDING] = self.language.encode(batch[P.INSTRUCTION])
         return batch
 
-    # ------------------------------------------------------------------ steps
-    def step(self, batch: Mapping[str, Any]) -> tuple[float, float]:
-        """One optimisation step on ``batch``; returns (the learning rate it used, the gradient norm)."""
-        loss, info = self.ddp(self._prepare(batch))
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        clip = self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")
-        norm = torch.nn.utils.clip_grad_norm_(self.params, clip)
-        lr = self.opt.param_groups[0]["lr"]  # the rate this step used
-        self.opt.step()
-        self.sched.step()
-        self.global_step += 1
-        self.window.append((float(loss.detach()), info["l1"], info["mse"]))
-        return lr, float(norm)
+    def loss(self, batch: Mapping[str, Any]):
+        return self.wrapped(self._prepare(batch))
 
-    def log_window(self, lr: float, grad_norm: float) -> dict[str, Any]:
-        """The record of the steps since the last one, averaged over ranks (every rank calls this)."""
-        d, step = self.d, self.global_step
-        loss_m, l1_m, mse_m = mean_across(d, [sum(v) / len(self.window) for v in zip(*self.window, strict=True)])
-        now = time.perf_counter()
-        rec = {
-            "step": step, "epoch": step // self.steps_per_epoch, "loss": loss_m, "l1": l1_m, "mse": mse_m,
-            "lr": lr, "grad_norm": grad_norm,
-            "samples_per_s": len(self.window) * self.cfg.batch_size * d.world_size / max(now - self._t_log, 1e-9),
-            "elapsed_s": now - self._t0,
-        }
-        self.last_loss, self.window, self._t_log = loss_m, [], now
-        if self.log is not None:
-            self.log.append(rec)
-        return rec
+    def val_loss(self, batch: Mapping[str, Any]):
+        return self.model(self._prepare(batch))
 
-    @torch.no_grad()
-    def validate(self) -> float:
-        """Mean loss over the validation set (rank 0 only; logged)."""
-        self.model.eval()
-        loader = DataLoader(self.val_dataset, batch_size=self.cfg.batch_size, shuffle=False, collate_fn=default_collate)
-        tot, n = 0.0, 0
-        for b in loader:
-            loss, _ = self.model(self._prepare(b))
-            bs = b[P.IMAGE].shape[0]
-            tot, n = tot + float(loss) * bs, n + bs
-        self.model.train()
-        val_loss = tot / max(n, 1)
-        if self.log is not None:
-            self.log.append({"step": self.global_step, "epoch": self.global_step // self.steps_per_epoch,
-                             "val_loss": val_loss})
-        return val_loss
-
-    def save_resume(self) -> None:
-        """Model, optimizer, schedule and RNG state into ``<out_dir>/resume`` (every rank takes part)."""
-        d = self.d
-        tmp = self.resume_dir.with_name(RESUME_DIR + ".tmp")
-        if d.is_main:
-            if tmp.exists():
-                shutil.rmtree(tmp)
-            tmp.mkdir(parents=True)
-        barrier(d)
-        if d.is_main:
-            scheduler = {k: v for k, v in self.sched.state_dict().items() if k != "lr_lambdas"} | {"lr_lambdas": [None]}
-            save_resume_shared(tmp, self.model, self.opt, {
-                "step": self.global_step, "regime": self.cfg.regime, "world_size": d.world_size,
-                "steps": self.cfg.steps, "scheduler": scheduler, "config": self.cfg.to_dict(),
-            })
-        save_resume_rng(tmp, d.rank)
-        barrier(d)
-        if d.is_main:
-            commit_resume(tmp, self.resume_dir)
-        barrier(d)
-
-    # ------------------------------------------------------------------ the run
-    def run(self, stop_after: int | None = None) -> TrainResult:
-        """Train up to ``cfg.steps`` (or ``stop_after`` more steps), then :meth:`finish`."""
-        cfg, d = self.cfg, self.d
-        end = cfg.steps if stop_after is None else min(cfg.steps, self.global_step + stop_after)
-        bar = tqdm(total=cfg.steps, initial=self.global_step, disable=not (d.is_main and cfg.progress),
-                   dynamic_ncols=True, desc=f"{cfg.regime}")
-        self.model.train()
-        batches = self.batches(self.global_step)
-        self._t0 = self._t_log = time.perf_counter()
-        with PeakRss() as memory:
-            while self.global_step < end:
-                lr, norm = self.step(next(batches))
-                step = self.global_step
-                if cfg.log_every and (step % cfg.log_every == 0 or step == end):
-                    rec = self.log_window(lr, norm)
-                    bar.set_postfix(loss=f"{rec['loss']:.4f}", lr=f"{rec['lr']:.2e}")
-                if self._validation_due():
-                    bar.set_postfix(loss=f"{self.last_loss:.4f}", val=f"{self.validate():.4f}")
-                bar.update(1)
-                if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
-                    self.save_resume()
-        bar.close()
-        result = self.finish()
-        result.peak_rss_delta_bytes = memory.delta_bytes
-        return result
-
-    def _validation_due(self) -> bool:
-        cfg, step = self.cfg, self.global_step
-        due = bool(cfg.eval_every) and (step % cfg.eval_every == 0 or step == cfg.steps)
-        return self.val_dataset is not None and due and self.d.is_main
+    def plot_title(self) -> str:
+        tuned = self.cfg.regime in TUNER_REGIMES
+        return f"{self.cfg.regime} ({self.cfg.adapter_name})" if tuned else self.cfg.regime
 
     def finish(self) -> TrainResult:
-        """Final loss; at the last step the resume state and the artifact (checkpoint or adapter); curves."""
-        cfg, d = self.cfg, self.d
-        if self.window:
-            self.last_loss = mean_across(d, [sum(w[0] for w in self.window) / len(self.window)])[0]
-        artifact = None
-        if self.global_step >= cfg.steps:
-            self.save_resume()
-            if d.is_main:
-                artifact = self._save_artifact()
-        elif cfg.save_every:
-            self.save_resume()
-        if self.log is not None and cfg.plot:
-            tuned = cfg.regime in TUNER_REGIMES
-            self.log.plot(self.out / CURVES_PNG, title=f"{cfg.regime} ({cfg.adapter_name})" if tuned else cfg.regime)
-        barrier(d)
-        total = sum(p.numel() for p in self.model.parameters())
-        trainable = sum(p.numel() for p in self.params)
-        return TrainResult(self.global_step, self.last_loss, self.out, artifact, trainable, total, self.model)
+        return TrainResult(**vars(super().finish()), model=self.model)
 
-    def _save_artifact(self) -> Path:
+    def save_artifact(self) -> Path:
         if self.cfg.regime in TUNER_REGIMES:
             name = self.cfg.adapter_name
             artifact = save_adapter(self.model, name, self.out / "adapters" / name)

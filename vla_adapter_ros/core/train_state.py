@@ -9,7 +9,11 @@ Resume directory layout (``<out_dir>/resume/``)::
     rng_rank<r>.json        python and numpy RNG state of rank r
 
 Logs (``<out_dir>/``): ``log.jsonl`` and ``log.csv`` (one row per logged step) and
-``curves.png`` (matplotlib Agg).
+``curves.png`` (matplotlib Agg; imported only to draw it: the LeRobot venv, where SmolVLA trains, has no
+matplotlib, so its curve is drawn afterwards from ``log.jsonl`` by :func:`plot_log` in the main venv).
+
+The model tensors of a resume state are the family's (:func:`model_tensors` for the package's VLA);
+everything else here is the same for every family (``core/loop.py``).
 """
 
 from __future__ import annotations
@@ -18,13 +22,12 @@ import csv
 import json
 import random
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 from safetensors.torch import load_file, save_file
 
 from .adapters import load_adapter_state_dict
@@ -122,10 +125,10 @@ def rng_from_files(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any])
 
 
 def save_resume_shared(
-    directory: Path, model: VLAPolicy, opt: torch.optim.Optimizer, trainer: Mapping[str, Any]
+    directory: Path, tensors: Mapping[str, torch.Tensor], opt: torch.optim.Optimizer, trainer: Mapping[str, Any]
 ) -> None:
-    """Rank 0: model, optimizer and trainer state into ``directory`` (a fresh temp dir)."""
-    save_file(model_tensors(model), str(directory / "model.safetensors"))
+    """Rank 0: model tensors, optimizer and trainer state into ``directory`` (a fresh temp dir)."""
+    save_file(dict(tensors), str(directory / "model.safetensors"))
     opt_tensors, opt_meta = optimizer_to_files(opt)
     save_file(opt_tensors, str(directory / "optimizer.safetensors"))
     (directory / "trainer.json").write_text(json.dumps({**trainer, "optimizer": opt_meta}, indent=1) + "\n")
@@ -157,9 +160,11 @@ def read_trainer_json(directory: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def load_resume(directory: Path, model: VLAPolicy, opt: torch.optim.Optimizer, rank: int) -> dict[str, Any]:
+def load_resume(directory: Path, load_tensors: Callable[[Mapping[str, torch.Tensor]], None],
+                opt: torch.optim.Optimizer, rank: int) -> dict[str, Any]:
+    """Restore a resume state: ``load_tensors`` gets the model tensors; returns trainer.json."""
     trainer = read_trainer_json(directory)
-    load_model_tensors(model, load_file(str(directory / "model.safetensors")))
+    load_tensors(load_file(str(directory / "model.safetensors")))
     optimizer_from_files(opt, load_file(str(directory / "optimizer.safetensors")), trainer["optimizer"])
     rng_file = directory / f"rng_rank{rank}.safetensors"
     if not rng_file.is_file():
@@ -172,9 +177,10 @@ def load_resume(directory: Path, model: VLAPolicy, opt: torch.optim.Optimizer, r
 
 
 class RunLog:
-    """JSONL + CSV log of training records; only rank 0 creates one."""
+    """JSONL + CSV log of training records (the ``fields`` columns); only rank 0 creates one."""
 
-    def __init__(self, out_dir: Path, resume_step: int | None = None) -> None:
+    def __init__(self, out_dir: Path, resume_step: int | None = None, fields: Sequence[str] = LOG_FIELDS) -> None:
+        self.fields = tuple(fields)
         self.jsonl = out_dir / LOG_JSONL
         self.csv = out_dir / LOG_CSV
         self.records: list[dict[str, Any]] = []
@@ -187,38 +193,55 @@ class RunLog:
                         self.records.append(rec)
         self.jsonl.write_text("".join(json.dumps(r) + "\n" for r in self.records))
         with self.csv.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=LOG_FIELDS, extrasaction="ignore")
+            w = csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore")
             w.writeheader()
             w.writerows(self.records)
 
     def append(self, record: Mapping[str, Any]) -> None:
-        rec = {k: record.get(k) for k in LOG_FIELDS if record.get(k) is not None}
+        rec = {k: record.get(k) for k in self.fields if record.get(k) is not None}
         self.records.append(rec)
         with self.jsonl.open("a") as f:
             f.write(json.dumps(rec) + "\n")
         with self.csv.open("a", newline="") as f:
-            csv.DictWriter(f, fieldnames=LOG_FIELDS, extrasaction="ignore").writerow(rec)
+            csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore").writerow(rec)
 
     def plot(self, path: Path, title: str = "") -> Path | None:
         """PNG of loss (train / val) and learning rate against step."""
-        train = [r for r in self.records if "loss" in r]
-        val = [r for r in self.records if "val_loss" in r]
-        if not train:
-            return None
-        fig = Figure(figsize=(7, 6))
-        ax1, ax2 = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
-        ax1.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss")
-        if val:
-            ax1.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="val loss")
-        ax1.set_yscale("log")
-        ax1.set_ylabel("loss (normalised actions)")
-        ax1.legend()
-        ax1.grid(True, alpha=0.3)
-        ax1.set_title(title)
-        ax2.plot([r["step"] for r in train], [r.get("lr", 0.0) for r in train], color="tab:orange")
-        ax2.set_ylabel("lr")
-        ax2.set_xlabel("step")
-        ax2.grid(True, alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        return path
+        return plot_records(self.records, path, title)
+
+
+def read_log(out_dir: Path) -> list[dict[str, Any]]:
+    """The records of ``<out_dir>/log.jsonl``."""
+    return [json.loads(line) for line in (Path(out_dir) / LOG_JSONL).read_text().splitlines() if line.strip()]
+
+
+def plot_log(out_dir: Path, title: str = "") -> Path | None:
+    """``<out_dir>/curves.png`` from its log.jsonl (a run whose process could not draw it)."""
+    return plot_records(read_log(out_dir), Path(out_dir) / CURVES_PNG, title)
+
+
+def plot_records(records: Sequence[Mapping[str, Any]], path: Path, title: str = "") -> Path | None:
+    """PNG of loss (train / val) and learning rate against step; None without training records."""
+    from matplotlib.figure import Figure  # only where a curve is drawn (see the module docstring)
+
+    train = [r for r in records if "loss" in r]
+    val = [r for r in records if "val_loss" in r]
+    if not train:
+        return None
+    fig = Figure(figsize=(7, 6))
+    ax1, ax2 = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    ax1.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss")
+    if val:
+        ax1.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="val loss")
+    ax1.set_yscale("log")
+    ax1.set_ylabel("loss (normalised actions)")
+    ax1.legend()
+    ax1.grid(True, alpha=0.3)
+    ax1.set_title(title)
+    ax2.plot([r["step"] for r in train], [r.get("lr", 0.0) for r in train], color="tab:orange")
+    ax2.set_ylabel("lr")
+    ax2.set_xlabel("step")
+    ax2.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path

@@ -17,7 +17,10 @@ site                    modules                                 linear
 ======================  ======================================  ==============================
 
 The tuner registry (``tuner_configs``, ``active_adapter``) is the one of ``core.tuners``, so
-``set_adapter`` / ``mark_only_adapter_trainable`` / ``tuner_state_dict`` work unchanged.
+``set_adapter`` / ``mark_only_adapter_trainable`` / ``tuner_state_dict`` work unchanged. The LoRA
+baseline is the package's :class:`~vla_adapter_ros.core.lora.LoraLayer` at the same sites (the same
+output projections, so the two methods differ only in what they add there); it is exported by merging it
+into the backbone (:func:`merge_lora`), since the graphs take bottleneck adapters only.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from safetensors import safe_open
@@ -35,10 +38,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ...core.adapters.layer import AdapterLayer
-from ...core.config import AdapterConfig
+from ...core.config import AdapterConfig, LoraConfig
+from ...core.lora import LoraLayer
 from ...core.tuners import (
     TunerError,
+    TunerLayer,
     backbone_tensors,
+    delete_adapter,
     innermost,
     iter_tuner_layers,
     set_adapter,
@@ -69,10 +75,37 @@ class CheckpointError(ValueError):
     """A directory is not a loadable SmolVLA checkpoint; the message says which file and why."""
 
 
+class _SiteConfig:
+    """Sites, ``to_dict`` / ``from_dict`` of the SmolVLA tuner configs below."""
+
+    method: ClassVar[str]  # "method" in adapter_config.json
+    sites: tuple[str, ...]
+
+    def _check_sites(self) -> None:
+        self.sites = tuple(self.sites)
+        bad = [s for s in self.sites if s not in SITES]
+        if bad or not self.sites:
+            raise ValueError(f"sites must be a non-empty subset of {SITES}, got {list(self.sites)!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)  # type: ignore[call-overload]
+        d["sites"] = list(self.sites)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Any:
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown SmolVLA {cls.method} fields {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+
 @dataclass
-class SmolVLAAdapterConfig:
+class SmolVLAAdapterConfig(_SiteConfig):
     """Bottleneck adapters for SmolVLA: the formula, ranks and init of ``core.config.AdapterConfig``, at ``sites``."""
 
+    method: ClassVar[str] = "bottleneck"
     rank: int = 16
     sites: tuple[str, ...] = SITES
     activation: str = "relu"
@@ -83,32 +116,37 @@ class SmolVLAAdapterConfig:
     task: str = ""
 
     def __post_init__(self) -> None:
-        self.sites = tuple(self.sites)
-        bad = [s for s in self.sites if s not in SITES]
-        if bad or not self.sites:
-            raise ValueError(f"sites must be a non-empty subset of {SITES}, got {list(self.sites)!r}")
+        self._check_sites()
         self.bottleneck()  # rank, activation, init, dropout, scaling: validated by the one AdapterConfig
 
     def bottleneck(self) -> AdapterConfig:
         return AdapterConfig(rank=self.rank, activation=self.activation, init=self.init, init_std=self.init_std,
                              dropout=self.dropout, scaling=self.scaling)
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["sites"] = list(self.sites)
-        return d
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SmolVLAAdapterConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown SmolVLA adapter fields {unknown}; known: {sorted(known)}")
-        return cls(**d)
+@dataclass
+class SmolVLALoraConfig(_SiteConfig):
+    """LoRA for SmolVLA (the baseline): ``core.config.LoraConfig``'s formula, rank and alpha, at ``sites``."""
+
+    method: ClassVar[str] = "lora"
+    rank: int = 16
+    alpha: float = 32.0  # scaling alpha / rank = 2, as core.config.LoraConfig
+    sites: tuple[str, ...] = SITES
+    dropout: float = 0.0
+    task: str = ""
+
+    def __post_init__(self) -> None:
+        self._check_sites()
+        self.lora()  # rank, alpha, dropout: validated by the one LoraConfig
+
+    def lora(self) -> LoraConfig:
+        return LoraConfig(rank=self.rank, alpha=self.alpha, dropout=self.dropout)
 
 
-class SiteAdapter(AdapterLayer):
-    """An AdapterLayer that still looks like the Linear it wraps (SmolVLA reads ``o_proj.weight.dtype``)."""
+class _LinearLike(nn.Module):
+    """A tuner wrapper that still looks like the Linear it wraps (SmolVLA reads ``o_proj.weight.dtype``)."""
+
+    base_layer: nn.Module
 
     @property
     def weight(self) -> torch.Tensor:
@@ -117,6 +155,14 @@ class SiteAdapter(AdapterLayer):
     @property
     def bias(self) -> torch.Tensor | None:
         return innermost(self.base_layer).bias
+
+
+class SiteAdapter(_LinearLike, AdapterLayer):
+    """The package's AdapterLayer at a SmolVLA site."""
+
+
+class SiteLora(_LinearLike, LoraLayer):
+    """The package's LoraLayer at a SmolVLA site."""
 
 
 # ----------------------------------------------------------------------------- checkpoint
@@ -211,11 +257,20 @@ def backbone_fingerprint(policy: Any) -> str:
 # ----------------------------------------------------------------------------- adapters
 def add_adapter(policy: Any, name: str, config: SmolVLAAdapterConfig | None = None) -> list[str]:
     """Wrap adapter ``name`` at ``config.sites``; returns the wrapped module paths. Not activated."""
-    name = validate_adapter_name(name)
     config = config or SmolVLAAdapterConfig()
+    return _attach(policy, name, config, SiteAdapter, config.bottleneck())
+
+
+def add_lora(policy: Any, name: str, config: SmolVLALoraConfig | None = None) -> list[str]:
+    """Wrap LoRA ``name`` at ``config.sites`` (the adapters' linears); returns the wrapped module paths."""
+    config = config or SmolVLALoraConfig()
+    return _attach(policy, name, config, SiteLora, config.lora())
+
+
+def _attach(policy: Any, name: str, config: _SiteConfig, cls: type[TunerLayer], unit: Any) -> list[str]:
+    name = validate_adapter_name(name)
     if name in policy.tuner_configs:
         raise TunerError(f"adapter {name!r} is already attached")
-    bottleneck = config.bottleneck()
     paths = []
     for component, layers in component_layers(policy).items():
         for position, (sub, attr) in _SLOTS[component].items():
@@ -225,20 +280,21 @@ def add_adapter(policy: Any, name: str, config: SmolVLAAdapterConfig | None = No
                 if layer is None:
                     continue
                 owner = getattr(layer, sub)
-                wrap_slot(owner, attr, SiteAdapter).add(name, bottleneck)  # type: ignore[attr-defined]
+                wrap_slot(owner, attr, cls).add(name, unit)  # type: ignore[attr-defined]
                 paths.append(f"{component}.{position}")
     policy.tuner_configs[name] = config
     return paths
 
 
 def save_adapter(policy: Any, name: str, out: str | Path, fingerprint: str | None = None) -> Path:
-    """``adapter_config.json`` + ``adapter_model.safetensors`` (keys: clean slot paths), like the package's adapters."""
-    config: SmolVLAAdapterConfig = policy.tuner_configs[name]
+    """``adapter_config.json`` + ``adapter_model.safetensors`` (keys: clean slot paths), like the package's adapters
+    (``method``: "bottleneck" or "lora")."""
+    config: _SiteConfig = policy.tuner_configs[name]
     tensors = {k: v.detach().contiguous() for k, v in tuner_state_dict(policy, name).items()}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out / ADAPTER_WEIGHTS))
-    meta = {"format_version": ADAPTER_FORMAT_VERSION, "method": "bottleneck", "family": FAMILY, "name": name,
+    meta = {"format_version": ADAPTER_FORMAT_VERSION, "method": config.method, "family": FAMILY, "name": name,
             **config.to_dict(), "backbone_fingerprint": fingerprint or backbone_fingerprint(policy),
             "num_parameters": sum(v.numel() for v in tensors.values())}
     (out / ADAPTER_CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
@@ -252,6 +308,10 @@ def load_adapter(policy: Any, path: str | Path, name: str | None = None, fingerp
         meta = json.loads((root / ADAPTER_CONFIG).read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise TunerError(f"cannot read {str(root / ADAPTER_CONFIG)!r}: {exc}") from exc
+    if meta.get("family") == FAMILY and meta.get("method") == SmolVLALoraConfig.method:
+        raise TunerError(f"{str(root)!r} is a SmolVLA LoRA: the graphs take bottleneck adapters, so a LoRA is exported "
+                         "merged into its backbone (smolvla-train --method lora writes that checkpoint; pass it as "
+                         "--checkpoint)")
     if meta.get("family") != FAMILY or meta.get("method") != "bottleneck":
         raise TunerError(f"{str(root)!r} is a {meta.get('family', 'vla_adapter_ros')!r} {meta.get('method')!r} adapter; "
                          f"this loads {FAMILY!r} bottleneck adapters")
@@ -266,14 +326,26 @@ def load_adapter(policy: Any, path: str | Path, name: str | None = None, fingerp
     own = tuner_state_dict(policy, name)
     bad = sorted(set(own) ^ set(tensors)) + [k for k in own if k in tensors and own[k].shape != tensors[k].shape]
     if bad:
-        from ...core.tuners import delete_adapter
-
         delete_adapter(policy, name)
         raise TunerError(f"adapter {str(root)!r} does not fit this SmolVLA: {len(bad)} tensors differ, e.g. {bad[:3]}")
     with torch.no_grad():
         for k, v in own.items():
             v.copy_(tensors[k])
     return name
+
+
+@torch.no_grad()
+def merge_lora(policy: Any, name: str) -> int:
+    """Fold LoRA ``name`` into the linears it wraps (``W += scaling * B A``) and remove it; returns how many."""
+    merged = 0
+    for _, layer in list(iter_tuner_layers(policy)):
+        if isinstance(layer, LoraLayer) and name in layer.loras:
+            unit = layer.loras[name]
+            linear = innermost(layer.base_layer)
+            linear.weight += unit.scaling * (unit.lora_B.weight @ unit.lora_A.weight)  # (out, r) @ (r, in)
+            merged += 1
+    delete_adapter(policy, name)
+    return merged
 
 
 def adapter_tensors(policy: Any, name: str) -> dict[str, torch.Tensor]:

@@ -7,9 +7,10 @@ Commands (the last stdout line is a JSON result; errors go to stderr with exit s
 - ``adapter CKPT --name N --out DIR [--rank R] [--sites S ...] [--steps K]``: attach a zero-initialised
   bottleneck adapter, train it ``K`` flow-matching steps (adapter parameters only) on a fixed
   synthetic batch, save it; reports the identity check and how far training moved the output.
-- ``train CKPT --samples NPZ --name N --out DIR [--steps K]``: an adapter trained (adapter parameters only)
-  on bag samples written by ``core.smolvla.write_samples``, each batch through LeRobot's own
-  pre-processor (tokenizer, normalisation), the loss LeRobot's ``SmolVLAPolicy.forward``.
+- ``train CKPT --samples NPZ --name N --out DIR [--method adapter|lora|full] [--steps K] [--resume]``: training
+  on bag samples written by ``core.smolvla.write_samples`` through the package's training loop
+  (``train.py``; each batch through LeRobot's own pre-processor, the loss LeRobot's ``SmolVLAPolicy.forward``);
+  ``DIR`` is the run directory (logs, resume state, the adapter or checkpoint).
 - ``export CKPT --out DIR [--adapter DIR ...]``: the prefix and denoise graphs, each adapter's tensors in
   the graphs' layout, and a reference (inputs, noise, LeRobot's ``predict_action_chunk``) for parity.
 """
@@ -29,7 +30,7 @@ import torch
 
 from ... import processing
 from ...core.tuners import TunerError, mark_only_adapter_trainable
-from . import graphs, model, tiny
+from . import graphs, model, tiny, train
 
 REFERENCE_FILE = "reference.npz"
 META_FILE = "smolvla.json"
@@ -127,36 +128,12 @@ def cmd_adapter(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_train(a: argparse.Namespace) -> dict[str, Any]:
-    """Adapter-only training on bag samples (``core.smolvla.write_samples``) through LeRobot's own pre-processor."""
-    policy = model.load_policy(a.checkpoint)
-    pre, _ = model.load_processors(a.checkpoint)
-    config = model.SmolVLAAdapterConfig(rank=a.rank, sites=tuple(a.sites or model.SITES), task=a.task)
-    model.add_adapter(policy, a.name, config)
-    model.activate(policy, a.name)
-    params = mark_only_adapter_trainable(policy, a.name)
-    opt = torch.optim.AdamW(params, lr=a.lr)
-    data = np.load(a.samples)
-    instructions = json.loads(str(data["instructions"]))
-    cams = cameras_of(policy)
-    n = len(instructions)
-    g = torch.Generator().manual_seed(a.seed)
-    losses = []
-    policy.train()
-    for _ in range(a.steps):
-        idx = torch.randint(0, n, (min(a.batch, n),), generator=g).numpy()
-        obs: dict[str, Any] = {f"observation.images.{c}": torch.from_numpy(data[f"image.{c}"][idx]) for c in cams}
-        obs |= {"observation.state": torch.from_numpy(data["state"][idx]), "action": torch.from_numpy(data["actions"][idx]),
-                "task": [instructions[i] for i in idx]}
-        batch = pre(obs)
-        batch["actions_id_pad"] = torch.from_numpy(data["action_is_pad"][idx])
-        loss, _ = policy.forward(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss))
-    policy.eval()
-    model.save_adapter(policy, a.name, a.out)
-    return {"adapter": a.out, "losses": losses, "samples": n, "trainable": sum(p.numel() for p in params)}
+    """Adapter, LoRA or full training on bag samples (``core.smolvla.write_samples``) through the package's
+    training loop (``families/smolvla/train.py``)."""
+    cfg = train.SmolVLATrainConfig(method=a.method, name=a.name, rank=a.rank, sites=tuple(a.sites or model.SITES),
+                                   task=a.task, steps=a.steps, batch_size=a.batch, lr=a.lr, warmup_steps=a.warmup_steps,
+                                   seed=a.seed, resume=a.resume, save_every=a.save_every)
+    return train.train(cfg, a.checkpoint, a.samples, a.out, stop_after=a.stop_after)
 
 
 def cmd_bench(a: argparse.Namespace) -> dict[str, Any]:
@@ -339,13 +316,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--samples", required=True)
     s.add_argument("--name", required=True)
     s.add_argument("--out", required=True)
+    s.add_argument("--method", choices=train.METHODS, default="adapter")
     s.add_argument("--rank", type=int, default=16)
     s.add_argument("--sites", nargs="*")
     s.add_argument("--task", default="")
     s.add_argument("--steps", type=int, default=100)
     s.add_argument("--batch", type=int, default=8)
-    s.add_argument("--lr", type=float, default=1e-3)
+    s.add_argument("--lr", type=float, default=0.0, help="0: the method's default (core.config.DEFAULT_LR)")
+    s.add_argument("--warmup-steps", type=int, default=10)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--save-every", type=int, default=0)
+    s.add_argument("--resume", action="store_true")
+    s.add_argument("--stop-after", type=int, default=None)
     s = sub.add_parser("bench")
     s.add_argument("checkpoint")
     s.add_argument("--adapter", action="append", default=[])

@@ -13,6 +13,7 @@ MAIN_PY="${VLA_VENV:-$ROOT/.venv}/bin/python"
 
 [ -x "$MAIN_PY" ] || die "the main venv is missing ($MAIN_PY): run make setup first"
 base_py="$("$MAIN_PY" -c 'import sys; print(sys._base_executable)')"
+one_at_a_time lerobot
 req_hash="$(cat "$ROOT/requirements/lerobot.txt" <("$base_py" -VV) | sha256sum | cut -c1-16)"
 if stale lerobot "$req_hash" "$VENV/bin/python"; then
   log "creating $VENV ($("$base_py" -V 2>&1)): requirements/lerobot.txt (~2 min, ~8.4 GB)"

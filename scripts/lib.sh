@@ -8,3 +8,7 @@ log() { printf '\033[1m[%s]\033[0m %s\n' "$TAG" "$*" >&2; }
 die() { printf '[%s] error: %s\n' "$TAG" "$*" >&2; exit 1; }
 # stale NAME HASH PATH: true when stamp NAME does not hold HASH or PATH (what it made) is missing.
 stale() { [ "$(cat "$STAMPS/$1" 2>/dev/null)" != "$2" ] || [ ! -e "$3" ]; }
+# one_at_a_time NAME: holds an exclusive lock on build/stamps/NAME.lock until the script exits, so two
+# callers at once (parallel test workers, a test beside a tool) never build the same thing together:
+# the second waits, then finds the stamp fresh.
+one_at_a_time() { exec 9>"$STAMPS/$1.lock"; flock 9; }

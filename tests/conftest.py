@@ -36,6 +36,18 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 _LEASE = pytest.StashKey[dds_env.DomainLease]()
 
+# --- parallel runs (pytest-xdist; scripts/run_tests.sh runs `-n N --dist loadgroup`) --------------
+LEROBOT_FIXTURES = {"smolvla_dir", "lerobot_env"}  # every test that runs LeRobot's code needs one of these
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that run LeRobot's code go to one worker and first: one LeRobot venv build and one set of
+    its session fixtures per run, and on a fresh clone that build (minutes) overlaps the other workers."""
+    lerobot = [i for i in items if LEROBOT_FIXTURES & set(getattr(i, "fixturenames", ()))]
+    for item in lerobot:
+        item.add_marker(pytest.mark.xdist_group("lerobot"))
+    items[:] = lerobot + [i for i in items if i not in set(lerobot)]
+
 
 @pytest.fixture(scope="session")
 def ros_env() -> dict[str, str]:

@@ -210,7 +210,9 @@ def test_replay_waits_until_a_starting_node_answers(ros_env, tiny_model_dir, sta
     # the start-up must not cost is the beginning of the episode (seen before the fix: 20 of 32 lost).
     answered = rb.read_action_chunks(tmp_path / "out" / DEMO_BAG.name)
     assert f"{len(answered)}/{n}" in out and len(answered) >= n - 4, out
-    assert int(episode.stamps[0]) in answered, out  # the episode's first frame, played after the probe
+    # The episode's beginning, played after the probe (timed mode may still skip any one frame under load:
+    # seen at load 6 on 2 cores, frame 0 dropped behind frame 1 while the node was busy).
+    assert any(int(s) in answered for s in episode.stamps[:3]), out
 
 
 def test_replay_against_a_node_that_never_serves_exits_3(ros_env, tiny_model_dir, start_policy, make_driver):

@@ -105,7 +105,8 @@ ALLOWED = {
     "bags": {"names", "processing", "contract", "pairing", "decoding"},
     "decoding": {"processing", "contract"},
     "execution": {"names", "contract"},
-    "core": {"names", "processing", "contract", "pairing", "decoding", "bags", "runtime", "dds_env", "__init__",
+    # core.closed_loop drives the executor core (ROS-free, torch-free) in virtual time
+    "core": {"names", "processing", "contract", "pairing", "decoding", "bags", "runtime", "dds_env", "__init__", "execution",
              "tools.lerobot_dataset", "families.smolvla"},  # core.export runs the SmolVLA worker through families.smolvla.bridge
     "tools": {"runtime", "processing", "dds_env", "contract", "bags", "decoding", "ros.params", "__init__", "cli",
               "lerobot_venv"},

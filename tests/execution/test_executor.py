@@ -130,6 +130,46 @@ def test_delta_kinds_integrate_to_the_chunk_displacement_at_any_control_rate():
         assert cmds[0].value[3] == pytest.approx(0.3), "the gripper is an absolute command"
 
 
+@pytest.mark.parametrize("strategy", ["hold", "temporal_ensemble", "blend"])
+@pytest.mark.parametrize("latency_ms", [0, 5, 20, 24])  # < a camera period: chunks never run out
+def test_a_stream_of_equal_delta_chunks_moves_as_far_as_lockstep_under_every_strategy(strategy, latency_ms):
+    """The demo's executor path: 4-step chunks of 12.5 ms from a 40 Hz camera, answered ``latency`` later,
+    80 Hz ticks. Equal chunks mean a constant rate, so every strategy must move exactly rate x time, as
+    lockstep's steps do. Before the fix a blend's old side stopped at its chunk's end (its rates integrated
+    to zero past it) and the fade ran into that: 16.0 of 32 at 20 ms, 27.5 at 0 ms."""
+    ex = executor(SAWYER.actions, strategy=strategy, interpolation="linear", control_rate=80.0)
+    chunk = np.tile([0.5, -0.25, 0.0, 1.0], (4, 1))
+    frames = [T0 + k * 25_000_000 for k in range(40)]
+    moved, arrived = np.zeros(3), 0
+    for i in range(80):
+        t = T0 + i * 12_500_000
+        while arrived < len(frames) and frames[arrived] + latency_ms * 1_000_000 <= t:
+            ex.accept(frames[arrived], 0.0125, MW_NAMES, chunk, "a", frames[arrived] + latency_ms * 1_000_000)
+            arrived += 1
+        cmd = ex.command(t)
+        if i >= 16:  # after the start-up
+            assert cmd.state == "executing", (i, cmd.state)
+            moved += cmd.value[:3] * 0.0125
+    np.testing.assert_allclose(moved, 64 * chunk[0, :3], rtol=1e-9)
+
+
+def test_the_blend_leaves_the_last_tick_of_a_short_chunk_to_the_chunk_alone():
+    """A new chunk with two ticks left: the fade takes the first, the second executes the new chunk alone
+    (a fade ending with the chunk left every command a mix of older predictions: the lag that cost
+    faucet-open 12 of 30 episodes through the executor)."""
+    ex = executor(SAWYER.actions, strategy="blend", interpolation="step", control_rate=80.0, blend_window=0.1)
+    ex.accept(T0, 0.0125, MW_NAMES, np.full((4, 4), 0.1), "a", T0)
+    ticks(ex, T0, 2, 80.0)
+    stamp = T0 + 25_000_000
+    ex.accept(stamp, 0.0125, MW_NAMES, np.full((4, 4), 0.9), "a", stamp + 20_000_000)
+    fading, last = ticks(ex, stamp + 25_000_000, 2, 80.0)  # 25 ms of the new chunk left at the first tick
+    assert 0.1 / 0.0125 < fading.value[0] < 0.9 / 0.0125
+    assert last.value[0] == pytest.approx(0.9 / 0.0125) and last.value[3] == pytest.approx(0.9)
+    # one period or less left: nothing to fade over, the chunk takes over at once
+    ex.accept(stamp + 50_000_000, 0.0125, MW_NAMES, np.full((4, 4), 0.5), "a", stamp + 85_000_000)
+    assert ex.command(stamp + 87_500_000).value[0] == pytest.approx(0.5 / 0.0125)
+
+
 def test_delta_bounds_are_per_step_and_clamping_is_counted():
     ex = executor(SAWYER.actions, interpolation="step")
     ex.accept(T0, 0.0125, MW_NAMES, np.array([[3.0, 0.0, 0.0, 5.0]] * 4), "a", T0)

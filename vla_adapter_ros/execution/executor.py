@@ -359,10 +359,14 @@ class ChunkExecutor:
                 self._plan = EnsembleTrajectory([*keep, chunk], s.ensemble_m)
             else:
                 base = self._hold if self._hold is not None else self._plan
-                # The cross-fade ends while the new chunk still covers the time: a window longer than what is
-                # left of it (a 4-step chunk of 12.5 ms arriving 30 ms after its frame has 20 ms left) would
-                # keep mixing in predictions older than the newest for the whole window: a lag, not smoothing.
-                window = min(s.blend_window, max(0.0, (chunk.end_ns - now_ns) / NS))
+                # The cross-fade ends one control period before the new chunk does, so that at least the last
+                # tick inside it executes the new chunk alone. A window longer than what is left of the chunk
+                # (a 4-step chunk of 12.5 ms arriving 30 ms after its frame has 20 ms left) kept mixing in
+                # older predictions until the chunk ran out, and the hold/ramp after it started from that
+                # mix: with chunks that end before the next arrives, every command was an average of older
+                # ones (a lag: faucet-open 15/30 against 27/30 for hold, docs/BENCHMARKS.md). With less than
+                # a period left there is nothing to fade over: the chunk takes over at once, as under hold.
+                window = min(s.blend_window, max(0.0, (chunk.end_ns - now_ns) / NS - s.period))
                 self._plan = chunk if base is None or window <= 0 else BlendTrajectory(base, chunk, now_ns, window)
         if isinstance(self._plan, BlendTrajectory):
             self._plan, cut = settle(self._plan, now_ns, MAX_BLEND_DEPTH)

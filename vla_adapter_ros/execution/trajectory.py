@@ -91,11 +91,18 @@ class Trajectory:
     def velocity(self, t_ns: int) -> np.ndarray:
         return self.velocities(np.array([t_ns], np.int64))[0]
 
-    def mean(self, t0_ns: int, t1_ns: int) -> np.ndarray:
+    def mean(self, t0_ns: int, t1_ns: int, extend: bool = False) -> np.ndarray:
         """The average over ``[t0, t1)`` (rate dimensions; a tick's command holds for one period, so
         commanding the average makes the ticks integrate to the planned displacement). Exact for
         chunks and holds; a blend or an ensemble mixes its parts' averages (the weights at the
-        middle of the interval)."""
+        middle of the interval).
+
+        ``extend``: past its end a chunk's rates continue at its last rate (what :meth:`value`
+        gives there) instead of stopping. A plan the executor follows stops where it ends (a tick
+        straddling the end gets exactly what is left); the *old* side of a cross-fade extends: it
+        stands for the motion under way, and a rate that drops to zero at the old chunk's end would
+        fade every boundary towards standing still (measured: a stream of equal chunks lost up to
+        half its displacement under ``blend``, docs/BENCHMARKS.md)."""
         return self.value((t0_ns + t1_ns) // 2)
 
 
@@ -215,12 +222,15 @@ class ChunkTrajectory(Trajectory):
             out = np.where(self._rate_is_linear, lin, out)
         return out * self.dt
 
-    def mean(self, t0_ns: int, t1_ns: int) -> np.ndarray:
+    def mean(self, t0_ns: int, t1_ns: int, extend: bool = False) -> np.ndarray:
         """Rate dimensions averaged over [t0, t1); position dimensions are left at zero (not used)."""
         out = np.zeros(self.a)
         if self._rate.size:
             if t1_ns > t0_ns:
-                out[self._rate] = (self.integral(t1_ns) - self.integral(t0_ns)) * (NS / (t1_ns - t0_ns))
+                area = self.integral(t1_ns) - self.integral(t0_ns)
+                if extend and t1_ns > self.end_ns:  # the last rate goes on past the end
+                    area = area + self.values[-1, self._rate] * ((t1_ns - max(t0_ns, self.end_ns)) / NS)
+                out[self._rate] = area * (NS / (t1_ns - t0_ns))
             else:
                 out[self._rate] = self.value(t0_ns)[self._rate]
         return out
@@ -254,7 +264,7 @@ class HoldTrajectory(Trajectory):
         tau = min(max(0.0, (t_ns - self.start_ns) / NS), self.ramp_s)
         return tau - tau * tau / (2.0 * self.ramp_s) if self.ramp_s > 0 else 0.0
 
-    def mean(self, t0_ns: int, t1_ns: int) -> np.ndarray:
+    def mean(self, t0_ns: int, t1_ns: int, extend: bool = False) -> np.ndarray:
         if t1_ns <= t0_ns:
             return self.value(t0_ns)
         factor = (self._travelled(t1_ns) - self._travelled(t0_ns)) * NS / (t1_ns - t0_ns)
@@ -296,13 +306,13 @@ class BlendTrajectory(Trajectory):
             out[fading] = (1.0 - a) * self.old.sample(t) + a * out[fading]
         return out
 
-    def mean(self, t0_ns: int, t1_ns: int) -> np.ndarray:
+    def mean(self, t0_ns: int, t1_ns: int, extend: bool = False) -> np.ndarray:
         if t0_ns >= self.end_ns:
-            return self.new.mean(t0_ns, t1_ns)
+            return self.new.mean(t0_ns, t1_ns, extend)
         if t1_ns <= self.start_ns:
-            return self.old.mean(t0_ns, t1_ns)
+            return self.old.mean(t0_ns, t1_ns, True)
         a = smootherstep(((t0_ns + t1_ns) / 2 - self.start_ns) / (self.end_ns - self.start_ns))
-        return (1.0 - a) * self.old.mean(t0_ns, t1_ns) + a * self.new.mean(t0_ns, t1_ns)
+        return (1.0 - a) * self.old.mean(t0_ns, t1_ns, True) + a * self.new.mean(t0_ns, t1_ns, extend)
 
     def depth(self) -> int:
         return 1 + (self.old.depth() if isinstance(self.old, BlendTrajectory) else 0)
@@ -342,9 +352,9 @@ class EnsembleTrajectory(Trajectory):
         weights = self._weights(times_ns)
         return sum(w[:, None] * c.sample(times_ns) for w, c in zip(weights, self.chunks, strict=True) if w.any())
 
-    def mean(self, t0_ns: int, t1_ns: int) -> np.ndarray:
+    def mean(self, t0_ns: int, t1_ns: int, extend: bool = False) -> np.ndarray:
         weights = self._weights(np.array([(t0_ns + t1_ns) // 2], np.int64))[:, 0]
-        return sum(w * c.mean(t0_ns, t1_ns) for w, c in zip(weights, self.chunks, strict=True) if w > 0)
+        return sum(w * c.mean(t0_ns, t1_ns, extend) for w, c in zip(weights, self.chunks, strict=True) if w > 0)
 
 
 def settle(plan: Trajectory, now_ns: int, max_depth: int) -> tuple[Trajectory, int]:

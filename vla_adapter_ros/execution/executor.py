@@ -69,7 +69,7 @@ class ExecutorSettings:
     ramp_time: float = 0.2  # s for every velocity to reach zero with no fresh chunk
     # s a rate keeps the newest chunk's last value past the chunk's end before its ramp starts (at the end, not at
     # the first tick after it; velocity kinds: zero at most chunk_end_grace + ramp_time after the end)
-    chunk_end_grace: float = 0.0
+    chunk_end_grace: float = 0.025
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.control_rate) and 1.0 <= self.control_rate <= 2000.0):

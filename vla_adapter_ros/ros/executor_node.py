@@ -98,7 +98,7 @@ class ExecutorConfig(NodeConfig):
                                         RUNTIME, min=0.0, max=3600.0)
     ramp_time: float = param(0.2, "s within which every velocity reaches zero when no fresh chunk is left; "
                                   "0 = hold at once", RUNTIME, min=0.0, max=60.0)
-    chunk_end_grace: float = param(0.0, "s velocity kinds keep the newest chunk's last rate past its end before the "
+    chunk_end_grace: float = param(0.025, "s velocity kinds keep the newest chunk's last rate past its end before the "
                                         "ramp (zero within chunk_end_grace + ramp_time of the end); positions hold",
                                    RUNTIME, min=0.0, max=1.0)
     # --- topics ---

@@ -13,8 +13,11 @@ function of the settings, whatever the machine's load. ``lockstep`` is the in-pr
 bit) on the same seeds (100000 on) and instructions.
 
 ``--decompose`` adds rows that change one thing at a time from the default (cubic interpolation,
-0.1 s blend window, ticks in phase with the simulator): interpolation ``step``/``linear``, blend
-windows, ticks half a period ahead of the simulator's steps, one frame per chunk (20 Hz).
+0.1 s blend window, ticks in phase with the simulator), at each of ``--decompose-latencies``:
+interpolation ``step``/``linear``, ticks ahead of the simulator's steps by each of ``--phases``
+(fractions of a control period; on a wall clock the phase is arbitrary), one frame per chunk
+(20 Hz), and at the largest of them blend windows. ``--chunk-end-grace`` sets the executor's
+parameter for every row (what the default was chosen from).
 
 Prints the tables, writes ``bench_closed_loop.json`` and ``bench_closed_loop.png`` under ``--out``.
 """
@@ -56,13 +59,21 @@ class Row:
 def rows(args: argparse.Namespace) -> list[Row]:
     out = [Row("", s, lat) for lat in args.latencies for s in args.strategies]
     if args.decompose:
-        lat = max(args.latencies)
-        for s in args.strategies:
-            out += [Row(f"interp {i}", s, lat, interpolation=i) for i in ("step", "linear")]
-            out.append(Row("ticks lead 6.25 ms", s, lat, tick_lead=0.5 / args.control_rate))
-            out.append(Row("camera 20 Hz", s, lat, camera_rate=20.0))
-        out += [Row(f"window {w * 1e3:.0f} ms", "blend", lat, blend_window=w) for w in (0.0125, 0.025, 0.05)]
-        out += [Row("lockstep-like: step, 20 Hz", "hold", 0.0, interpolation="step", camera_rate=20.0)]
+        kinds = args.decompose_kinds
+        for lat in args.decompose_latencies:
+            for s in args.strategies:
+                if "interp" in kinds:
+                    out += [Row(f"interp {i}", s, lat, interpolation=i) for i in ("step", "linear")]
+                if "phase" in kinds:
+                    out += [Row(f"ticks lead {f * 1e3 / args.control_rate:.2f} ms", s, lat,
+                                tick_lead=f / args.control_rate) for f in args.phases]
+                if "camera" in kinds:
+                    out.append(Row("camera 20 Hz", s, lat, camera_rate=20.0))
+        lat = max(args.decompose_latencies)
+        if "window" in kinds:
+            out += [Row(f"window {w * 1e3:.0f} ms", "blend", lat, blend_window=w) for w in (0.0125, 0.025, 0.05)]
+        if "lockstep" in kinds:
+            out += [Row("lockstep-like: step, 20 Hz", "hold", 0.0, interpolation="step", camera_rate=20.0)]
     return out
 
 
@@ -73,7 +84,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     k = int(source.policy.manifest.actions.chunk_length)
     dims = metaworld_dims()
     res: dict[str, Any] = {"episodes": args.episodes, "seed_start": args.seed_start, "camera_rate": args.camera_rate,
-                           "control_rate": args.control_rate, "tasks": {}}
+                           "control_rate": args.control_rate, "chunk_end_grace": args.chunk_end_grace, "tasks": {}}
     for name in args.tasks:
         task = canonical_task(name)
         source.policy.switch(by_task[task])
@@ -85,7 +96,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for row in rows(args):
             t0 = time.perf_counter()
             settings = ExecutorSettings(args.control_rate, strategy=row.strategy, interpolation=row.interpolation,
-                                        blend_window=row.blend_window)
+                                        blend_window=row.blend_window, chunk_end_grace=args.chunk_end_grace)
             timing = LoopTiming(latency=row.latency, camera_rate=row.camera_rate or args.camera_rate,
                                 tick_lead=row.tick_lead)
             r = evaluate_executor_task(task, source, settings, timing, episodes=args.episodes,
@@ -162,11 +173,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--camera-rate", type=float, default=40.0, help="Hz (the demo's real-time simulator: 40)")
     ap.add_argument("--control-rate", type=float, default=80.0, help="executor Hz (the contract's 80)")
     ap.add_argument("--decompose", action="store_true", help="also one-change-at-a-time rows (see the docstring)")
+    ap.add_argument("--decompose-latencies", default="", help="latencies of the --decompose rows (default: the largest "
+                                                               "of --latencies)")
+    ap.add_argument("--decompose-kinds", default="interp,phase,camera,window,lockstep",
+                    help="--decompose: which rows, comma-separated")
+    ap.add_argument("--phases", default="0.5", help="--decompose: tick leads in control periods, comma-separated")
+    ap.add_argument("--chunk-end-grace", type=float, default=ExecutorSettings.chunk_end_grace,
+                    help="s; the executor's chunk_end_grace for every row")
     ap.add_argument("--out", type=Path, default=Path("artifacts/bench_closed_loop"))
     args = ap.parse_args(argv)
     args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     args.latencies = [float(x) for x in args.latencies.split(",")]
     args.strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    args.decompose_latencies = ([float(x) for x in args.decompose_latencies.split(",")] if args.decompose_latencies
+                                else [max(args.latencies)])
+    args.phases = [float(x) for x in args.phases.split(",")]
+    args.decompose_kinds = {k.strip() for k in args.decompose_kinds.split(",")}
     t0 = time.perf_counter()
     res = run(args)
     res["seconds"] = time.perf_counter() - t0

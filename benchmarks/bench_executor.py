@@ -216,13 +216,19 @@ def table(res: dict[str, Any]) -> str:
                      f"{r['age_p50_ms']:.1f} / {r['age_p99_ms']:.1f} |")
     lines.append(f"| blend / hold | {s['blend_over_hold']:.3f} (goal <= {GOAL_BLEND_RATIO}: "
                  f"{'met' if s['goal_met'] else 'not met'}) | |")
-    lines += ["", "| ROS-free core, 100 Hz: max velocity jump per tick (rad/s), max acceleration (rad/s^2) | "
-              + " | ".join(("hold", "temporal_ensemble", "blend")) + " |", "|---|---|---|---|"]
+    return "\n".join([*lines, "", core_table(res["core"])])
+
+
+def core_table(core: dict[str, Any]) -> str:
+    lines = ["| ROS-free core, 100 Hz: max velocity jump per tick (rad/s), max acceleration (rad/s^2) | "
+             + " | ".join(("hold", "temporal_ensemble", "blend")) + " |", "|---|---|---|---|"]
     for interpolation in ("step", "linear", "cubic", "spline"):
         for noise, what in ((NOISE, "chunks disagree"), (0.0, "chunks agree")):
-            cells = [res["core"][f"{interpolation}/{noise:g}/{s}"] for s in ("hold", "temporal_ensemble", "blend")]
+            cells = [core[f"{interpolation}/{noise:g}/{s}"] for s in ("hold", "temporal_ensemble", "blend")]
             lines.append(f"| {interpolation}, {what} | "
                          + " | ".join(f"{c['max_velocity_jump']:.3f}, {c['max_acceleration']:.0f}" for c in cells) + " |")
+    ratio = core[f"cubic/{NOISE:g}/blend"]["max_velocity_jump"] / core[f"cubic/{NOISE:g}/hold"]["max_velocity_jump"]
+    lines.append(f"(cubic, chunks disagree: blend / hold = {ratio:.3f}, goal <= {GOAL_BLEND_RATIO})")
     return "\n".join(lines)
 
 
@@ -259,7 +265,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--loops", default="timer,thread,thread_fifo", help=f"from {list(LOOPS)}, comma-separated")
     ap.add_argument("--smooth-seconds", type=float, default=20.0, help="seconds per strategy; 0 = skip")
     ap.add_argument("--out", default="artifacts/bench_executor")
+    ap.add_argument("--core-only", action="store_true", help="only the ROS-free core's smoothness table (seconds)")
     args = ap.parse_args(argv)
+    if args.core_only:
+        print(core_table(core_smoothness()))
+        return 0
     args.rates = [float(r) for r in args.rates.split(",") if r]
     args.loops = [loop for loop in args.loops.split(",") if loop]
     unknown = set(args.loops) - set(LOOPS)

@@ -231,6 +231,84 @@ def test_no_fresh_chunk_ramps_rates_to_zero_within_ramp_time_and_stops_positions
     assert held[0].value[0] == pytest.approx(cmds[10].value[0] + 1.0 * 0.2 / 2, abs=0.011), "stops after v*T/2"
 
 
+PERIOD_80 = 12_500_000  # ns, Meta-World's step and the executor's 80 Hz
+
+
+@pytest.mark.parametrize("phase", [0.0, 0.25, 0.5, 0.75])
+@pytest.mark.parametrize("grace", [0.0, 0.025])
+def test_the_tick_overlapping_a_chunks_end_integrates_the_last_rate_then_the_ramp(phase, grace):
+    """A tick [t, t + P) with the chunk's end at t + f*P: the chunk's last rate over f*P, then the no-fresh-chunk
+    tail from the end (the last rate up to end + grace, then the linear ramp over ramp_time). Before, the part
+    past the end counted zero (the tick commanded f of the rate) and the ramp started from that fraction."""
+    ex = executor(SAWYER.actions, strategy="hold", interpolation="step", control_rate=80.0, ramp_time=0.2,
+                  chunk_end_grace=grace)
+    rate = 0.5 / 0.0125  # 40 m/s in command space: 4 steps of 0.5
+    end = T0 + 4 * PERIOD_80
+    ex.accept(T0, 0.0125, MW_NAMES, np.tile([0.5, -0.25, 0.0, 1.0], (4, 1)), "a", T0)
+    cmds = [ex.command(T0 + int(round((phase + i) * PERIOD_80))) for i in range(30)]  # ticks at T0 + (phase + i) P
+    straddle = 3 if phase > 0 else None  # [T0 + (3 + phase) P, T0 + (4 + phase) P) holds the end
+    covered = 1.0 - phase  # the part of the straddling tick before the end
+
+    def tail_mean(a: float, b: float) -> float:  # mean rate factor over [a, b) s after the end
+        def travelled(s: float) -> float:
+            s -= grace
+            return s if s <= 0 else min(s, 0.2) - min(s, 0.2) ** 2 / 0.4
+        return (travelled(b) - travelled(a)) / (b - a)
+
+    if straddle is not None:
+        c = cmds[straddle]
+        assert c.state == "executing"
+        want = covered + phase * tail_mean(0.0, phase * 0.0125)
+        assert c.value[0] == pytest.approx(rate * want, rel=1e-9), (c.value[0] / rate, want)
+        assert c.value[0] >= 0.98 * rate, "a chunk's end costs no motion"
+    # afterwards: the tail, monotone down to zero by end + grace + ramp_time, the gripper (a position) held
+    after = [c for c in cmds if c.stamp_ns >= end]
+    assert after[0].state == "ramping"
+    for c in after:
+        a = (c.stamp_ns - end) / NS
+        assert c.value[0] == pytest.approx(rate * tail_mean(a, a + 0.0125), rel=1e-9, abs=1e-9)
+        assert c.value[3] == 1.0
+    xs = [c.value[0] for c in cmds[3:]]
+    assert all(b <= a + 1e-9 for a, b in zip(xs, xs[1:], strict=False))
+    done = [c for c in cmds if c.stamp_ns >= end + int((grace + 0.2) * NS)]
+    assert done and all(c.value[0] == 0.0 and c.state == "holding" for c in done), "the ramp bound holds"
+    # from the first tick on: the chunk's 4 deltas less the phase*P before that tick, plus the tail's v*(grace + T/2)
+    moved = sum(c.value[0] for c in cmds) * 0.0125
+    assert moved == pytest.approx(4 * 0.5 - rate * phase * 0.0125 + rate * (grace + 0.1), rel=1e-9)
+
+
+@pytest.mark.parametrize("strategy", ["hold", "temporal_ensemble", "blend"])
+@pytest.mark.parametrize("phase", [0.0, 0.25, 0.5, 0.75])
+def test_chunks_that_run_out_before_the_next_arrives_move_alike_at_every_tick_phase(strategy, phase):
+    """The demo's timing at 33 ms (4-step chunks from a 40 Hz camera: each ends 8 ms before the next arrives),
+    with the ticks ``phase`` of a period ahead of the simulator's steps. With chunk_end_grace 25 ms (the gap
+    plus a tick) equal chunks keep their rate exactly; with none the ramp costs a few percent, whatever the
+    phase. Before, half a period out of phase every other tick commanded half the rate."""
+    moved = {}
+    for grace in (0.025, 0.0):
+        ex = executor(SAWYER.actions, strategy=strategy, interpolation="linear", control_rate=80.0,
+                      chunk_end_grace=grace)
+        chunk = np.tile([0.5, -0.25, 0.0, 1.0], (4, 1))
+        frames = [T0 + k * 25_000_000 for k in range(40)]
+        lead = int(round(phase * PERIOD_80))
+        total, arrived, rates = np.zeros(3), 0, []
+        for i in range(80):
+            t = T0 + i * PERIOD_80 - lead
+            while arrived < len(frames) and frames[arrived] + 33_000_000 <= t:
+                ex.accept(frames[arrived], 0.0125, MW_NAMES, chunk, "a", frames[arrived] + 33_000_000)
+                arrived += 1
+            cmd = ex.command(t)
+            if i >= 16:
+                total += cmd.value[:3] * 0.0125
+                rates.append(cmd.value[0])
+        moved[grace] = total
+        if grace:
+            np.testing.assert_allclose(total, 64 * chunk[0, :3], rtol=1e-9)
+        else:
+            assert min(rates) >= 0.9 * 40.0, (phase, min(rates) / 40.0)
+    assert moved[0.0][0] >= 0.95 * moved[0.025][0]
+
+
 def test_a_chunk_that_ends_leaves_positions_where_it_ended():
     ex = executor(strategy="hold", interpolation="linear", ramp_time=0.2)
     ex.accept(T0, 0.05, ARM_NAMES, np.array([[0.0, 0.0, 0.04], [0.05, -0.05, 0.0]]), "a", T0)
@@ -313,6 +391,8 @@ def test_bad_settings_are_refused_quoting_the_value():
     with pytest.raises(ExecutionError, match="ramp_time .* got -1"):
         ex.update(ramp_time=-1)
     assert ex.settings.ramp_time == 0.2
+    with pytest.raises(ExecutionError, match="chunk_end_grace .* got nan"):
+        ex.update(chunk_end_grace=float("nan"))
 
 
 def test_a_blend_never_outlasts_the_new_chunk():

@@ -167,3 +167,23 @@ def test_temporal_ensemble_weights_older_chunks_by_exp_minus_m_i():
     ens = EnsembleTrajectory([a, b], 0.01)
     assert ens.value(STAMP + int(0.05 * NS))[0] == 1.0  # only a covers that time
     assert ens.voters(a.end_ns + 1) == [b]
+
+
+def test_a_hold_timed_from_a_chunk_end_keeps_the_rate_until_then_and_ramps_after():
+    """``rates_from_ns`` (the chunk's end + grace) may lie before or after the hold's first tick: rates keep
+    v0 up to it and reach zero ``ramp_s`` after it; positions ramp from the hold's start as before."""
+    start, rates_from = int(0.1 * NS), int(0.05 * NS)
+    hold = HoldTrajectory(start, np.array([1.0, 0.0]), np.array([2.0, 4.0]), np.array([True, False]), ramp_s=0.2,
+                          rates_from_ns=rates_from)
+    np.testing.assert_allclose(hold.value(start), [1.0, 4.0 * (1 - 0.05 / 0.2)])
+    np.testing.assert_allclose(hold.value(int(0.25 * NS)), [1.0 + 2.0 * (0.15 - 0.0225 / 0.4), 0.0])
+    assert hold.ramping(int(0.24 * NS)) and hold.ramping(int(0.26 * NS)) and not hold.ramping(int(0.3 * NS))
+    # the mean over an interval straddling rates_from: the full rate before it, the ramp after it
+    mean = hold.mean(0, int(0.1 * NS))[1]
+    assert mean == pytest.approx(4.0 * (0.05 + 0.05 - 0.0025 / 0.4) / 0.1)
+    # a grace: rates_from after the start; with ramp 0 the rate drops to zero there
+    step = HoldTrajectory(0, np.zeros(2), np.array([0.0, 4.0]), np.array([True, False]), ramp_s=0.0,
+                          rates_from_ns=int(0.02 * NS))
+    np.testing.assert_allclose([step.value(int(0.01 * NS))[1], step.value(int(0.02 * NS))[1]], [4.0, 0.0])
+    assert step.mean(0, int(0.04 * NS))[1] == pytest.approx(2.0)
+    assert step.ramping(int(0.01 * NS)) and not step.ramping(int(0.02 * NS))

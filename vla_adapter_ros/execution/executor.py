@@ -67,6 +67,9 @@ class ExecutorSettings:
     blend_window: float = 0.1  # s
     stale_policy_timeout: float = 0.5  # s without any chunk: hold/ramp; 0 = off
     ramp_time: float = 0.2  # s for every velocity to reach zero with no fresh chunk
+    # s a rate keeps the newest chunk's last value past the chunk's end before its ramp starts (at the end, not at
+    # the first tick after it; velocity kinds: zero at most chunk_end_grace + ramp_time after the end)
+    chunk_end_grace: float = 0.025
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.control_rate) and 1.0 <= self.control_rate <= 2000.0):
@@ -75,7 +78,8 @@ class ExecutorSettings:
             raise ExecutionError(f"strategy must be one of {list(STRATEGIES)}, got {self.strategy!r}")
         if self.interpolation not in INTERPOLATIONS:
             raise ExecutionError(f"interpolation must be one of {list(INTERPOLATIONS)}, got {self.interpolation!r}")
-        for name in ("max_chunk_age", "max_clock_skew", "blend_window", "stale_policy_timeout", "ramp_time"):
+        for name in ("max_chunk_age", "max_clock_skew", "blend_window", "stale_policy_timeout", "ramp_time",
+                     "chunk_end_grace"):
             v = getattr(self, name)
             if not (math.isfinite(v) and 0.0 <= v <= 3600.0):
                 raise ExecutionError(f"{name} must be in [0, 3600] s, got {v!r}")
@@ -318,7 +322,10 @@ class ChunkExecutor:
                     self._set_state("idle", why)
                     return self._empty(now_ns, "idle")
                 if self._hold is None:
-                    self._hold = self._make_hold(now_ns, s.ramp_time)
+                    # After the plan's end its tail (the ramp timed from the end); a policy gone stale while
+                    # the plan still covers the tick: the ramp from the last command, from now.
+                    ended = self._plan is not None and not self._plan.covers(now_ns)
+                    self._hold = self._tail(self._plan, now_ns) if ended else self._make_hold(now_ns, s.ramp_time)
                 target = self._target(self._hold, now_ns)
                 limited = self._limiter.apply(target, self._last_value, self._last_velocity, period,
                                               accelerate=False)
@@ -337,12 +344,38 @@ class ChunkExecutor:
                           source.newest_stamp_ns, source.adapter or self._adapter)
             return self._with_preview(cmd, source, preview_points) if preview_points > 0 else cmd
 
+    def _tail(self, plan: Trajectory | None, now_ns: int) -> HoldTrajectory:
+        """What follows the plan's end when no chunk is fresh: positions hold from the last command (as
+        :meth:`_make_hold`); rates keep the plan's last rate up to ``end + chunk_end_grace`` and ramp to zero
+        within ``ramp_time`` after that. Timed from the plan's end, not from the first tick after it, so a
+        chunk's end costs no motion whatever the phase of the ticks (docs/BENCHMARKS.md, "tick phase")."""
+        assert plan is not None
+        s = self.settings
+        end = min(plan.covered_until_ns(), now_ns)
+        planned = plan.value(end - 1)  # rates: the last ones the plan gives (a chunk's last action)
+        position = self._last_value if self._last_value is not None else planned
+        last = self._last_velocity if self._last_velocity is not None else np.zeros(len(self.dims))
+        velocity = np.where(self.is_position, last, planned)
+        return HoldTrajectory(now_ns, position, velocity, self.is_position, s.ramp_time,
+                              plan.newest_stamp_ns, rates_from_ns=end + int(round(s.chunk_end_grace * NS)))
+
     def _target(self, plan: Trajectory, now_ns: int) -> np.ndarray:
-        """Positions as planned at the tick; rates averaged over the tick (so deltas add up exactly)."""
+        """Positions as planned at the tick; rates averaged over the tick (so deltas add up exactly).
+
+        A tick that outlasts the plan's end commands the plan's rates up to the end and, after it, what
+        the executor would do without a fresh chunk (:meth:`_tail`: the last rate, then the ramp). Counting
+        zero past the end instead halved such a tick's rate and started the ramp from that half: with ticks
+        half a period out of phase with the simulator, faucet-open at 33 ms fell from 10/10 to 6/10."""
         value = plan.value(now_ns)
         if self._all_positions:
             return value
-        return np.where(self.is_position, value, plan.mean(now_ns, now_ns + int(round(self.settings.period * NS))))
+        t1 = now_ns + int(round(self.settings.period * NS))
+        end = plan.covered_until_ns()
+        if end >= t1 or end <= now_ns:
+            return np.where(self.is_position, value, plan.mean(now_ns, t1))
+        tail = self._tail(plan, end)
+        rates = (plan.mean(now_ns, end) * (end - now_ns) + tail.mean(end, t1) * (t1 - end)) / (t1 - now_ns)
+        return np.where(self.is_position, value, rates)
 
     def _promote(self, now_ns: int) -> None:
         """The pending chunk joins the plan at this tick."""

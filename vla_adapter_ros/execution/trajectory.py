@@ -80,6 +80,10 @@ class Trajectory:
     def covers(self, t_ns: int) -> bool:
         raise NotImplementedError
 
+    def covered_until_ns(self) -> int:
+        """The end of what it plans (exclusive): where the executor's hold / ramp takes over."""
+        raise NotImplementedError
+
     def value(self, t_ns: int) -> np.ndarray:
         return self.sample(np.array([t_ns], np.int64))[0]
 
@@ -174,6 +178,9 @@ class ChunkTrajectory(Trajectory):
     def covers(self, t_ns: int) -> bool:
         return self.stamp_ns <= t_ns < self.end_ns
 
+    def covered_until_ns(self) -> int:
+        return self.end_ns
+
     def knot_times_ns(self) -> np.ndarray:
         if self._knots is None:
             self._knots = self.stamp_ns + np.round(np.arange(self.k) * self.dt * NS).astype(np.int64)
@@ -242,11 +249,18 @@ class HoldTrajectory(Trajectory):
     Position dimensions start at ``position`` moving at ``velocity`` and stop after travelling
     ``velocity * ramp_s / 2``, then hold; rate dimensions go from ``velocity`` to 0. ``ramp_s = 0``
     is an immediate hold / zero velocity (``~/stop``). The ramp is bounded in time on purpose: a
-    stop is never stretched by an acceleration limit."""
+    stop is never stretched by an acceleration limit.
+
+    ``rates_from_ns``: when the rate dimensions start ramping (default ``start_ns``). After a chunk
+    ends it is the chunk's end plus the executor's ``chunk_end_grace``, which may lie before the
+    hold's first tick: the rates keep their value up to it and reach zero ``ramp_s`` after it,
+    whenever the control ticks fall (joint_trajectory_controller's ``cmd_timeout`` is likewise
+    counted from the trajectory's last point, not from the tick that noticed)."""
 
     def __init__(self, start_ns: int, position: np.ndarray, velocity: np.ndarray, is_position: np.ndarray,
-                 ramp_s: float, newest_stamp_ns: int = 0) -> None:
+                 ramp_s: float, newest_stamp_ns: int = 0, rates_from_ns: int | None = None) -> None:
         self.start_ns = int(start_ns)
+        self.rates_from_ns = self.start_ns if rates_from_ns is None else int(rates_from_ns)
         self.p0 = np.asarray(position, np.float64).copy()
         self.v0 = np.asarray(velocity, np.float64).copy()
         self.is_position = np.asarray(is_position, bool)
@@ -256,26 +270,39 @@ class HoldTrajectory(Trajectory):
     def covers(self, t_ns: int) -> bool:
         return t_ns >= self.start_ns
 
-    def ramping(self, t_ns: int) -> bool:
-        return (t_ns - self.start_ns) / NS < self.ramp_s and bool(np.any(self.v0 != 0.0))
+    def covered_until_ns(self) -> int:
+        return 2**62  # a hold never runs out
 
-    def _travelled(self, t_ns: int) -> float:
-        """Integral of the ramp's rate factor (1 - tau/T) from the start to ``t``, in seconds."""
-        tau = min(max(0.0, (t_ns - self.start_ns) / NS), self.ramp_s)
+    def ramping(self, t_ns: int) -> bool:
+        moving = self.v0 != 0.0
+        positions = (t_ns - self.start_ns) / NS < self.ramp_s and bool(np.any(moving & self.is_position))
+        rates = (t_ns - self.rates_from_ns) / NS < self.ramp_s and bool(np.any(moving & ~self.is_position))
+        return positions or rates
+
+    def _travelled(self, t_ns: int, from_ns: int) -> float:
+        """Integral of the ramp's rate factor (1 - tau/T) from ``from_ns`` to ``t``, in seconds (negative before)."""
+        s = (t_ns - from_ns) / NS
+        if s <= 0.0:
+            return s  # before the ramp: the full rate
+        tau = min(s, self.ramp_s)
         return tau - tau * tau / (2.0 * self.ramp_s) if self.ramp_s > 0 else 0.0
 
     def mean(self, t0_ns: int, t1_ns: int, extend: bool = False) -> np.ndarray:
         if t1_ns <= t0_ns:
             return self.value(t0_ns)
-        factor = (self._travelled(t1_ns) - self._travelled(t0_ns)) * NS / (t1_ns - t0_ns)
+        factor = (self._travelled(t1_ns, self.rates_from_ns) - self._travelled(t0_ns, self.rates_from_ns)) \
+            * NS / (t1_ns - t0_ns)
         return np.where(self.is_position, self.value(t0_ns), self.v0 * factor)
 
     def sample(self, times_ns: np.ndarray) -> np.ndarray:
-        tau = np.clip((np.asarray(times_ns, np.int64) - self.start_ns) / NS, 0.0, self.ramp_s)[:, None]
+        times_ns = np.asarray(times_ns, np.int64)
+        tau = np.clip((times_ns - self.start_ns) / NS, 0.0, self.ramp_s)[:, None]
+        tau_rates = np.clip((times_ns - self.rates_from_ns) / NS, 0.0, self.ramp_s)[:, None]
         if self.ramp_s <= 0.0:
-            travelled, rate = np.zeros_like(tau), np.zeros_like(tau)
+            travelled = np.zeros_like(tau)
+            rate = (times_ns < self.rates_from_ns).astype(np.float64)[:, None]
         else:
-            travelled, rate = tau - tau * tau / (2.0 * self.ramp_s), 1.0 - tau / self.ramp_s
+            travelled, rate = tau - tau * tau / (2.0 * self.ramp_s), 1.0 - tau_rates / self.ramp_s
         return np.where(self.is_position, self.p0 + self.v0 * travelled, self.v0 * rate)
 
 
@@ -295,6 +322,9 @@ class BlendTrajectory(Trajectory):
 
     def covers(self, t_ns: int) -> bool:
         return self.new.covers(t_ns)
+
+    def covered_until_ns(self) -> int:
+        return self.new.covered_until_ns()
 
     def sample(self, times_ns: np.ndarray) -> np.ndarray:
         times_ns = np.asarray(times_ns, np.int64)
@@ -334,6 +364,9 @@ class EnsembleTrajectory(Trajectory):
 
     def covers(self, t_ns: int) -> bool:
         return any(c.covers(t_ns) for c in self.chunks)
+
+    def covered_until_ns(self) -> int:
+        return max(c.end_ns for c in self.chunks)
 
     def voters(self, t_ns: int) -> list[ChunkTrajectory]:
         return [c for c in self.chunks if c.stamp_ns <= t_ns < c.vote_end_ns]

@@ -166,7 +166,7 @@ class ExecutorReport:
             values.update({f"{group}.{k}": v for k, v in sorted(core[group].items())})
         values["errors_total"] = sum(errors.values())
         values.update({f"errors.{k}": v for k, v in sorted(errors.items())})
-        for key in ("max_chunk_age", "stale_policy_timeout", "ramp_time", "blend_window"):
+        for key in ("max_chunk_age", "stale_policy_timeout", "ramp_time", "chunk_end_grace", "blend_window"):
             values[f"{key}_s"] = getattr(config, key)
         values["last_refusal"] = core["last_refusal"]
         values["last_error"] = last_error

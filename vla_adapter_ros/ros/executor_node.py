@@ -98,6 +98,9 @@ class ExecutorConfig(NodeConfig):
                                         RUNTIME, min=0.0, max=3600.0)
     ramp_time: float = param(0.2, "s within which every velocity reaches zero when no fresh chunk is left; "
                                   "0 = hold at once", RUNTIME, min=0.0, max=60.0)
+    chunk_end_grace: float = param(0.025, "s velocity kinds keep the newest chunk's last rate past its end before the "
+                                        "ramp (zero within chunk_end_grace + ramp_time of the end); positions hold",
+                                   RUNTIME, min=0.0, max=1.0)
     # --- topics ---
     chunk_topic: str = param("/vla/action", "vla_adapter_interfaces/ActionChunk input", topic=True)
     # --- lifecycle and diagnostics ---
@@ -114,11 +117,12 @@ class ExecutorConfig(NodeConfig):
         return ExecutorSettings(control_rate=control_rate, strategy=self.strategy, interpolation=self.interpolation,
                                 max_chunk_age=self.max_chunk_age, max_clock_skew=self.max_clock_skew,
                                 ensemble_m=self.ensemble_m, blend_window=self.blend_window,
-                                stale_policy_timeout=self.stale_policy_timeout, ramp_time=self.ramp_time)
+                                stale_policy_timeout=self.stale_policy_timeout, ramp_time=self.ramp_time,
+                                chunk_end_grace=self.chunk_end_grace)
 
 
 RUNTIME_SETTINGS = ("max_chunk_age", "max_clock_skew", "ensemble_m", "blend_window", "stale_policy_timeout",
-                    "ramp_time")
+                    "ramp_time", "chunk_end_grace")
 
 
 class ExecutorNode(ReleasingLifecycleNode):

@@ -36,6 +36,7 @@ from vla_adapter_ros.runtime import manifest as mf
 from vla_adapter_ros.runtime import manifest_smolvla as ms
 from vla_adapter_ros.runtime.smolvla import SmolVLAPolicy
 
+from .artifacts import write_manifest
 from .errors import ExportError
 from .graph import ADAPTER_INPUT_PREFIX, write_adapter_file
 
@@ -92,7 +93,7 @@ def export_smolvla(checkpoint: str | Path, adapters: Sequence[str | Path], out: 
                 raise ExportError(f"parity failed: max |diff| {worst:.3e} > {tolerance:g} (or the token ids differ)")
             from dataclasses import replace
 
-            _write_manifest(replace(manifest, parity={
+            write_manifest(replace(manifest, parity={
                 "tolerance": tolerance, "passed": True, "rows": rows,
                 "reference": f"LeRobot {meta['versions']['lerobot']} predict_action_chunk, torch {meta['versions']['torch']}, "
                              "CPU float32, same noise"}))
@@ -156,7 +157,7 @@ def _write_directory(tmp: Path, stage: Path, meta: dict[str, Any], name: str, lo
         adapters=tuple(_adapter_spec(n, a) for n, a in meta["adapters"].items()),
         default_adapter=next(iter(meta["adapters"])),
     )
-    return _write_manifest(manifest)
+    return write_manifest(manifest)
 
 
 def _adapter_spec(name: str, info: dict[str, Any]) -> mf.AdapterSpec:
@@ -177,17 +178,6 @@ def _per_action(values: Sequence[float] | None, default: float, n: int) -> tuple
     if len(v) != n:
         raise ExportError(f"action bounds need 1 or {n} values, got {len(v)}")
     return tuple(v)
-
-
-def _write_manifest(manifest: ms.SmolVLAManifest) -> ms.SmolVLAManifest:
-    manifest = manifest.with_files(mf.hash_directory(manifest.root))
-    data = manifest.to_dict()
-    try:
-        ms.SmolVLAManifest.from_dict(json.loads(json.dumps(data)), manifest.root)
-    except mf.ManifestError as exc:
-        raise ExportError(f"internal: the manifest being written is invalid: {exc}") from exc
-    (manifest.root / mf.MANIFEST_NAME).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    return manifest
 
 
 def measure_parity(model_dir: Path, stage: Path, meta: dict[str, Any], tolerance: float) -> list[dict[str, Any]]:

@@ -60,7 +60,15 @@ def test_runtime_is_seeded_switches_and_hot_adds_like_the_native_family(smolvla_
         assert pushed.adapter == "push" and np.abs(pushed.actions - first.actions).max() > 1e-3
         assert policy.switch(None) == "push"  # the backbone alone
         policy.reset(5)
-        assert np.abs(policy.infer(frame, "push the cube", STATE).actions - first.actions).max() > 1e-3
+        alone = policy.infer(frame, "push the cube", STATE).actions
+        assert np.abs(alone - first.actions).max() > 1e-3
+        # fall_back (the native family's rule): on the chain's last provider the sessions are rebuilt on it,
+        # the loaded adapters and the active one kept
+        assert policy.fall_back("test").active == "CPUExecutionProvider"
+        assert policy.fallbacks == [("CPUExecutionProvider", "test")] and policy.active_adapter is None
+        assert [a.name for a in policy.adapters] == ["grip", "push"]
+        policy.reset(5)
+        assert np.array_equal(policy.infer(frame, "push the cube", STATE).actions, alone)
 
 
 def test_a_tampered_model_or_a_bad_export_is_refused(smolvla_model: dict, smolvla_dir: Path, tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ import torch
 
 from ... import processing
 from ...core.tuners import TunerError, mark_only_adapter_trainable
+from ...lerobot_venv import answer
 from . import graphs, model, tiny, train
 
 REFERENCE_FILE = "reference.npz"
@@ -348,13 +349,7 @@ COMMANDS = {"make-tiny": cmd_make_tiny, "check": cmd_check, "adapter": cmd_adapt
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        result = COMMANDS[args.command](args)
-    except (model.CheckpointError, TunerError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(result))
-    return 0
+    return answer(lambda: COMMANDS[args.command](args), (model.CheckpointError, TunerError, ValueError, FileNotFoundError))
 
 
 if __name__ == "__main__":

@@ -82,3 +82,17 @@ def test_a_tampered_model_or_a_bad_export_is_refused(smolvla_model: dict, smolvl
         assert policy.active_adapter == "grip"  # unchanged
     with pytest.raises(ExportError, match="already exists"):
         export_smolvla(smolvla_dir, ["x"], smolvla_model["dir"], log=lambda _: None)
+
+
+def test_the_unrolled_graph_matches_lerobot(smolvla_dir: Path, smolvla_adapters: dict[str, dict], tmp_path: Path) -> None:
+    """The one-graph form (prefix + every denoising step; measured against the two graphs by
+    benchmarks/bench_smolvla.py, not served) reproduces predict_action_chunk with the same noise."""
+    from vla_adapter_ros.core.export.smolvla import measure_unrolled_parity
+    from vla_adapter_ros.families.smolvla.bridge import run_worker
+
+    out = run_worker("export-unrolled", str(smolvla_dir), "--out", str(tmp_path),
+                     *(x for a in smolvla_adapters.values() for x in ("--adapter", a["adapter"])))
+    assert out["graph"]["inputs"][-1] == "noise" and out["graph"]["outputs"] == ["actions"]
+    rows = measure_unrolled_parity(tmp_path)
+    assert [r["adapter"] for r in rows] == [None, "grip", "push"]
+    assert max(r["max_abs"] for r in rows) <= 1e-4, rows

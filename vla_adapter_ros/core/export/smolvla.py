@@ -43,6 +43,7 @@ from .graph import ADAPTER_INPUT_PREFIX, write_adapter_file
 DEFAULT_TOLERANCE = 1e-4
 UNBOUNDED = 1e6
 LEROBOT_EPS = 1e-8
+UNROLLED_META = "unrolled.json"  # written by the worker's export-unrolled
 ACTION_DT = 1 / 30  # a SmolVLA checkpoint does not say its dataset's rate; LeRobot's datasets are mostly 30 fps
 
 
@@ -198,6 +199,34 @@ def measure_parity(model_dir: Path, stage: Path, meta: dict[str, Any], tolerance
             diff = float(np.abs(result.actions - ref[f"pipeline.actions.{adapter or ''}"]).max())
             rows.append({"check": "pipeline", "adapter": adapter, "max_abs": diff,
                          "tokens_equal": bool(np.array_equal(tokens, ref["pipeline.tokens"]))})
+    return rows
+
+
+def unrolled_session(stage: Path, threads: int = 0) -> ort.InferenceSession:
+    """An onnxruntime CPU session of ``export-unrolled``'s graph in ``stage`` (options as the runtime's)."""
+    so = ort.SessionOptions()
+    so.log_severity_level = 3  # the adapter inputs-with-initializers are by design
+    if threads:
+        so.intra_op_num_threads = threads
+    meta = json.loads((stage / UNROLLED_META).read_text())
+    return ort.InferenceSession(str(stage / meta["file"]), so, providers=["CPUExecutionProvider"])
+
+
+def measure_unrolled_parity(stage: Path) -> list[dict[str, Any]]:
+    """``export-unrolled``'s one graph (model-side inputs, batch of 2, the reference noise) against LeRobot's
+    ``predict_action_chunk``, for the backbone alone and each adapter: max |diff| per row."""
+    meta = json.loads((stage / UNROLLED_META).read_text())
+    ref = np.load(stage / "reference.npz")
+    session = unrolled_session(stage)
+    declared = {i.name for i in (*session.get_inputs(), *session.get_overridable_initializers())}
+    feeds = {k: ref[k] for k in meta["graph"]["inputs"]}
+    rows = []
+    for adapter in (None, *meta["adapters"]):
+        tensors = {} if adapter is None else dict(np.load(stage / f"adapter.{adapter}.npz"))
+        extra = {ADAPTER_INPUT_PREFIX + k: v for k, v in tensors.items() if ADAPTER_INPUT_PREFIX + k in declared}
+        got = session.run(["actions"], {**feeds, **extra})[0][:, :, : meta["action_dim"]]
+        rows.append({"check": "unrolled", "adapter": adapter,
+                     "max_abs": float(np.abs(got - ref[f"actions.{adapter or ''}"]).max())})
     return rows
 
 

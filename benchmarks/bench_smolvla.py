@@ -1,6 +1,6 @@
 """SmolVLA benchmark: PyTorch (LeRobot, eager) vs onnxruntime, prefix vs denoise-step cost, adapter overhead.
 
-    python benchmarks/bench_smolvla.py [--sizes tiny real] [--repeats 5] [--threads 1] [--out DIR]
+    python benchmarks/bench_smolvla.py [--sizes tiny real] [--repeats 5] [--threads 1] [--out DIR] [--unrolled-timeout S]
 
 For each size it builds a randomly initialised SmolVLA offline (``tiny``: the test model, ~0.2 M
 parameters; ``real``: SmolVLA's own layer sizes, SmolVLM2-500M's vision encoder and first 16 text
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -95,7 +96,7 @@ def forms_rows(model_dir: Path, stage: Path, threads: int, repeats: int) -> dict
     return rows
 
 
-def bench(size: str, root: Path, repeats: int, threads: int) -> dict[str, Any]:
+def bench(size: str, root: Path, repeats: int, threads: int, unrolled_timeout: float) -> dict[str, Any]:
     t0 = time.perf_counter()
     made = run_worker("make-tiny", str(root / size), *(["--real-sizes"] if size == "real" else []))
     ckpt = made["checkpoint"]
@@ -114,9 +115,10 @@ def bench(size: str, root: Path, repeats: int, threads: int) -> dict[str, Any]:
            "export_timing_s": result["timing_s"], "build_s": t1 - t0, "files": sizes}
     t3 = time.perf_counter()
     try:
-        unrolled = run_worker("export-unrolled", ckpt, "--adapter", str(adapter), "--out", str(stage))
-    except WorkerError as exc:  # a measured outcome too (e.g. a graph over protobuf's 2 GB)
-        return out | {"unrolled": {"error": str(exc), "export_s": time.perf_counter() - t3}}
+        unrolled = run_worker("export-unrolled", ckpt, "--adapter", str(adapter), "--out", str(stage),
+                              timeout=unrolled_timeout)
+    except (WorkerError, subprocess.TimeoutExpired) as exc:  # a measured outcome too (too slow, or over protobuf's 2 GB)
+        return out | {"unrolled": {"error": f"{type(exc).__name__}: {exc}", "export_s": time.perf_counter() - t3}}
     t4 = time.perf_counter()
     unrolled_parity = measure_unrolled_parity(stage)
     forms = forms_rows(root / size / "model", stage, threads, repeats)
@@ -172,9 +174,11 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--unrolled-timeout", type=float, default=3600,
+                        help="seconds the unrolled export may take before it is reported as too slow")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-smolvla-") as tmp:
-        results = [bench(size, Path(tmp), args.repeats, args.threads) for size in args.sizes]
+        results = [bench(size, Path(tmp), args.repeats, args.threads, args.unrolled_timeout) for size in args.sizes]
     print(f"CPU, batch 1, {args.threads} thread(s), median of {args.repeats}")
     print(table(results))
     print()

@@ -4,15 +4,19 @@ LeRobot 0.4.4 pins torch < 2.11 and transformers < 5, so it cannot share the mai
 ``scripts/lerobot_env.sh`` makes ``.venv-lerobot`` once (~2 min, ~8.4 GB with CUDA libraries; stamped,
 so later calls only print its path); ``VLA_LEROBOT_VENV`` chooses where. The LeRobot dataset
 converters (tools.lerobot_dataset) and the SmolVLA family (families.smolvla.bridge) both start
-their workers with :func:`lerobot_python`: no separate set-up step.
+their workers with :func:`lerobot_python`: no separate set-up step. Both workers answer the same way,
+through :func:`answer`: the result as one JSON line on stdout (exit 0) or the error on stderr (exit 1).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV_SCRIPT = ROOT / "scripts" / "lerobot_env.sh"
@@ -31,3 +35,16 @@ def lerobot_python() -> Path:
     except subprocess.CalledProcessError as exc:
         raise LeRobotVenvError(f"cannot make the LeRobot venv ({ENV_SCRIPT.name}): {exc.stderr.strip()[-500:]}") from exc
     return Path(out.strip().splitlines()[-1]) / "bin" / "python"
+
+
+def answer(work: Callable[[], Any], errors: tuple[type[Exception], ...] = (Exception,),
+           describe: Callable[[Exception], str] = lambda exc: f"error: {exc}") -> int:
+    """A worker's reply (run in the LeRobot venv): ``work()``'s result as the last stdout line, JSON, exit
+    status 0; one of ``errors`` as ``describe(exc)`` on stderr, exit status 1 (the caller raises it)."""
+    try:
+        result = work()
+    except errors as exc:
+        print(describe(exc), file=sys.stderr)
+        return 1
+    print(json.dumps(result))
+    return 0

@@ -60,7 +60,15 @@ def test_runtime_is_seeded_switches_and_hot_adds_like_the_native_family(smolvla_
         assert pushed.adapter == "push" and np.abs(pushed.actions - first.actions).max() > 1e-3
         assert policy.switch(None) == "push"  # the backbone alone
         policy.reset(5)
-        assert np.abs(policy.infer(frame, "push the cube", STATE).actions - first.actions).max() > 1e-3
+        alone = policy.infer(frame, "push the cube", STATE).actions
+        assert np.abs(alone - first.actions).max() > 1e-3
+        # fall_back (the native family's rule): on the chain's last provider the sessions are rebuilt on it,
+        # the loaded adapters and the active one kept
+        assert policy.fall_back("test").active == "CPUExecutionProvider"
+        assert policy.fallbacks == [("CPUExecutionProvider", "test")] and policy.active_adapter is None
+        assert [a.name for a in policy.adapters] == ["grip", "push"]
+        policy.reset(5)
+        assert np.array_equal(policy.infer(frame, "push the cube", STATE).actions, alone)
 
 
 def test_a_tampered_model_or_a_bad_export_is_refused(smolvla_model: dict, smolvla_dir: Path, tmp_path: Path) -> None:
@@ -74,3 +82,17 @@ def test_a_tampered_model_or_a_bad_export_is_refused(smolvla_model: dict, smolvl
         assert policy.active_adapter == "grip"  # unchanged
     with pytest.raises(ExportError, match="already exists"):
         export_smolvla(smolvla_dir, ["x"], smolvla_model["dir"], log=lambda _: None)
+
+
+def test_the_unrolled_graph_matches_lerobot(smolvla_dir: Path, smolvla_adapters: dict[str, dict], tmp_path: Path) -> None:
+    """The one-graph form (prefix + every denoising step; measured against the two graphs by
+    benchmarks/bench_smolvla.py, not served) reproduces predict_action_chunk with the same noise."""
+    from vla_adapter_ros.core.export.smolvla import measure_unrolled_parity
+    from vla_adapter_ros.families.smolvla.bridge import run_worker
+
+    out = run_worker("export-unrolled", str(smolvla_dir), "--out", str(tmp_path),
+                     *(x for a in smolvla_adapters.values() for x in ("--adapter", a["adapter"])))
+    assert out["graph"]["inputs"][-1] == "noise" and out["graph"]["outputs"] == ["actions"]
+    rows = measure_unrolled_parity(tmp_path)
+    assert [r["adapter"] for r in rows] == [None, "grip", "push"]
+    assert max(r["max_abs"] for r in rows) <= 1e-4, rows

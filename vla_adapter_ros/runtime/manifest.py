@@ -31,7 +31,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
 from vla_adapter_ros import processing
 from vla_adapter_ros.contract import RobotContract
@@ -63,7 +63,7 @@ __all__ = [
     "ActionSpec", "AdapterSpec", "CameraInput", "ChecksumError", "ImageSpec", "LanguageSpec", "Manifest", "ManifestError",
     "ProprioSpec", "SharedSpec", "TensorSpec", "adapter_file", "hash_directory", "merged_file", "merged_fp16_file",
     "contract_mismatches", "derived_contract", "policy_inputs", "sha256_file",
-    "FAMILIES", "NATIVE_FAMILY", "ModelFiles", "family_of", "load_manifest",
+    "FAMILIES", "NATIVE_FAMILY", "FamilyManifest", "ModelFiles", "family_of", "load_manifest",
 ]
 
 MANIFEST_NAME = "manifest.json"
@@ -157,11 +157,27 @@ class PolicyLookups:
         return next((a for a in self.adapters if a.name == name), None)
 
 
+_M = TypeVar("_M", bound="ModelFiles")
+
+
 class ModelFiles:
     """The checks of a model directory against its files table (``root``, ``files``); every family's manifest has them."""
 
     root: Path
     files: Mapping[str, tuple[str, int]]
+
+    @classmethod
+    def load(cls: type[_M], model_dir: str | Path) -> _M:
+        """The manifest of ``model_dir`` read by this family's ``from_dict``, its directory checked against the files table."""
+        root, raw = read_manifest_json(model_dir)
+        manifest = cls.from_dict(raw, root)
+        manifest.check_directory()
+        return manifest
+
+    @classmethod
+    def from_dict(cls: type[_M], raw: Any, root: str | Path) -> _M:
+        """Validate a manifest dict of this family (the exporter runs this on what it writes, before it publishes)."""
+        raise NotImplementedError
 
     def check_directory(self) -> None:
         """Refuse a directory holding files the manifest does not list (or missing listed ones)."""
@@ -229,8 +245,60 @@ class ModelFiles:
             raise ChecksumError(f"{rel!r} has sha256 {actual}, the manifest says {want_sha}")
 
 
+class FamilyManifest(PolicyLookups, ModelFiles):
+    """What every family's manifest holds besides its own sections, read and written once here: the
+    name, the provenance the exporter writes (carried as is), the adapters, the files table and the
+    parity proof. A family's ``from_dict`` passes ``common_fields(d)`` to its constructor; its ``to_dict``
+    is ``head_dict()`` + its own sections + ``tail_dict()``."""
+
+    name: str
+    adapters: tuple[AdapterSpec, ...]
+    default_adapter: str
+    created_utc: str
+    versions: Mapping[str, Any]
+    model_config: Mapping[str, Any]
+    backbone: Mapping[str, Any]
+    parity: Mapping[str, Any] | None
+    format_version: int
+    family: str
+
+    @staticmethod
+    def common_fields(d: Mapping[str, Any]) -> dict[str, Any]:
+        """The constructor's keyword arguments for the shared fields of manifest dict ``d``."""
+        adapters = tuple(AdapterSpec.from_dict(a, f"adapters[{i}]") for i, a in enumerate(get(d, "adapters", list, "manifest")))
+        return {
+            "name": get(d, "name", str, "manifest"),
+            "adapters": adapters,
+            "default_adapter": d.get("default_adapter", adapters[0].name if adapters else ""),
+            "files": _files_table(get(d, "files", dict, "manifest")),
+            "created_utc": str(d.get("created_utc", "")),
+            "versions": mapping(d.get("versions", {}), "versions"),
+            "model_config": mapping(d.get("model_config", {}), "model_config"),
+            "backbone": mapping(d.get("backbone", {}), "backbone"),
+            "parity": None if d.get("parity") is None else mapping(d["parity"], "parity"),
+            "raw": d,
+        }
+
+    def head_dict(self) -> dict[str, Any]:
+        """The JSON form's first keys: format, version, family (not written for the package's own VLA), provenance."""
+        family = {} if self.family == NATIVE_FAMILY else {"family": self.family}
+        return {"format": FORMAT, "format_version": self.format_version, **family, "name": self.name,
+                "created_utc": self.created_utc, "versions": dict(self.versions),
+                "model_config": dict(self.model_config), "backbone": dict(self.backbone)}
+
+    def tail_dict(self) -> dict[str, Any]:
+        """The JSON form's last keys: adapters, the files table, the parity proof when there is one."""
+        out: dict[str, Any] = {
+            "adapters": [a.to_dict() for a in self.adapters], "default_adapter": self.default_adapter,
+            "files": {rel: {"sha256": sha, "size": size} for rel, (sha, size) in self.files.items()},
+        }
+        if self.parity is not None:
+            out["parity"] = dict(self.parity)
+        return out
+
+
 @dataclass(frozen=True, kw_only=True)
-class Manifest(PolicyLookups, ModelFiles):
+class Manifest(FamilyManifest):
     """A validated manifest bound to its model directory (``root``)."""
 
     root: Path
@@ -259,13 +327,6 @@ class Manifest(PolicyLookups, ModelFiles):
 
     # ------------------------------------------------------------------ reading
     @classmethod
-    def load(cls, model_dir: str | Path) -> Manifest:
-        root, raw = read_manifest_json(model_dir)
-        manifest = cls.from_dict(raw, root)
-        manifest.check_directory()
-        return manifest
-
-    @classmethod
     def from_dict(cls, raw: Any, root: str | Path) -> Manifest:
         """Validate a manifest dict (the exporter runs this on what it writes, before it publishes)."""
         d = mapping(raw, "manifest")
@@ -276,8 +337,6 @@ class Manifest(PolicyLookups, ModelFiles):
                                 "(use runtime.manifest.load_manifest, which reads every family)")
         if version > FORMAT_VERSION:
             raise ManifestError(f"manifest format_version {version} is for families other than {NATIVE_FAMILY!r}")
-        adapter_entries = get(d, "adapters", list, "manifest")
-        adapters = tuple(AdapterSpec.from_dict(a, f"adapters[{i}]") for i, a in enumerate(adapter_entries))
         image = ImageSpec.from_dict(get(d, "image", dict, "manifest"))
         proprio = ProprioSpec.from_dict(get(d, "proprio", dict, "manifest"))
         actions = ActionSpec.from_dict(get(d, "actions", dict, "manifest"))
@@ -289,7 +348,6 @@ class Manifest(PolicyLookups, ModelFiles):
             contract = contract_from_dict(get(d, "contract", dict, "manifest"))
         manifest = cls(
             root=Path(root),
-            name=get(d, "name", str, "manifest"),
             image=image,
             cameras=cameras,
             contract=contract,
@@ -299,42 +357,25 @@ class Manifest(PolicyLookups, ModelFiles):
             inputs=TensorSpec.list_from(d, "inputs", "manifest"),
             outputs=TensorSpec.list_from(d, "outputs", "manifest"),
             shared=SharedSpec.from_dict(get(d, "shared", dict, "manifest")),
-            adapters=adapters,
-            default_adapter=d.get("default_adapter", adapters[0].name if adapters else ""),
-            files=_files_table(get(d, "files", dict, "manifest")),
-            created_utc=str(d.get("created_utc", "")),
-            versions=mapping(d.get("versions", {}), "versions"),
-            model_config=mapping(d.get("model_config", {}), "model_config"),
-            backbone=mapping(d.get("backbone", {}), "backbone"),
-            parity=None if d.get("parity") is None else mapping(d["parity"], "parity"),
-            raw=d,
             format_version=version,
+            **cls.common_fields(d),
         )
         manifest._check_cameras()
         manifest._check_io()
-        manifest._check_references(adapter_entries)
+        manifest._check_references(d["adapters"])
         return manifest
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (what ``vla-adapter export`` writes; ``from_dict`` reads it back)."""
-        out = {
-            "format": FORMAT, "format_version": self.format_version, "name": self.name,
-            "created_utc": self.created_utc, "versions": dict(self.versions), "model_config": dict(self.model_config),
-            "backbone": dict(self.backbone),
+        out = self.head_dict() | {
             "inputs": [t.to_dict() for t in self.inputs], "outputs": [t.to_dict() for t in self.outputs],
             "image": self.image.to_dict(),
         }
         if self.format_version >= 2:  # version 1 has neither section (both are derived when it is read)
             out.update(cameras=[c.to_dict() for c in self.cameras], contract=self.contract.to_dict())
-        out |= {
-            "proprio": self.proprio.to_dict(), "actions": self.actions.to_dict(),
-            "language": self.language.to_dict(), "shared": self.shared.to_dict(),
-            "adapters": [a.to_dict() for a in self.adapters], "default_adapter": self.default_adapter,
-            "files": {rel: {"sha256": sha, "size": size} for rel, (sha, size) in self.files.items()},
-        }
-        if self.parity is not None:
-            out["parity"] = dict(self.parity)
-        return out
+        out |= {"proprio": self.proprio.to_dict(), "actions": self.actions.to_dict(),
+                "language": self.language.to_dict(), "shared": self.shared.to_dict()}
+        return out | self.tail_dict()
 
     def with_files(self, files: Mapping[str, tuple[str, int]]) -> Manifest:
         """This manifest with ``files`` as its table and each adapter's sha256 copies taken from it."""
@@ -459,10 +500,6 @@ def load_manifest(model_dir: str | Path) -> Any:
 # ---------------------------------------------------------------------- helpers
 def check_format(d: Mapping[str, Any]) -> int:
     return _check_format(d)
-
-
-def files_table(files: Mapping[str, Any]) -> dict[str, tuple[str, int]]:
-    return _files_table(files)
 
 
 def require_listed(files: Mapping[str, Any], rel: str, where: str) -> None:

@@ -97,7 +97,7 @@ class SmolVLASpec:
 
 
 @dataclass(frozen=True, kw_only=True)
-class SmolVLAManifest(mf.PolicyLookups, mf.ModelFiles):
+class SmolVLAManifest(mf.FamilyManifest):
     """A validated SmolVLA manifest bound to its model directory (``root``)."""
 
     root: Path
@@ -121,34 +121,19 @@ class SmolVLAManifest(mf.PolicyLookups, mf.ModelFiles):
     format_version: int = FORMAT_VERSION
 
     @classmethod
-    def load(cls, model_dir: str | Path) -> SmolVLAManifest:
-        root, raw = mf.read_manifest_json(model_dir)
-        manifest = cls.from_dict(raw, root)
-        manifest.check_directory()
-        return manifest
-
-    @classmethod
     def from_dict(cls, raw: Any, root: str | Path) -> SmolVLAManifest:
         d = mapping(raw, "manifest")
         version = mf.check_format(d)
         if mf.family_of(d) != FAMILY or version != FORMAT_VERSION:
             raise ManifestError(f"not a {FAMILY} manifest (family {d.get('family')!r}, format_version {version}); "
                                 f"a {FAMILY} manifest is format_version {FORMAT_VERSION}")
-        image = ImageSpec.from_dict(get(d, "image", dict, "manifest"))
-        adapters = tuple(AdapterSpec.from_dict(a, f"adapters[{i}]") for i, a in enumerate(get(d, "adapters", list, "manifest")))
         m = cls(
-            root=Path(root), name=get(d, "name", str, "manifest"), image=image,
+            root=Path(root), image=ImageSpec.from_dict(get(d, "image", dict, "manifest")),
             cameras=CameraInput.list_from(get(d, "cameras", list, "manifest")),
             contract=contract_from_dict(get(d, "contract", dict, "manifest")),
             proprio=ProprioSpec.from_dict(get(d, "proprio", dict, "manifest")),
             actions=ActionSpec.from_dict(get(d, "actions", dict, "manifest")),
-            smolvla=SmolVLASpec.from_dict(get(d, "smolvla", dict, "manifest")),
-            adapters=adapters, default_adapter=d.get("default_adapter", adapters[0].name if adapters else ""),
-            files=mf.files_table(get(d, "files", dict, "manifest")),
-            created_utc=str(d.get("created_utc", "")), versions=mapping(d.get("versions", {}), "versions"),
-            model_config=mapping(d.get("model_config", {}), "model_config"),
-            backbone=mapping(d.get("backbone", {}), "backbone"),
-            parity=None if d.get("parity") is None else mapping(d["parity"], "parity"), raw=d,
+            smolvla=SmolVLASpec.from_dict(get(d, "smolvla", dict, "manifest")), **cls.common_fields(d),
         )
         m._check()
         return m
@@ -183,18 +168,11 @@ class SmolVLAManifest(mf.PolicyLookups, mf.ModelFiles):
             raise ManifestError(f"default_adapter {self.default_adapter!r} is not one of the adapters {names}")
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "format": mf.FORMAT, "format_version": self.format_version, "family": self.family, "name": self.name,
-            "created_utc": self.created_utc, "versions": dict(self.versions), "model_config": dict(self.model_config),
-            "backbone": dict(self.backbone), "image": self.image.to_dict(),
-            "cameras": [c.to_dict() for c in self.cameras], "contract": self.contract.to_dict(),
-            "proprio": self.proprio.to_dict(), "actions": self.actions.to_dict(), "smolvla": self.smolvla.to_dict(),
-            "adapters": [a.to_dict() for a in self.adapters], "default_adapter": self.default_adapter,
-            "files": {rel: {"sha256": sha, "size": size} for rel, (sha, size) in self.files.items()},
-        }
-        if self.parity is not None:
-            out["parity"] = dict(self.parity)
-        return out
+        return self.head_dict() | {
+            "image": self.image.to_dict(), "cameras": [c.to_dict() for c in self.cameras],
+            "contract": self.contract.to_dict(), "proprio": self.proprio.to_dict(), "actions": self.actions.to_dict(),
+            "smolvla": self.smolvla.to_dict(),
+        } | self.tail_dict()
 
     def with_files(self, files: Mapping[str, tuple[str, int]]) -> SmolVLAManifest:
         from dataclasses import replace

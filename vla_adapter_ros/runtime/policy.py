@@ -35,7 +35,7 @@ import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import onnxruntime as ort
@@ -120,18 +120,41 @@ def _label(adapter: str | None) -> str:
     return "the backbone alone" if adapter is None else f"adapter {adapter!r}"
 
 
+_P = TypeVar("_P", bound="AdapterSwitching")
+
+
 class AdapterSwitching:
-    """Switching among prepared adapter slots, the same for every policy family (OnnxPolicy,
-    runtime.smolvla.SmolVLAPolicy). A family provides ``_slots`` (name -> a slot with ``.name``
-    and ``.spec``; None = the backbone alone), ``_state`` (the active slot; None once closed),
-    ``_lock``, ``_manifest`` and ``_unknown(name)``."""
+    """Switching among prepared adapter slots, provider fall-back and the lifetime, the same for every
+    policy family (OnnxPolicy, runtime.smolvla.SmolVLAPolicy). A family provides ``_slots`` (name -> a
+    slot with ``.name`` and ``.spec``; None = the backbone alone), ``_state`` (the active slot; None once
+    closed), ``_lock``, ``_manifest``, ``_chain`` (the providers its sessions may use, in order),
+    ``fallbacks``, ``provider`` / ``provider_report``, ``_unknown(name)`` and ``_rebuild(chain)``."""
 
     _slots: dict[str | None, Any]
     _state: Any
     _lock: Any
     _manifest: Any
+    _chain: list[str]
+    fallbacks: list[tuple[str, str]]  # (failed provider, reason) per fall_back()
+
+    @property
+    def provider(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def provider_report(self) -> ProviderReport:
+        raise NotImplementedError
 
     def _unknown(self, name: Any, why: str = "is not loaded") -> UnknownAdapterError:
+        raise NotImplementedError
+
+    def _backbone_changes(self, fresh: Any) -> list[str]:
+        """What differs between the loaded manifest's backbone and ``fresh``'s (empty: the same backbone)."""
+        raise NotImplementedError
+
+    def _rebuild(self, chain: Sequence[str]) -> None:
+        """Every session again on the first provider of ``chain`` that works, published only when all are
+        ready (a failure leaves the old sessions in place); ``_chain`` becomes the chain used."""
         raise NotImplementedError
 
     @property
@@ -166,6 +189,52 @@ class AdapterSwitching:
         if state is None:
             raise PolicyRuntimeError("the policy is closed")
         return state
+
+    def _reread_manifest(self, name: str) -> Any:
+        """The model directory's manifest read again to hot-add ``name``; refused when the backbone changed."""
+        try:
+            fresh = type(self._manifest).load(self._manifest.root)
+        except ManifestError as exc:
+            raise ManifestError(f"adapter {name!r} is not in the loaded manifest and re-reading it failed: {exc}") from exc
+        if fresh.adapter(name) is None:
+            raise self._unknown(name, "is not listed in the manifest")
+        changed = self._backbone_changes(fresh)
+        if changed:
+            raise ManifestError(f"adapter {name!r} belongs to a manifest whose backbone changed ({changed}); "
+                                "reload the policy instead of hot-adding")
+        return fresh
+
+    # ------------------------------------------------------------------ provider failure
+    def fall_back(self, reason: str = "") -> ProviderReport:
+        """Rebuild every session on the provider after the current one (TensorRT -> CUDA -> CPU).
+
+        For a provider that fails at run time (:class:`ProviderRunError`). On the last
+        provider of the chain the sessions are rebuilt on that same provider (a transient
+        fault clears; a permanent one keeps failing and the caller stops serving). The
+        loaded adapters and the active one are kept; until the new sessions are ready the
+        old state stays in place, and if rebuilding fails it is restored unchanged.
+        Returns the new provider report.
+        """
+        with self._lock:
+            active = self._require_open().name
+            failed = self.provider
+            at = self._chain.index(failed) if failed in self._chain else 0
+            self._rebuild(self._chain[at + 1:] or self._chain[at:])
+            self._state = self._slots[active]
+            self.fallbacks.append((failed, reason))
+            return self.provider_report
+
+    # ------------------------------------------------------------------ lifetime
+    def close(self) -> None:
+        with self._lock:
+            self._state = None
+            self._slots = {}
+
+    def __enter__(self: _P) -> _P:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class OnnxPolicy(AdapterSwitching):
@@ -446,40 +515,15 @@ class OnnxPolicy(AdapterSwitching):
                 slot.provider,
             ) from exc
 
-    # ------------------------------------------------------------------ provider failure
-    def fall_back(self, reason: str = "") -> ProviderReport:
-        """Rebuild every session on the provider after the current one (TensorRT -> CUDA -> CPU).
-
-        For a provider that fails at run time (:class:`ProviderRunError`). On the last
-        provider of the chain the sessions are rebuilt on that same provider (a transient
-        fault clears; a permanent one keeps failing and the caller stops serving). The
-        loaded adapters and the active one are kept; until the new sessions are ready the
-        old state stays in place, and if rebuilding fails it is restored unchanged.
-        Returns the new provider report.
-        """
-        with self._lock:
-            active = self._require_open().name
-            failed = self.provider
-            at = self._chain.index(failed) if failed in self._chain else 0
-            chain = self._chain[at + 1:] or self._chain[at:]
-            # _build publishes only when everything is built and warmed up: a failure changes nothing.
-            self._build_walking([n for n in self._slots if n is not None], chain)
-            self._state = self._slots[active]
-            self.fallbacks.append((failed, reason))
-            return self.provider_report
+    def _rebuild(self, chain: Sequence[str]) -> None:
+        # _build publishes only when everything is built and warmed up: a failure changes nothing.
+        self._build_walking([n for n in self._slots if n is not None], chain)
 
     # ------------------------------------------------------------------ lifetime
     def close(self) -> None:
         with self._lock:
-            self._state = None
-            self._slots = {}
+            super().close()
             self._backbone = None
-
-    def __enter__(self) -> OnnxPolicy:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (
@@ -653,18 +697,7 @@ class OnnxPolicy(AdapterSwitching):
             )
         return np.clip(actions, np.asarray(spec.low, np.float32), np.asarray(spec.high, np.float32)).astype(np.float32)
 
-    def _reread_manifest(self, name: str) -> Manifest:
-        try:
-            fresh = Manifest.load(self._manifest.root)
-        except ManifestError as exc:
-            raise ManifestError(f"adapter {name!r} is not in the loaded manifest and re-reading it failed: {exc}") from exc
-        if fresh.adapter(name) is None:
-            raise self._unknown(name, "is not listed in the manifest")
+    def _backbone_changes(self, fresh: Manifest) -> list[str]:
         old, new = self._manifest.raw, fresh.raw
         changed = [k for k in _BACKBONE_KEYS if json.dumps(old.get(k), sort_keys=True) != json.dumps(new.get(k), sort_keys=True)]
-        if changed or fresh.backbone_files != self._manifest.backbone_files:
-            raise ManifestError(
-                f"adapter {name!r} belongs to a manifest whose backbone changed ({changed or 'files'}); "
-                "reload the policy instead of hot-adding"
-            )
-        return fresh
+        return changed or (["files"] if fresh.backbone_files != self._manifest.backbone_files else [])

@@ -30,7 +30,6 @@ import onnxruntime as ort
 from vla_adapter_ros.runtime import graph_checks
 from vla_adapter_ros.runtime.errors import (
     InputError,
-    ManifestError,
     NonFiniteOutputError,
     ProviderRunError,
     UnknownAdapterError,
@@ -160,13 +159,8 @@ class SmolVLAPolicy(AdapterSwitching):
         self._config = ProviderConfig.coerce(providers)
         self._lock = threading.RLock()
         s = manifest.smolvla
-        so = ort.SessionOptions()
-        so.log_severity_level = 3  # the adapter inputs-with-initializers are by design
-        if self._config.intra_op_threads:
-            so.intra_op_num_threads = self._config.intra_op_threads
-        prefix, self._report = self._session(s.prefix, so, "prefix graph")
-        denoise = self._session(s.denoise, so, "denoise graph")[0]
-        self.network = SmolVLANetwork(prefix, denoise, s.num_steps, s.chunk_size, s.max_action_dim)
+        self.network, self._report = self._network(self._config.names())
+        self._chain = self._config.names()  # providers still to try, in order; fall_back() shortens it
         self.tokens = SmolVLATokens(manifest.read_verified(s.tokenizer), s.max_length, s.pad_token_id)
         self.language_provider = CPU
         self.fallbacks: list[tuple[str, str]] = []
@@ -280,36 +274,30 @@ class SmolVLAPolicy(AdapterSwitching):
         except (ort.capi.onnxruntime_pybind11_state.Fail, ort.capi.onnxruntime_pybind11_state.InvalidArgument) as exc:
             raise ProviderRunError(f"{self.provider} failed running {self._manifest.name!r}: {exc}", self.provider) from exc
 
-    def fall_back(self, reason: str = "") -> ProviderReport:
-        """Rebuild both sessions on the next provider of the chain (the CPU stays the CPU)."""
-        with self._lock:
-            failed = self.provider
-            chain = self._config.names()
-            rest = chain[chain.index(failed) + 1:] if failed in chain else []
-            self._config = ProviderConfig.coerce(rest or [CPU])
-            fresh = SmolVLAPolicy(self._manifest, providers=self._config, adapter=self.active_adapter,
-                                  load_adapters=[n for n in self._slots if n is not None], seed=self.seed)
-            self.network, self._report, self._slots = fresh.network, fresh.provider_report, fresh._slots
-            self._state = self._slots[fresh.active_adapter]
-            self.fallbacks.append((failed, reason))
-            return self._report
-
-    # ------------------------------------------------------------------ lifetime
-    def close(self) -> None:
-        with self._lock:
-            self._state = None
-            self._slots = {}
-
-    def __enter__(self) -> SmolVLAPolicy:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # ------------------------------------------------------------------ internals
-    def _session(self, rel: str, so: ort.SessionOptions, label: str) -> tuple[ort.InferenceSession, ProviderReport]:
+    def _rebuild(self, chain: Sequence[str]) -> None:
+        """Both sessions on ``chain`` (fall_back); the adapters' tensors are numpy and stay as they are."""
+        network, report = self._network(chain)
+        if self.warmup_seconds:  # the policy was warmed up: so are its new sessions, before they serve
+            network.sample(self._zeros(), np.zeros((1, network.chunk_size, network.max_action_dim), np.float32))
+        self.network, self._report, self._chain = network, report, list(chain)
+
+    def _network(self, chain: Sequence[str]) -> tuple[SmolVLANetwork, ProviderReport]:
+        """The prefix and denoise sessions, each on the first provider of ``chain`` that loads it."""
+        s = self._manifest.smolvla
+        so = ort.SessionOptions()
+        so.log_severity_level = 3  # the adapter inputs-with-initializers are by design
+        if self._config.intra_op_threads:
+            so.intra_op_num_threads = self._config.intra_op_threads
+        prefix, report = self._session(s.prefix, so, "prefix graph", chain)
+        denoise = self._session(s.denoise, so, "denoise graph", chain)[0]
+        return SmolVLANetwork(prefix, denoise, s.num_steps, s.chunk_size, s.max_action_dim), report
+
+    def _session(self, rel: str, so: ort.SessionOptions, label: str,
+                 chain: Sequence[str]) -> tuple[ort.InferenceSession, ProviderReport]:
         data = self._manifest.read_verified(rel)
-        return create_session(data, self._config.chain(ModelKey.of(data)), so, label=f"{label} ({rel})")
+        entries = [(n, o) for n, o in self._config.chain(ModelKey.of(data)) if n in chain]
+        return create_session(data, entries, so, label=f"{label} ({rel})")
 
     def _prepare(self, manifest: SmolVLAManifest, name: str) -> _Slot:
         spec = manifest.adapter(name)
@@ -342,13 +330,7 @@ class SmolVLAPolicy(AdapterSwitching):
         return UnknownAdapterError(f"unknown adapter {name!r}: it {why}. Loaded: {loaded} (None = backbone alone); "
                                    f"listed in the manifest: {self._manifest.adapter_names}")
 
-    def _reread_manifest(self, name: str) -> SmolVLAManifest:
-        try:
-            fresh = SmolVLAManifest.load(self._manifest.root)
-        except ManifestError as exc:
-            raise ManifestError(f"adapter {name!r} is not in the loaded manifest and re-reading it failed: {exc}") from exc
-        if fresh.adapter(name) is None:
-            raise self._unknown(name, "is not listed in the manifest")
-        if fresh.backbone_files != self._manifest.backbone_files or fresh.smolvla != self._manifest.smolvla:
-            raise ManifestError(f"adapter {name!r} belongs to a manifest whose backbone changed; reload the policy")
-        return fresh
+    def _backbone_changes(self, fresh: SmolVLAManifest) -> list[str]:
+        m = self._manifest
+        return [what for what, same in (("files", fresh.backbone_files == m.backbone_files),
+                                        ("smolvla", fresh.smolvla == m.smolvla)) if not same]

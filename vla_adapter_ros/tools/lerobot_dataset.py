@@ -46,7 +46,8 @@ from vla_adapter_ros.bags.reader import stored_contract
 from vla_adapter_ros.bags.writer import EpisodeWriter
 from vla_adapter_ros.contract import ContractError, RobotContract
 
-WORKER = Path(__file__).with_name("lerobot_worker.py")
+WORKER = "vla_adapter_ros.tools.lerobot_worker"  # run as a module (it imports lerobot_venv.answer)
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding vla_adapter_ros
 CODEBASE_VERSION = "v3.0"  # the LeRobotDataset format written and read (LeRobot 0.4.x)
 IMAGE_PREFIX = "observation.images."
 STATE, ACTION = "observation.state", "action"
@@ -75,9 +76,10 @@ def run_worker(request: dict[str, Any], staging: Path) -> dict[str, Any]:
     """One request to :mod:`lerobot_worker` in the LeRobot venv; its JSON reply, or a DatasetError with its message."""
     path = staging / f"request_{request['mode']}.json"
     path.write_text(json.dumps(request))
+    # Only this package on the path: the main venv's (or ROS's) site-packages must not shadow the LeRobot venv's.
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    env["HF_HUB_OFFLINE"] = "1"
-    done = subprocess.run([lerobot_python(), str(WORKER), str(path)], capture_output=True, text=True, env=env)
+    env.update(PYTHONPATH=str(PACKAGE_ROOT), HF_HUB_OFFLINE="1")
+    done = subprocess.run([lerobot_python(), "-m", WORKER, str(path)], capture_output=True, text=True, env=env)
     if done.returncode != 0:
         lines = [line for line in done.stderr.splitlines() if line.startswith("LeRobot ")] or done.stderr.splitlines()
         raise DatasetError(lines[-1] if lines else f"the LeRobot process exited with {done.returncode}")

@@ -1,9 +1,11 @@
 """Runs in the LeRobot venv (scripts/lerobot_env.sh), started by :mod:`vla_adapter_ros.tools.lerobot_dataset`.
 
 LeRobot pins torch < 2.11, so its own code (``LeRobotDataset``: the v3 writer, video encoder and reader)
-runs in a process of its own. This file imports only the standard library, numpy and lerobot, and is
-run by path (the LeRobot venv does not have this package installed). The two processes exchange one
-``.npz`` per episode in a staging directory and a JSON request / reply:
+runs in a process of its own. This module imports only the standard library, numpy, lerobot and
+``lerobot_venv`` (the workers' reply, :func:`~vla_adapter_ros.lerobot_venv.answer`), and runs as
+``python -m vla_adapter_ros.tools.lerobot_worker`` with only this package's root on ``PYTHONPATH`` (the
+LeRobot venv does not have this package installed). The two processes exchange one ``.npz`` per
+episode in a staging directory and a JSON request / reply:
 
 - ``write``: ``{"mode": "write", "root", "repo_id", "fps", "features", "robot_type", "episodes": [npz...],
   "append": bool}``: create the dataset at ``root`` (or open it, ``append``), add every frame of every
@@ -24,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from vla_adapter_ros.lerobot_venv import answer
 
 IMAGE_PREFIX = "observation.images."
 VIDEO_BACKEND = "pyav"  # torchcodec needs the system's FFmpeg libraries; PyAV ships its own
@@ -91,13 +95,9 @@ def _uint8_hwc(frames: np.ndarray) -> np.ndarray:
 def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is local; never reach for the Hub (before lerobot)
     req = json.loads(Path(sys.argv[1]).read_text())
-    try:
-        reply = write(req) if req["mode"] == "write" else read(req)
-    except Exception as exc:  # noqa: BLE001 - the other process reports it; the type and message are what it needs
-        print(f"LeRobot {req['mode']} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(reply))
-    return 0
+    # Any exception: the other process reports it; the type and message are what it needs.
+    return answer(lambda: write(req) if req["mode"] == "write" else read(req), (Exception,),
+                  lambda exc: f"LeRobot {req['mode']} failed: {type(exc).__name__}: {exc}")
 
 
 if __name__ == "__main__":

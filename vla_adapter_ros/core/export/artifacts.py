@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import onnx
 import onnxruntime as ort
@@ -16,9 +16,12 @@ from vla_adapter_ros import __version__, processing
 from vla_adapter_ros.contract import RobotContract
 from vla_adapter_ros.core.tuners import tuner_parameters
 from vla_adapter_ros.runtime import manifest as mf
+from vla_adapter_ros.runtime import manifest_smolvla as ms
 
 from .errors import ExportError
 from .graph import ADAPTER_INPUT_PREFIX, SharedLayout
+
+AnyManifest = TypeVar("AnyManifest", mf.Manifest, ms.SmolVLAManifest)  # one manifest class per family
 
 
 def adapter_spec(model: Any, name: str, method: str, fp16: bool) -> mf.AdapterSpec:
@@ -79,15 +82,16 @@ def build_manifest(
     )
 
 
-def write_manifest(manifest: mf.Manifest) -> mf.Manifest:
+def write_manifest(manifest: AnyManifest) -> AnyManifest:
     """Fill the files table from ``manifest.root``, check it with the runtime's reader, write manifest.json.
 
-    Returns the manifest as written.
+    Every family's exporter writes through here (the reader is the manifest's own class: ``Manifest``
+    or ``SmolVLAManifest``). Returns the manifest as written.
     """
     manifest = manifest.with_files(mf.hash_directory(manifest.root))
     data = manifest.to_dict()
     try:
-        mf.Manifest.from_dict(json.loads(json.dumps(data)), manifest.root)
+        type(manifest).from_dict(json.loads(json.dumps(data)), manifest.root)
     except mf.ManifestError as exc:
         raise ExportError(f"internal: the manifest being written is invalid: {exc}") from exc
     (manifest.root / mf.MANIFEST_NAME).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

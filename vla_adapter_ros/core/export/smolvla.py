@@ -36,12 +36,14 @@ from vla_adapter_ros.runtime import manifest as mf
 from vla_adapter_ros.runtime import manifest_smolvla as ms
 from vla_adapter_ros.runtime.smolvla import SmolVLAPolicy
 
+from .artifacts import write_manifest
 from .errors import ExportError
 from .graph import ADAPTER_INPUT_PREFIX, write_adapter_file
 
 DEFAULT_TOLERANCE = 1e-4
 UNBOUNDED = 1e6
 LEROBOT_EPS = 1e-8
+UNROLLED_META = "unrolled.json"  # written by the worker's export-unrolled
 ACTION_DT = 1 / 30  # a SmolVLA checkpoint does not say its dataset's rate; LeRobot's datasets are mostly 30 fps
 
 
@@ -92,7 +94,7 @@ def export_smolvla(checkpoint: str | Path, adapters: Sequence[str | Path], out: 
                 raise ExportError(f"parity failed: max |diff| {worst:.3e} > {tolerance:g} (or the token ids differ)")
             from dataclasses import replace
 
-            _write_manifest(replace(manifest, parity={
+            write_manifest(replace(manifest, parity={
                 "tolerance": tolerance, "passed": True, "rows": rows,
                 "reference": f"LeRobot {meta['versions']['lerobot']} predict_action_chunk, torch {meta['versions']['torch']}, "
                              "CPU float32, same noise"}))
@@ -156,7 +158,7 @@ def _write_directory(tmp: Path, stage: Path, meta: dict[str, Any], name: str, lo
         adapters=tuple(_adapter_spec(n, a) for n, a in meta["adapters"].items()),
         default_adapter=next(iter(meta["adapters"])),
     )
-    return _write_manifest(manifest)
+    return write_manifest(manifest)
 
 
 def _adapter_spec(name: str, info: dict[str, Any]) -> mf.AdapterSpec:
@@ -179,17 +181,6 @@ def _per_action(values: Sequence[float] | None, default: float, n: int) -> tuple
     return tuple(v)
 
 
-def _write_manifest(manifest: ms.SmolVLAManifest) -> ms.SmolVLAManifest:
-    manifest = manifest.with_files(mf.hash_directory(manifest.root))
-    data = manifest.to_dict()
-    try:
-        ms.SmolVLAManifest.from_dict(json.loads(json.dumps(data)), manifest.root)
-    except mf.ManifestError as exc:
-        raise ExportError(f"internal: the manifest being written is invalid: {exc}") from exc
-    (manifest.root / mf.MANIFEST_NAME).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    return manifest
-
-
 def measure_parity(model_dir: Path, stage: Path, meta: dict[str, Any], tolerance: float) -> list[dict[str, Any]]:
     """The runtime against LeRobot's reference: model-side inputs, then the whole pipeline from raw inputs."""
     rows = []
@@ -208,6 +199,34 @@ def measure_parity(model_dir: Path, stage: Path, meta: dict[str, Any], tolerance
             diff = float(np.abs(result.actions - ref[f"pipeline.actions.{adapter or ''}"]).max())
             rows.append({"check": "pipeline", "adapter": adapter, "max_abs": diff,
                          "tokens_equal": bool(np.array_equal(tokens, ref["pipeline.tokens"]))})
+    return rows
+
+
+def unrolled_session(stage: Path, threads: int = 0) -> ort.InferenceSession:
+    """An onnxruntime CPU session of ``export-unrolled``'s graph in ``stage`` (options as the runtime's)."""
+    so = ort.SessionOptions()
+    so.log_severity_level = 3  # the adapter inputs-with-initializers are by design
+    if threads:
+        so.intra_op_num_threads = threads
+    meta = json.loads((stage / UNROLLED_META).read_text())
+    return ort.InferenceSession(str(stage / meta["file"]), so, providers=["CPUExecutionProvider"])
+
+
+def measure_unrolled_parity(stage: Path) -> list[dict[str, Any]]:
+    """``export-unrolled``'s one graph (model-side inputs, batch of 2, the reference noise) against LeRobot's
+    ``predict_action_chunk``, for the backbone alone and each adapter: max |diff| per row."""
+    meta = json.loads((stage / UNROLLED_META).read_text())
+    ref = np.load(stage / "reference.npz")
+    session = unrolled_session(stage)
+    declared = {i.name for i in (*session.get_inputs(), *session.get_overridable_initializers())}
+    feeds = {k: ref[k] for k in meta["graph"]["inputs"]}
+    rows = []
+    for adapter in (None, *meta["adapters"]):
+        tensors = {} if adapter is None else dict(np.load(stage / f"adapter.{adapter}.npz"))
+        extra = {ADAPTER_INPUT_PREFIX + k: v for k, v in tensors.items() if ADAPTER_INPUT_PREFIX + k in declared}
+        got = session.run(["actions"], {**feeds, **extra})[0][:, :, : meta["action_dim"]]
+        rows.append({"check": "unrolled", "adapter": adapter,
+                     "max_abs": float(np.abs(got - ref[f"actions.{adapter or ''}"]).max())})
     return rows
 
 

@@ -10,6 +10,10 @@ zero-padded, + the vision / language adapter tensors -> ``past_keys``, ``past_va
 the runtime (``x += dt * v_t``, ``t = 1 + step * dt``, ``dt = -1 / num_steps``), exactly LeRobot's
 ``sample_actions`` loop.
 
+``unrolled.onnx`` (``export_unrolled``, measured against the two graphs by ``benchmarks/bench_smolvla.py``;
+not served): the prefix inputs + ``noise`` (B,chunk,max_action_dim) + every adapter tensor -> ``actions``
+(B,chunk,max_action_dim): the prefix and all ``num_steps`` Euler steps in one graph.
+
 Adapters: a template adapter (``TEMPLATE``) whose rank and sites cover every exported adapter is
 attached; its tensors are passed through ``torch.func.functional_call`` so they stay graph inputs,
 then identity defaults (zeros) are attached as initializers of the same names. Each real adapter is
@@ -38,6 +42,7 @@ TEMPLATE = "shared_slot"
 ADAPTER_INPUT_PREFIX = "adapter."
 PREFIX_FILE = "graphs/prefix.onnx"
 DENOISE_FILE = "graphs/denoise.onnx"
+UNROLLED_FILE = "graphs/unrolled.onnx"
 OPSET = 18
 
 
@@ -94,6 +99,19 @@ def denoise_forward(policy: Any, x_t: torch.Tensor, time: torch.Tensor, keys: to
                     pad: torch.Tensor) -> torch.Tensor:
     kv = {i: {"key_states": keys[i], "value_states": values[i]} for i in range(keys.shape[0])}
     return policy.model.denoise_step(prefix_pad_masks=pad, past_key_values=kv, x_t=x_t, timestep=time)
+
+
+def unrolled_forward(policy: Any, images: list[torch.Tensor], tokens: torch.Tensor, mask: torch.Tensor,
+                     state: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """LeRobot's ``sample_actions`` with the loop unrolled: the prefix, then ``num_steps`` Euler steps from ``noise``."""
+    keys, values, pad = prefix_forward(policy, images, tokens, mask, state)
+    steps = policy.config.num_steps
+    dt = -1.0 / steps
+    x_t = noise
+    for step in range(steps):  # (B, chunk, max_action_dim); time as LeRobot makes it: float32(1 + step * dt)
+        time = x_t.new_full((x_t.shape[0],), 1.0 + step * dt)
+        x_t = x_t + dt * denoise_forward(policy, x_t, time, keys, values, pad)
+    return x_t
 
 
 class _Call(nn.Module):
@@ -172,46 +190,65 @@ def padded_tensors(policy: Any, name: str, keys: list[str]) -> dict[str, np.ndar
 def export_graphs(policy: Any, out: Path, names: list[str], batch: dict[str, torch.Tensor],
                   cameras: list[str]) -> dict[str, Any]:
     """Write prefix.onnx and denoise.onnx for ``policy`` with a template for ``names``; return their I/O."""
-    import onnx
-    from onnx import numpy_helper
-
     prefix_keys, denoise_keys, fqn_of = attach_template(policy, names)
     images = [batch[f"observation.images.{c}"] for c in cameras]
     tokens, mask, state = batch["tokens"], batch["mask"], batch["state"]
-    defaults = {k: v.detach().float().numpy() for k, v in tuner_state_dict(policy, TEMPLATE).items()}
-    b = torch.export.Dim("batch", min=1, max=64)
     io_info: dict[str, Any] = {}
     with torch.no_grad(), batch_free_vision():
         keys, values, pad = prefix_forward(policy, images, tokens, mask, state)
         x_t = torch.randn(state.shape[0], policy.config.chunk_size, policy.config.max_action_dim)
         time = torch.ones(state.shape[0])
-        specs = [
-            (PREFIX_FILE, prefix_forward,
-             [*(processing.image_input_name(c, len(cameras)) for c in cameras), "lang_tokens", "lang_mask", "state"],
-             (*images, tokens, mask, state), ["past_keys", "past_values", "prefix_mask"], prefix_keys, len(cameras)),
-            (DENOISE_FILE, denoise_forward, ["x_t", "time", "past_keys", "past_values", "prefix_mask"],
-             (x_t, time, keys, values, pad), ["v_t"], denoise_keys, 0),
-        ]
-        for rel, fn, in_names, args, out_names, akeys, n_cams in specs:
-            module = _Graph(policy, fn, len(in_names), [fqn_of[k] for k in akeys], n_cams)
-            tensors = tuple(torch.from_numpy(defaults[k]) for k in akeys)
-            batch_axis = {n: ({1: b} if n in ("past_keys", "past_values") else {0: b}) for n in in_names}
-            dyn = tuple(batch_axis[n] for n in in_names) + tuple(None for _ in akeys)
-            path = out / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-                warnings.simplefilter("ignore")
-                program = torch.onnx.export(module, (*args, *tensors), dynamo=True, opset_version=OPSET,
-                                            input_names=[*in_names, *(ADAPTER_INPUT_PREFIX + k for k in akeys)],
-                                            output_names=out_names, dynamic_shapes=(dyn,), optimize=True)
-            proto = program.model_proto
-            graph_inputs = {i.name for i in proto.graph.input}
-            existing = {i.name for i in proto.graph.initializer}
-            for k in akeys:  # identity defaults: the graph runs as the backbone alone when no adapter is fed
-                name = ADAPTER_INPUT_PREFIX + k
-                if name in graph_inputs and name not in existing:
-                    proto.graph.initializer.append(numpy_helper.from_array(defaults[k], name))
-            onnx.save(proto, str(path))
-            io_info[rel] = {"inputs": in_names, "outputs": out_names,
-                            "adapter_inputs": {ADAPTER_INPUT_PREFIX + k: list(defaults[k].shape) for k in akeys}}
+        io_info[PREFIX_FILE] = _export(
+            policy, out / PREFIX_FILE, prefix_forward, [*_image_names(cameras), "lang_tokens", "lang_mask", "state"],
+            (*images, tokens, mask, state), ["past_keys", "past_values", "prefix_mask"], prefix_keys, fqn_of, len(cameras))
+        io_info[DENOISE_FILE] = _export(
+            policy, out / DENOISE_FILE, denoise_forward, ["x_t", "time", "past_keys", "past_values", "prefix_mask"],
+            (x_t, time, keys, values, pad), ["v_t"], denoise_keys, fqn_of, 0)
     return io_info
+
+
+def export_unrolled(policy: Any, out: Path, names: list[str], batch: dict[str, torch.Tensor], cameras: list[str],
+                    noise: torch.Tensor) -> dict[str, Any]:
+    """Write unrolled.onnx (prefix + every denoising step, ``unrolled_forward``) with a template for ``names``."""
+    prefix_keys, denoise_keys, fqn_of = attach_template(policy, names)
+    images = [batch[f"observation.images.{c}"] for c in cameras]
+    with torch.no_grad(), batch_free_vision():
+        return {UNROLLED_FILE: _export(
+            policy, out / UNROLLED_FILE, unrolled_forward, [*_image_names(cameras), "lang_tokens", "lang_mask", "state",
+                                                             "noise"],
+            (*images, batch["tokens"], batch["mask"], batch["state"], noise), ["actions"], prefix_keys + denoise_keys,
+            fqn_of, len(cameras))}
+
+
+def _image_names(cameras: list[str]) -> list[str]:
+    return [processing.image_input_name(c, len(cameras)) for c in cameras]
+
+
+def _export(policy: Any, path: Path, fn: Any, in_names: list[str], args: tuple[torch.Tensor, ...], out_names: list[str],
+            akeys: list[str], fqn_of: dict[str, str], n_cameras: int) -> dict[str, Any]:
+    """``fn(policy, *args)`` + the template adapter tensors ``akeys`` as inputs -> ``path`` (dynamic batch); its I/O."""
+    import onnx
+    from onnx import numpy_helper
+
+    defaults = {k: v.detach().float().numpy() for k, v in tuner_state_dict(policy, TEMPLATE).items()}
+    b = torch.export.Dim("batch", min=1, max=64)
+    module = _Graph(policy, fn, len(in_names), [fqn_of[k] for k in akeys], n_cameras)
+    tensors = tuple(torch.from_numpy(defaults[k]) for k in akeys)
+    batch_axis = {n: ({1: b} if n in ("past_keys", "past_values") else {0: b}) for n in in_names}
+    dyn = tuple(batch_axis[n] for n in in_names) + tuple(None for _ in akeys)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(module, (*args, *tensors), dynamo=True, opset_version=OPSET,
+                                    input_names=[*in_names, *(ADAPTER_INPUT_PREFIX + k for k in akeys)],
+                                    output_names=out_names, dynamic_shapes=(dyn,), optimize=True)
+    proto = program.model_proto
+    graph_inputs = {i.name for i in proto.graph.input}
+    existing = {i.name for i in proto.graph.initializer}
+    for k in akeys:  # identity defaults: the graph runs as the backbone alone when no adapter is fed
+        name = ADAPTER_INPUT_PREFIX + k
+        if name in graph_inputs and name not in existing:
+            proto.graph.initializer.append(numpy_helper.from_array(defaults[k], name))
+    onnx.save(proto, str(path))
+    return {"inputs": in_names, "outputs": out_names,
+            "adapter_inputs": {ADAPTER_INPUT_PREFIX + k: list(defaults[k].shape) for k in akeys}}

@@ -13,6 +13,8 @@ Commands (the last stdout line is a JSON result; errors go to stderr with exit s
   ``DIR`` is the run directory (logs, resume state, the adapter or checkpoint).
 - ``export CKPT --out DIR [--adapter DIR ...]``: the prefix and denoise graphs, each adapter's tensors in
   the graphs' layout, and a reference (inputs, noise, LeRobot's ``predict_action_chunk``) for parity.
+- ``export-unrolled CKPT --out DIR [--adapter DIR ...]``: the one-graph form (prefix + every denoising step,
+  ``graphs/unrolled.onnx``), the same adapter tensors and reference; for the benchmark and its parity test.
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ import torch
 
 from ... import processing
 from ...core.tuners import TunerError, mark_only_adapter_trainable
+from ...lerobot_venv import answer
 from . import graphs, model, tiny, train
 
 REFERENCE_FILE = "reference.npz"
 META_FILE = "smolvla.json"
+UNROLLED_META_FILE = "unrolled.json"
 
 
 def synthetic_batch(policy: Any, batch_size: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -172,47 +176,75 @@ def cmd_bench(a: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+class _Export:
+    """What both exports start from: the policy with its adapters, a synthetic batch, noise, and LeRobot's own
+    ``predict_action_chunk`` on them per adapter (``reference``: the model-side inputs, the noise, ``actions.NAME``)."""
+
+    def __init__(self, a: argparse.Namespace) -> None:
+        self.t0 = time.perf_counter()
+        self.policy = policy = model.load_policy(a.checkpoint)
+        self.fingerprint = model.backbone_fingerprint(policy)
+        self.names = [model.load_adapter(policy, d, fingerprint=self.fingerprint) for d in a.adapter]
+        self.out = Path(a.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.cams = cams = cameras_of(policy)
+        self.batch = batch = synthetic_batch(policy, batch_size=a.batch, seed=a.seed)
+        self.noise = _noise(policy, a.batch, a.seed + 7)
+        state = model_state(policy, batch)
+        self.reference: dict[str, np.ndarray] = {
+            **{processing.image_input_name(c, len(cams)): batch[f"observation.images.{c}"].numpy() for c in cams},
+            "lang_tokens": batch["observation.language.tokens"].numpy(),
+            "lang_mask": batch["observation.language.attention_mask"].numpy(), "state": state.numpy(),
+            "noise": self.noise.numpy()}
+        action_dim = policy.config.action_feature.shape[0]
+        for name in [None, *self.names]:  # LeRobot's own predict_action_chunk, per adapter, same noise
+            model.activate(policy, name)
+            self.reference[f"actions.{name or ''}"] = predict(policy, batch, self.noise).numpy()[:, :, :action_dim]
+        self.export_batch = {**{f"observation.images.{c}": batch[f"observation.images.{c}"] for c in cams},
+                             "tokens": batch["observation.language.tokens"],
+                             "mask": batch["observation.language.attention_mask"], "state": state}
+
+    def save(self, io_info: dict[str, Any]) -> None:
+        """Each adapter's tensors in the layout of the graphs' adapter inputs, and the reference."""
+        all_keys = [k.removeprefix(graphs.ADAPTER_INPUT_PREFIX) for rel in io_info for k in io_info[rel]["adapter_inputs"]]
+        for name in self.names:
+            np.savez(self.out / f"adapter.{name}.npz", **graphs.padded_tensors(self.policy, name, all_keys))
+        np.savez(self.out / REFERENCE_FILE, **self.reference)
+
+
 def cmd_export(a: argparse.Namespace) -> dict[str, Any]:
     """Graphs + adapter tensors + reference into ``out`` (a staging directory the main venv finishes)."""
-    t0 = time.perf_counter()
-    policy = model.load_policy(a.checkpoint)
-    fingerprint = model.backbone_fingerprint(policy)
+    e = _Export(a)
+    policy, names, out, t0 = e.policy, e.names, e.out, e.t0
     pre, _post = model.load_processors(a.checkpoint)
-    names = [model.load_adapter(policy, d, fingerprint=fingerprint) for d in a.adapter]
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    cams = cameras_of(policy)
-    batch = synthetic_batch(policy, batch_size=a.batch, seed=a.seed)
-    noise = _noise(policy, a.batch, a.seed + 7)
-    action_dim = policy.config.action_feature.shape[0]
-    reference: dict[str, np.ndarray] = {processing.image_input_name(c, len(cams)): batch[f"observation.images.{c}"].numpy()
-                                        for c in cams}
-    state = model_state(policy, batch)
-    reference |= {"lang_tokens": batch["observation.language.tokens"].numpy(),
-                  "lang_mask": batch["observation.language.attention_mask"].numpy(),
-                  "state": state.numpy(), "noise": noise.numpy()}
-    for name in [None, *names]:  # LeRobot's own predict_action_chunk, per adapter, same noise
-        model.activate(policy, name)
-        reference[f"actions.{name or ''}"] = predict(policy, batch, noise).numpy()[:, :, :action_dim]
     pipeline, pad_token_id = pipeline_reference(policy, pre, _post, names, out, a.seed)
-    reference |= pipeline
+    e.reference |= pipeline
     model.activate(policy, None)
-    export_batch = {**{f"observation.images.{c}": batch[f"observation.images.{c}"] for c in cams},
-                    "tokens": batch["observation.language.tokens"], "mask": batch["observation.language.attention_mask"],
-                    "state": state}
     t1 = time.perf_counter()
-    io_info = graphs.export_graphs(policy, out, names, export_batch, cams)
+    io_info = graphs.export_graphs(policy, out, names, e.export_batch, e.cams)
     t2 = time.perf_counter()
-    all_keys = [k.removeprefix(graphs.ADAPTER_INPUT_PREFIX) for rel in io_info
-                for k in io_info[rel]["adapter_inputs"]]
-    for name in names:
-        np.savez(out / f"adapter.{name}.npz", **graphs.padded_tensors(policy, name, all_keys))
-    np.savez(out / REFERENCE_FILE, **reference)
-    meta = export_meta(policy, a.checkpoint, pre, names, fingerprint, io_info)
+    e.save(io_info)
+    meta = export_meta(policy, a.checkpoint, pre, names, e.fingerprint, io_info)
     meta |= {"pad_token_id": pad_token_id, "instruction": INSTRUCTION,
              "timing_s": {"load_and_reference": t1 - t0, "onnx_export": t2 - t1}}
     (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return {"out": str(out), "adapters": names, **meta["timing_s"]}
+
+
+def cmd_export_unrolled(a: argparse.Namespace) -> dict[str, Any]:
+    """The one-graph form (``graphs.export_unrolled``) + adapter tensors + reference into ``out``: the same batch,
+    noise and reference as ``export`` (parity: ``core.export.smolvla.measure_unrolled_parity``)."""
+    e = _Export(a)
+    model.activate(e.policy, None)
+    t1 = time.perf_counter()
+    io_info = graphs.export_unrolled(e.policy, e.out, e.names, e.export_batch, e.cams, e.noise)
+    t2 = time.perf_counter()
+    e.save(io_info)
+    meta = {"file": graphs.UNROLLED_FILE, "graph": io_info[graphs.UNROLLED_FILE], "adapters": e.names,
+            "action_dim": e.policy.config.action_feature.shape[0], "num_steps": e.policy.config.num_steps,
+            "timing_s": {"load_and_reference": t1 - e.t0, "onnx_export": t2 - t1}}
+    (e.out / UNROLLED_META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    return {"out": str(e.out), **meta}
 
 
 INSTRUCTION = "pick the red cube"
@@ -333,28 +365,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--adapter", action="append", default=[])
     s.add_argument("--repeats", type=int, default=5)
     s.add_argument("--threads", type=int, default=1)
-    s = sub.add_parser("export")
-    s.add_argument("checkpoint")
-    s.add_argument("--out", required=True)
-    s.add_argument("--adapter", action="append", default=[])
-    s.add_argument("--batch", type=int, default=2)
-    s.add_argument("--seed", type=int, default=0)
+    for form in ("export", "export-unrolled"):  # the same inputs: one _Export
+        s = sub.add_parser(form)
+        s.add_argument("checkpoint")
+        s.add_argument("--out", required=True)
+        s.add_argument("--adapter", action="append", default=[])
+        s.add_argument("--batch", type=int, default=2)
+        s.add_argument("--seed", type=int, default=0)
     return p
 
 
 COMMANDS = {"make-tiny": cmd_make_tiny, "check": cmd_check, "adapter": cmd_adapter, "train": cmd_train,
-            "bench": cmd_bench, "export": cmd_export}
+            "bench": cmd_bench, "export": cmd_export, "export-unrolled": cmd_export_unrolled}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        result = COMMANDS[args.command](args)
-    except (model.CheckpointError, TunerError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(result))
-    return 0
+    return answer(lambda: COMMANDS[args.command](args), (model.CheckpointError, TunerError, ValueError, FileNotFoundError))
 
 
 if __name__ == "__main__":

@@ -37,16 +37,25 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 _LEASE = pytest.StashKey[dds_env.DomainLease]()
 
 # --- parallel runs (pytest-xdist; scripts/run_tests.sh runs `-n N --dist loadgroup`) --------------
-LEROBOT_FIXTURES = {"smolvla_dir", "lerobot_env"}  # every test that runs LeRobot's code needs one of these
+# The tests that run LeRobot's code, by the session fixture each needs, in two groups of one worker each
+# (their session fixtures made once per run): SmolVLA's go first, so that on a fresh clone the LeRobot
+# venv build (minutes; scripts/lerobot_env.sh, one at a time) overlaps the other workers' tests, and the
+# dataset converters' go last, when that venv is made.
+FIRST, LAST = "lerobot-smolvla", "lerobot-dataset"
+LEROBOT_GROUPS = {"smolvla_dir": FIRST, "lerobot_env": LAST}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests that run LeRobot's code go to one worker and first: one LeRobot venv build and one set of
-    its session fixtures per run, and on a fresh clone that build (minutes) overlaps the other workers."""
-    lerobot = [i for i in items if LEROBOT_FIXTURES & set(getattr(i, "fixturenames", ()))]
-    for item in lerobot:
-        item.add_marker(pytest.mark.xdist_group("lerobot"))
-    items[:] = lerobot + [i for i in items if i not in set(lerobot)]
+    """Order: SmolVLA's group, the tests marked slow (a long test started last is a run's tail), the
+    rest, the dataset group; the collection order within each part."""
+    rank = {}
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        group = next((g for fixture, g in LEROBOT_GROUPS.items() if fixture in names), None)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+        rank[item] = 0 if group == FIRST else 3 if group == LAST else 1 if item.get_closest_marker("slow") else 2
+    items.sort(key=rank.__getitem__)
 
 
 @pytest.fixture(scope="session")

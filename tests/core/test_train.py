@@ -13,8 +13,9 @@ from vla_adapter_ros import processing as P
 from vla_adapter_ros.core.adapters import add_tuner, load_adapter, set_adapter
 from vla_adapter_ros.core.checkpoint import load_checkpoint
 from vla_adapter_ros.core.config import TUNER_REGIMES, AdapterConfig, LoraConfig, PrefixConfig, TrainConfig
+from vla_adapter_ros.core.loop import lr_factor
 from vla_adapter_ros.core.model import VLAPolicy, example_inputs
-from vla_adapter_ros.core.train import load_train_config, lr_factor, train
+from vla_adapter_ros.core.train import load_train_config, train
 from vla_adapter_ros.core.train_state import load_model_tensors
 
 STATS = {

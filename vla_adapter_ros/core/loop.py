@@ -39,7 +39,6 @@ from .distributed import Dist, barrier, mean_across
 from .resources import PeakRss
 from .train_state import (
     CURVES_PNG,
-    LOG_FIELDS,
     RESUME_DIR,
     RunLog,
     commit_resume,
@@ -119,7 +118,6 @@ class TrainingLoop:
 
     label = "train"  # the progress bar's and the curve's title
     metrics: tuple[str, ...] = ()  # keys of the loss's info dict averaged into each log record
-    log_fields: tuple[str, ...] = LOG_FIELDS
 
     def __init__(self, cfg: LoopConfig, d: Dist, model: torch.nn.Module, params: list, dataset: Any,
                  out_dir: str | Path, val_dataset: Any = None) -> None:
@@ -146,6 +144,11 @@ class TrainingLoop:
         self.window: list[tuple[float, ...]] = []  # (loss, *metrics) since the last log record
         self.last_loss = float("nan")
         self._t0 = self._t_log = time.perf_counter()
+
+    @property
+    def log_fields(self) -> tuple[str, ...]:
+        """The columns of log.csv: the loop's own, with the family's :attr:`metrics` after the loss."""
+        return ("step", "epoch", "loss", *self.metrics, "lr", "grad_norm", "samples_per_s", "elapsed_s", "val_loss")
 
     # ------------------------------------------------------------------ what a family supplies
     def wrap(self, model: torch.nn.Module) -> Any:

@@ -50,8 +50,6 @@ from .data import EpisodeDataset
 from .distributed import Dist, seed_everything, setup_distributed
 from .language import LanguageEncoder
 from .loop import LoopResult, TrainingLoop
-from .loop import lr_factor as lr_factor  # re-exported: the schedule is read where the trainer is
-from .loop import make_optimizer as make_optimizer
 from .model import VLAPolicy
 from .train_state import load_model_tensors, model_tensors
 from .tuners import backbone_tensors, mark_only_adapter_trainable, set_adapter

@@ -38,7 +38,6 @@ RESUME_DIR = "resume"
 LOG_JSONL = "log.jsonl"
 LOG_CSV = "log.csv"
 CURVES_PNG = "curves.png"
-LOG_FIELDS = ("step", "epoch", "loss", "l1", "mse", "lr", "grad_norm", "samples_per_s", "elapsed_s", "val_loss")
 
 
 # ----------------------------------------------------------------------------- model
@@ -179,7 +178,7 @@ def load_resume(directory: Path, load_tensors: Callable[[Mapping[str, torch.Tens
 class RunLog:
     """JSONL + CSV log of training records (the ``fields`` columns); only rank 0 creates one."""
 
-    def __init__(self, out_dir: Path, resume_step: int | None = None, fields: Sequence[str] = LOG_FIELDS) -> None:
+    def __init__(self, out_dir: Path, fields: Sequence[str], resume_step: int | None = None) -> None:
         self.fields = tuple(fields)
         self.jsonl = out_dir / LOG_JSONL
         self.csv = out_dir / LOG_CSV

@@ -46,7 +46,6 @@ from . import model
 
 METHODS = ("adapter", "lora", "full")
 PAD_KEY = "actions_id_pad"  # (sic) the key LeRobot 0.4.4's SmolVLAPolicy.forward reads the padding mask from
-LOG_FIELDS = ("step", "epoch", "loss", "lr", "grad_norm", "samples_per_s", "elapsed_s", "val_loss")
 PROBE_SIZE = 8  # samples of the fixed-noise probe loss reported before and after training
 
 
@@ -134,8 +133,6 @@ def trainable_parameters(policy: Any, cfg: SmolVLATrainConfig) -> list[torch.nn.
 
 class SmolVLATrainer(TrainingLoop):
     """The loop with SmolVLA's parts: LeRobot's pre-processor and loss, the method's tensors, its artifacts."""
-
-    log_fields = LOG_FIELDS
 
     def __init__(self, cfg: SmolVLATrainConfig, checkpoint: str | Path, samples: str | Path, out_dir: str | Path) -> None:
         self.checkpoint = Path(checkpoint)

@@ -41,6 +41,9 @@ from vla_adapter_ros.core.sim.metaworld_env import (
     ACTION_NAMES,
     PROPRIO_NAMES,
     MetaWorldEnv,
+    command_action,
+    gripper_of,
+    hold_still,
     simulator_views,
 )
 from vla_adapter_ros.execution import ChunkExecutor, Dims, ExecutionError, ExecutorSettings
@@ -166,12 +169,11 @@ def run_executor_episode(env: MetaWorldEnv, source: PolicySource, instruction: s
                 command = (next_tick, cmd.value)
             next_tick += tick_ns
         if command is None or now - command[0] > timeout_ns:
-            action = np.zeros(len(names), np.float32)
-            action[-1] = gripper
+            action = hold_still(gripper)
             held += 1
         else:
-            action = np.where(rate, command[1] * env.dt, command[1]).astype(np.float32)
-        gripper = float(np.clip(action[-1], -1.0, 1.0))
+            action = command_action(command[1], rate, env.dt)
+        gripper = gripper_of(action)
         frame_due = (env.steps + 1) % camera_every == 0
         obs, info = env.step(action, render=frame_due)
         if record_actions:

@@ -50,8 +50,11 @@ from vla_adapter_ros.core.sim.metaworld_env import (
     MetaWorldEnv,
     UnknownTaskError,
     canonical_task,
+    command_action,
     contract_views,
+    gripper_of,
 )
+from vla_adapter_ros.core.sim.metaworld_env import hold_still as still_action
 from vla_adapter_ros.ros import conversions, qos
 from vla_adapter_ros.ros.entry import run_node
 from vla_adapter_ros.ros.params import NodeConfig, param
@@ -267,7 +270,7 @@ class SimNode(Node):
         obs = None
         for action in actions:
             obs, info = self.env.step(action, render=False)
-            self._gripper = float(np.clip(action[-1], -1.0, 1.0))
+            self._gripper = gripper_of(action)
             self.success = self.success or info["success"]
             if obs["done"] or (self.success and self.config.end_on_success):
                 self.end_episode("success" if self.success else "step_limit")
@@ -278,10 +281,8 @@ class SimNode(Node):
             self.publish_observation(obs)
 
     def hold_still(self) -> np.ndarray:
-        """One action that moves nothing and keeps the gripper command."""
-        action = np.zeros((1, ACTION_DIM), np.float32)
-        action[0, -1] = self._gripper
-        return action
+        """One action (a batch of one) that moves nothing and keeps the gripper command."""
+        return still_action(self._gripper)[None]
 
     # --- callbacks ----------------------------------------------------------------
     def on_action_chunk(self, msg: ActionChunk) -> None:
@@ -368,7 +369,7 @@ class SimNode(Node):
             self.stale_steps += 1
             action = self.hold_still()
         else:
-            action = np.where(self._rate_dims, command[0] * self.env.dt, command[0])[None].astype(np.float32)
+            action = command_action(command[0], self._rate_dims, self.env.dt)[None]
             self.command_steps += 1
         self.step(action)
 

@@ -54,6 +54,24 @@ ACTION_DIM = len(ACTION_NAMES)
 _PROPRIO_SLICE = slice(0, PROPRIO_DIM)
 
 
+def hold_still(gripper: float) -> np.ndarray:
+    """One action that moves nothing and keeps the last gripper command."""
+    action = np.zeros(ACTION_DIM, np.float32)
+    action[-1] = gripper
+    return action
+
+
+def command_action(values: np.ndarray, rate_dims: np.ndarray, dt: float) -> np.ndarray:
+    """One simulator step on a controller command (``vla_adapter_sim`` in ``mode: command``, and the closed
+    loop in virtual time): rate dimensions (delta kinds) times the step ``dt``, the others as they are."""
+    return np.where(rate_dims, np.asarray(values) * dt, values).astype(np.float32)
+
+
+def gripper_of(action: np.ndarray) -> float:
+    """The gripper command an action leaves (what holding still keeps)."""
+    return float(np.clip(action[-1], -1.0, 1.0))
+
+
 def use_headless_gl() -> str:
     """Default ``MUJOCO_GL`` to :data:`HEADLESS_GL` (an explicit value wins); returns the value in force.
 

@@ -41,6 +41,7 @@ TRAIN_MODULES = ("patch_embed", "norms")
 PREFIX_COMPONENTS = ("vision", "fusion")  # prefix tuning lives in the policy's own attention layers
 REGIMES = ("pretrain", "adapter", "lora", "prefix", "head_only", "full")
 TUNER_REGIMES = ("adapter", "lora", "prefix")  # regimes that train a named tuner on a frozen backbone
+SMOLVLA_METHODS = ("adapter", "lora", "full")  # the regimes `smolvla-train --method` offers (families/smolvla/train.py)
 LOSSES = ("l1", "mse")
 
 # Default peak learning rates per regime (AdamW, after warm-up, cosine to min_lr_ratio * lr).

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from vla_adapter_ros.bags.episodes import read_episodes
+from vla_adapter_ros.core.config import SMOLVLA_METHODS as METHODS
 from vla_adapter_ros.core.train_state import plot_log
 from vla_adapter_ros.families.smolvla.bridge import WorkerError, run_worker
 from vla_adapter_ros.runtime.smolvla import resize_with_pad
@@ -56,7 +57,6 @@ def write_samples(bags: Sequence[str | Path], out: Path, cameras: Sequence[str],
     return len(states)
 
 
-METHODS = ("adapter", "lora", "full")  # families/smolvla/train.py (LeRobot venv) owns what each trains
 
 
 def train_smolvla(checkpoint: str | Path, bags: Sequence[str | Path], name: str, out: str | Path, *,

@@ -39,12 +39,12 @@ import torch
 from torch.utils.data import Dataset
 
 from ...core.config import DEFAULT_LR, ConfigBase, check_loop_fields
+from ...core.config import SMOLVLA_METHODS as METHODS
 from ...core.distributed import Dist, seed_everything
 from ...core.loop import LoopResult, TrainingLoop
 from ...core.tuners import backbone_tensors, mark_only_adapter_trainable, tuner_state_dict
 from . import model
 
-METHODS = ("adapter", "lora", "full")
 PAD_KEY = "actions_id_pad"  # (sic) the key LeRobot 0.4.4's SmolVLAPolicy.forward reads the padding mask from
 PROBE_SIZE = 8  # samples of the fixed-noise probe loss reported before and after training
 

@@ -12,3 +12,14 @@ stale() { [ "$(cat "$STAMPS/$1" 2>/dev/null)" != "$2" ] || [ ! -e "$3" ]; }
 # callers at once (parallel test workers, a test beside a tool) never build the same thing together:
 # the second waits, then finds the stamp fresh.
 one_at_a_time() { exec 9>"$STAMPS/$1.lock"; flock 9; }
+# need_disk GIB PATH...: dies, naming the folder and both sizes, unless every PATH's file system has GIB
+# GiB free: a big install that runs out of disk half-way leaves a broken venv and pip's OSError deep in
+# a log, where this says what is wrong before anything is written.
+need_disk() {
+  local gib="$1" p free; shift
+  for p in "$@"; do
+    while [ ! -e "$p" ]; do p="$(dirname "$p")"; done
+    free=$(( $(df -Pk "$p" | awk 'NR==2 {print $4}') / 1048576 ))
+    [ "$free" -ge "$gib" ] || die "needs ${gib} GiB free on the disk of $p, has ${free} GiB: free some space and rerun"
+  done
+}

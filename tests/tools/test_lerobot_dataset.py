@@ -58,7 +58,7 @@ def lerobot_env() -> str:
     venv = subprocess.run([str(ROOT / "scripts" / "lerobot_env.sh")], capture_output=True, text=True, timeout=1800)
     assert venv.returncode == 0, venv.stderr[-3000:]
     os.environ["VLA_LEROBOT_VENV"] = venv.stdout.strip().splitlines()[-1]
-    return lr.lerobot_python()
+    return str(Path(os.environ["VLA_LEROBOT_VENV"]) / "bin" / "python")
 
 
 @pytest.fixture(scope="module")

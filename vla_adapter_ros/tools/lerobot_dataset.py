@@ -26,9 +26,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,7 +45,6 @@ from vla_adapter_ros.bags.writer import EpisodeWriter
 from vla_adapter_ros.contract import ContractError, RobotContract
 
 WORKER = "vla_adapter_ros.tools.lerobot_worker"  # run as a module (it imports lerobot_venv.answer)
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding vla_adapter_ros
 CODEBASE_VERSION = "v3.0"  # the LeRobotDataset format written and read (LeRobot 0.4.x)
 IMAGE_PREFIX = "observation.images."
 STATE, ACTION = "observation.state", "action"
@@ -60,30 +57,23 @@ class DatasetError(ValueError):
 
 
 # --- the LeRobot venv ------------------------------------------------------------------------------
-def lerobot_python() -> str:
-    """The Python that runs LeRobot: this interpreter when it has lerobot itself, else the LeRobot venv
-    (vla_adapter_ros.lerobot_venv: made on first use)."""
-    if importlib.util.find_spec("lerobot") is not None:
-        return sys.executable
-    try:
-        return str(lerobot_venv.lerobot_python())
-    except lerobot_venv.LeRobotVenvError as exc:
-        raise DatasetError(f"LeRobot is not available: {exc} (LeRobot pins torch < 2.11, so it has a venv of its "
-                           "own; VLA_LEROBOT_VENV chooses one with lerobot==0.4.4)") from exc
+def lerobot_python() -> str | None:
+    """The Python that runs LeRobot: this interpreter when it has lerobot itself, else the LeRobot venv's
+    (None: vla_adapter_ros.lerobot_venv makes it on first use)."""
+    return sys.executable if importlib.util.find_spec("lerobot") is not None else None
 
 
 def run_worker(request: dict[str, Any], staging: Path) -> dict[str, Any]:
     """One request to :mod:`lerobot_worker` in the LeRobot venv; its JSON reply, or a DatasetError with its message."""
     path = staging / f"request_{request['mode']}.json"
     path.write_text(json.dumps(request))
-    # Only this package on the path: the main venv's (or ROS's) site-packages must not shadow the LeRobot venv's.
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    env.update(PYTHONPATH=str(PACKAGE_ROOT), HF_HUB_OFFLINE="1")
-    done = subprocess.run([lerobot_python(), "-m", WORKER, str(path)], capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        lines = [line for line in done.stderr.splitlines() if line.startswith("LeRobot ")] or done.stderr.splitlines()
-        raise DatasetError(lines[-1] if lines else f"the LeRobot process exited with {done.returncode}")
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    try:
+        return dict(lerobot_venv.run(WORKER, str(path), python=lerobot_python(), prefer="LeRobot "))
+    except lerobot_venv.LeRobotWorkerError as exc:
+        raise DatasetError(str(exc)) from exc
+    except lerobot_venv.LeRobotVenvError as exc:
+        raise DatasetError(f"LeRobot is not available: {exc} (LeRobot pins torch < 2.11, so it has a venv of its "
+                           "own; VLA_LEROBOT_VENV chooses one with lerobot==0.4.4)") from exc
 
 
 # --- bags -> LeRobot --------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ a loaded 2-core machine; the real numbers are benchmarks/bench_executor.py's."""
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 
@@ -55,3 +56,16 @@ def test_priority_request_reports_what_happened():
     assert done.wait(5)
     loop.stop()
     assert len(said) == 1 and ("SCHED_FIFO priority 10" in said[0])
+
+
+def test_starting_the_loop_moves_the_set_up_out_of_reach_of_a_full_collection():
+    """A full collection over a node's set-up holds the GIL longer than a 100 Hz period: start() freezes it."""
+    gc.unfreeze()
+    setup = [object() for _ in range(1000)]
+    loop = DeadlineLoop(0.01, lambda: None)
+    loop.start()
+    try:
+        assert gc.get_freeze_count() >= len(setup)
+    finally:
+        loop.stop()
+        gc.unfreeze()

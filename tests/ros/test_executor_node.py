@@ -135,6 +135,7 @@ def test_every_output_type_at_the_control_rate(start_executor, loop):
         t0, before = time.monotonic(), d.status()
         d.wait_for(lambda: len(d.received(e.array, since=t0)) >= 200, 20, "200 more commands")
         window = d.received(e.array, since=t0)
+        trajectories = d.received(e.traj, since=t0)
         status = d.status()
     # The node's own tick count over the wall time: what a loaded 2-core machine (another CPU-bound process,
     # this test publishing chunks) still meets; period errors and missed ticks are bench_executor's numbers.
@@ -144,7 +145,7 @@ def test_every_output_type_at_the_control_rate(start_executor, loop):
     assert 0 < status["command_age_p50_ms"] < 500
 
     # Float64MultiArray: every dimension, in contract order, delta as a rate (0.5 cm per 0.05 s = 10 cm/s)
-    msg = window[-1][1]
+    t_msg, msg = window[-1]
     assert msg.layout.dim[0].label == ",".join(NAMES) and len(msg.data) == 5
     assert msg.data[2] == pytest.approx(0.1, abs=1e-6) and msg.data[3] == pytest.approx(10.0, rel=1e-5)
     assert msg.data[4] == pytest.approx(0.04, abs=1e-6)
@@ -156,8 +157,9 @@ def test_every_output_type_at_the_control_rate(start_executor, loop):
     assert twist.header.frame_id == "base_link"
     assert (twist.twist.linear.x, twist.twist.linear.y) == pytest.approx((0.1, 0.1), abs=1e-6)
     assert twist.twist.angular.z == 0.0 and abs(twist.header.stamp.sec - time.time()) < 60
-    # JointTrajectory per tick: stamp zero, joint names, strictly increasing real times, first one period ahead
-    traj = d.received(e.traj)[-1][1]
+    # JointTrajectory per tick: stamp zero, joint names, strictly increasing real times, first one period ahead;
+    # the one of msg's tick (received nearest to it: each topic's last message may be from another moment)
+    traj = min(trajectories, key=lambda received: abs(received[0] - t_msg))[1]
     assert (traj.header.stamp.sec, traj.header.stamp.nanosec) == (0, 0) and list(traj.joint_names) == ["j1", "j2"]
     times = [p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in traj.points]
     assert times[0] == pytest.approx(1 / RATE) and all(b > a for a, b in zip(times, times[1:], strict=False))

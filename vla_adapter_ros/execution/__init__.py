@@ -13,6 +13,7 @@ Imports neither rclpy nor torch (tests/test_boundaries.py); the ROS node is
 
 from vla_adapter_ros.execution.dims import INTERPOLATIONS, Dims, ExecutionError
 from vla_adapter_ros.execution.executor import (
+    DURATIONS,
     IGNORED,
     REFUSALS,
     STATES,
@@ -24,5 +25,5 @@ from vla_adapter_ros.execution.executor import (
 )
 from vla_adapter_ros.execution.timing import DeadlineLoop, PeriodStats
 
-__all__ = ["IGNORED", "INTERPOLATIONS", "REFUSALS", "STATES", "STRATEGIES", "ChunkExecutor", "Command",
+__all__ = ["DURATIONS", "IGNORED", "INTERPOLATIONS", "REFUSALS", "STATES", "STRATEGIES", "ChunkExecutor", "Command",
            "DeadlineLoop", "Dims", "ExecutionError", "ExecutorSettings", "PeriodStats", "Verdict"]

@@ -54,6 +54,8 @@ MAX_BLEND_DEPTH = 8
 # Bad input (refused.<kind>, WARN) and good messages that cannot be used now (ignored.<kind>).
 REFUSALS = ("action_names", "action_shape", "non_finite", "bad_dt", "future_stamp")
 IGNORED = ("stale", "expired", "out_of_order", "duplicate", "not_enabled")
+# The settings that are durations in seconds: range-checked alike, changeable while running, on /diagnostics as <name>_s.
+DURATIONS = ("max_chunk_age", "max_clock_skew", "blend_window", "stale_policy_timeout", "ramp_time", "chunk_end_grace")
 
 
 @dataclass(frozen=True)
@@ -78,8 +80,7 @@ class ExecutorSettings:
             raise ExecutionError(f"strategy must be one of {list(STRATEGIES)}, got {self.strategy!r}")
         if self.interpolation not in INTERPOLATIONS:
             raise ExecutionError(f"interpolation must be one of {list(INTERPOLATIONS)}, got {self.interpolation!r}")
-        for name in ("max_chunk_age", "max_clock_skew", "blend_window", "stale_policy_timeout", "ramp_time",
-                     "chunk_end_grace"):
+        for name in DURATIONS:
             v = getattr(self, name)
             if not (math.isfinite(v) and 0.0 <= v <= 3600.0):
                 raise ExecutionError(f"{name} must be in [0, 3600] s, got {v!r}")

@@ -18,6 +18,7 @@ from typing import Any
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 
 from vla_adapter_interfaces.srv import GetStatus
+from vla_adapter_ros.execution import DURATIONS
 from vla_adapter_ros.ros import qos
 from vla_adapter_ros.ros.conversions import diagnostic_array, diagnostic_status
 from vla_adapter_ros.serving import stats as st
@@ -166,7 +167,7 @@ class ExecutorReport:
             values.update({f"{group}.{k}": v for k, v in sorted(core[group].items())})
         values["errors_total"] = sum(errors.values())
         values.update({f"errors.{k}": v for k, v in sorted(errors.items())})
-        for key in ("max_chunk_age", "stale_policy_timeout", "ramp_time", "chunk_end_grace", "blend_window"):
+        for key in DURATIONS:
             values[f"{key}_s"] = getattr(config, key)
         values["last_refusal"] = core["last_refusal"]
         values["last_error"] = last_error

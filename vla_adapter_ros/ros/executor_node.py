@@ -31,6 +31,7 @@ from std_srvs.srv import SetBool, Trigger
 from vla_adapter_interfaces.msg import ActionChunk
 from vla_adapter_ros.contract import ContractError, RobotContract
 from vla_adapter_ros.execution import (
+    DURATIONS,
     INTERPOLATIONS,
     STRATEGIES,
     ChunkExecutor,
@@ -121,8 +122,7 @@ class ExecutorConfig(NodeConfig):
                                 chunk_end_grace=self.chunk_end_grace)
 
 
-RUNTIME_SETTINGS = ("max_chunk_age", "max_clock_skew", "ensemble_m", "blend_window", "stale_policy_timeout",
-                    "ramp_time", "chunk_end_grace")
+RUNTIME_SETTINGS = (*DURATIONS, "ensemble_m")
 
 
 class ExecutorNode(ReleasingLifecycleNode):

@@ -93,8 +93,11 @@ def test_an_image_of_the_wrong_views_names_the_cameras(config, shape, message):
         model.predict(torch.zeros(shape), emb, proprio)
 
 
-def test_one_view_reproduces_the_bundled_checkpoint_bit_for_bit():
-    """models/metaworld_torch + its adapters give exactly the actions they gave before views existed."""
+def test_one_view_reproduces_the_bundled_checkpoint():
+    """models/metaworld_torch + its adapters give the actions they gave before views existed: bit for bit on
+    the CPU that computed the reference, within float32 summation-order noise on another (an AMD EPYC's
+    kernels differ from the reference machine's by up to 2e-6 on actions of size ~2; a change to the
+    computation, a view embedding added to one view, moves them by orders of magnitude more)."""
     reference = np.load(REFERENCE)
     model = load_checkpoint(BUNDLED / "checkpoint", adapters=False).eval()
     names = [load_adapter(model, d) for d in sorted((BUNDLED / "adapters").iterdir())]
@@ -111,7 +114,8 @@ def test_one_view_reproduces_the_bundled_checkpoint_bit_for_bit():
         for name in [None, *names]:
             set_adapter(model, name)
             got = model.predict(*x).numpy()
-            assert np.array_equal(got, reference[f"actions.{name or 'backbone'}"]), name
+            np.testing.assert_allclose(got, reference[f"actions.{name or 'backbone'}"], rtol=0, atol=1e-5,
+                                       err_msg=str(name))
             # the (B, V, 3, H, W) layout with V = 1 is the same model
             assert np.array_equal(model.predict(x[0][:, None], *x[1:]).numpy(), got), name
 

@@ -98,16 +98,19 @@ def smolvla_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def smolvla_adapters(smolvla_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
-    """Two adapters trained a few steps: every site at rank 4, and rank 2 at two sites (padding)."""
-    from vla_adapter_ros.families.smolvla.bridge import run_worker
+    """Two adapters trained a few steps on the demo bag through the package's training loop: every site at
+    rank 4, and rank 2 at two sites (padding); ``adapter`` is the saved adapter's directory."""
+    from vla_adapter_ros.core.smolvla import train_smolvla
 
     root = tmp_path_factory.mktemp("smolvla_adapters")
-    return {
-        "grip": run_worker("adapter", str(smolvla_dir), "--name", "grip", "--out", str(root / "grip"), "--rank", "4",
-                           "--steps", "4"),
-        "push": run_worker("adapter", str(smolvla_dir), "--name", "push", "--out", str(root / "push"), "--rank", "2",
-                           "--sites", "vision.ffn", "expert.attn", "--steps", "3", "--seed", "3"),
+    bags = [Path(__file__).resolve().parent / "data" / "demo_bag"]
+    runs = {
+        "grip": train_smolvla(smolvla_dir, bags, "grip", root / "grip", rank=4, steps=4, batch=4, lr=1e-2,
+                              warmup_steps=0),
+        "push": train_smolvla(smolvla_dir, bags, "push", root / "push", rank=2, sites=("vision.ffn", "expert.attn"),
+                              steps=3, batch=4, lr=1e-2, warmup_steps=0, seed=3),
     }
+    return {name: {**run, "adapter": run["artifact"]} for name, run in runs.items()}
 
 
 @pytest.fixture(scope="session")

@@ -31,16 +31,21 @@ def test_checkpoints_are_loaded_or_refused_with_a_clear_error(smolvla_dir: Path,
     assert not absent["ok"] and "does not exist" in absent["error"]
 
 
-def test_adapters_start_as_identity_and_training_changes_the_output(smolvla_adapters: dict[str, dict]) -> None:
-    grip, push = smolvla_adapters["grip"], smolvla_adapters["push"]
+def test_adapters_start_as_identity_and_training_changes_the_output(smolvla_dir: Path,
+                                                                    smolvla_adapters: dict[str, dict],
+                                                                    tmp_path: Path) -> None:
     # 2 vision + 2 language + 2 expert layers, attn + ffn each; the second adapter sits at 2 of 6 site kinds.
-    assert grip["sites"] == 12 and push["sites"] == 4
-    for result in (grip, push):
-        assert result["identity_max_abs"] == 0.0  # zero-initialised up-projection: exactly the backbone
-        assert result["trained_max_abs"] > 1e-2  # a few steps of adapter-only training move the actions
-        saved = json.loads((Path(result["adapter"]) / "adapter_config.json").read_text())
+    every = run_worker("adapter", str(smolvla_dir), "--name", "a", "--out", str(tmp_path / "a"), "--rank", "4")
+    two = run_worker("adapter", str(smolvla_dir), "--name", "b", "--out", str(tmp_path / "b"), "--rank", "2",
+                     "--sites", "vision.ffn", "expert.attn")
+    assert every["sites"] == 12 and two["sites"] == 4
+    for attached, trained in ((every, smolvla_adapters["grip"]), (two, smolvla_adapters["push"])):
+        assert attached["identity_max_abs"] == 0.0  # zero-initialised up-projection: exactly the backbone
+        assert attached["trainable"] == trained["trainable"] < attached["frozen"] / 20
+        assert trained["trained_max_abs"] > 1e-2  # a few steps of adapter-only training move the actions
+        saved = json.loads((Path(trained["adapter"]) / "adapter_config.json").read_text())
         assert saved["family"] == "smolvla" and saved["method"] == "bottleneck"
-        assert saved["num_parameters"] == result["trainable"] < result["frozen"] / 20
+        assert saved["num_parameters"] == trained["trainable"]
 
 
 def test_an_adapter_of_another_backbone_is_refused(smolvla_dir: Path, smolvla_adapters: dict[str, dict],

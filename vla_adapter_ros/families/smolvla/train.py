@@ -248,9 +248,10 @@ def train(cfg: SmolVLATrainConfig, checkpoint: str | Path, samples: str | Path, 
         seed_everything(cfg.seed, deterministic=True)  # the tuner's init (LoRA's A) and the first batches
         trainer = SmolVLATrainer(cfg, checkpoint, samples, out_dir)
         probe = trainer.probe_batch()
-        before = trainer.probe_loss(probe)
+        before, actions_before = trainer.probe_loss(probe), trainer.predict(probe)  # no RNG drawn: fixed noise
         result: LoopResult = trainer.run(stop_after)
         after = trainer.probe_loss(probe)  # a LoRA is merged by now: the same function (merge_max_abs)
+        moved = float((trainer.predict(probe) - actions_before).abs().max())
         trained = trainer.trained_fingerprint or model.backbone_fingerprint(trainer.model)
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
@@ -258,6 +259,7 @@ def train(cfg: SmolVLATrainConfig, checkpoint: str | Path, samples: str | Path, 
     out: dict[str, Any] = {
         "method": cfg.method, "out": str(out_dir), "samples": len(trainer.dataset), "step": result.step,
         "losses": [r["loss"] for r in records if "loss" in r], "probe_loss_before": before, "probe_loss_after": after,
+        "trained_max_abs": moved,  # how far training moved the probe batch's actions
         "trainable": result.trainable_params, "total": result.total_params,
         "seconds_per_step": result.seconds_per_step, "peak_rss_delta_bytes": result.peak_rss_delta_bytes,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # Linux: KiB

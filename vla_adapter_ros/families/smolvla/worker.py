@@ -4,9 +4,10 @@ Commands (the last stdout line is a JSON result; errors go to stderr with exit s
 
 - ``make-tiny OUT [--real-sizes]``: a random SmolVLA checkpoint saved by LeRobot (``tiny.make_checkpoint``).
 - ``check DIR...``: load each checkpoint; per directory ``{"ok": true, ...}`` or ``{"ok": false, "error": ...}``.
-- ``adapter CKPT --name N --out DIR [--rank R] [--sites S ...] [--steps K]``: attach a zero-initialised
-  bottleneck adapter, train it ``K`` flow-matching steps (adapter parameters only) on a fixed
-  synthetic batch, save it; reports the identity check and how far training moved the output.
+- ``adapter CKPT --name N --out DIR [--rank R] [--sites S ...] [--init-random]``: attach a bottleneck adapter
+  (zero-initialised: exactly the backbone, checked; ``--init-random``: a small random up-projection, for
+  benchmarks that need an adapter that acts without training it) and save it untrained. Training is ``train``'s:
+  the package has one training loop.
 - ``train CKPT --samples NPZ --name N --out DIR [--method adapter|lora|full] [--steps K] [--resume]``: training
   on bag samples written by ``core.smolvla.write_samples`` through the package's training loop
   (``train.py``; each batch through LeRobot's own pre-processor, the loss LeRobot's ``SmolVLAPolicy.forward``);
@@ -110,25 +111,13 @@ def cmd_adapter(a: argparse.Namespace) -> dict[str, Any]:
     before = predict(policy, batch, noise)
     model.activate(policy, a.name)
     identity = float((predict(policy, batch, noise) - before).abs().max())
+    if not a.init_random and identity != 0.0:
+        raise ValueError(f"a zero-initialised adapter changed the output by {identity:g}; adapter sites are wrong")
     params = mark_only_adapter_trainable(policy, a.name)
-    opt = torch.optim.AdamW(params, lr=a.lr)
-    losses = []
-    policy.train()
-    g = torch.Generator().manual_seed(a.seed + 1)
-    for _ in range(a.steps):
-        n = torch.randn(2, policy.config.chunk_size, policy.config.max_action_dim, generator=g)
-        t = torch.rand(2, generator=g) * 0.999 + 0.001
-        loss, _ = policy.forward(dict(batch), noise=n, time=t)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss))
-    policy.eval()
-    trained = float((predict(policy, batch, noise) - before).abs().max())
     frozen = sum(p.numel() for p in policy.parameters() if not p.requires_grad)
     model.save_adapter(policy, a.name, a.out)
-    return {"adapter": a.out, "sites": len(sites), "identity_max_abs": identity, "trained_max_abs": trained,
-            "losses": losses, "trainable": sum(p.numel() for p in params), "frozen": frozen}
+    return {"adapter": a.out, "sites": len(sites), "identity_max_abs": identity,
+            "trainable": sum(p.numel() for p in params), "frozen": frozen}
 
 
 def cmd_train(a: argparse.Namespace) -> dict[str, Any]:
@@ -339,8 +328,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rank", type=int, default=16)
     s.add_argument("--sites", nargs="*")
     s.add_argument("--task", default="")
-    s.add_argument("--steps", type=int, default=0)
-    s.add_argument("--lr", type=float, default=1e-2)
     s.add_argument("--init-random", action="store_true", help="small random up-projection (benchmarks: no training)")
     s.add_argument("--seed", type=int, default=0)
     s = sub.add_parser("train")

@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vla_adapter_ros import dds_env  # noqa: E402
+from vla_adapter_ros.execution import MISS_CAUSES  # noqa: E402
 from vla_adapter_ros.ros.harness import NodeProcess, node_command  # noqa: E402
 
 NAMES = ["j1", "j2", "j3", "gripper"]
@@ -136,6 +137,10 @@ def timing(env: dict[str, str], tmp: Path, args: argparse.Namespace) -> dict[str
             "node_error_p99_worst_segment_ms": float(max(s["after"]["period_error_p99_ms"] for s in segs)),
             "node_error_max_ms": float(max(s["after"]["max_period_error_ms"] for s in segs)),  # start-up included
             "missed_ticks": int(sum(s["after"]["missed_ticks"] - s["before"]["missed_ticks"] for s in segs)),
+            **{f"missed_{c}": int(sum(s["after"][f"missed_{c}"] - s["before"][f"missed_{c}"] for s in segs))
+               for c in MISS_CAUSES},
+            "max_tick_ms": float(max(s["after"]["max_tick_ms"] for s in segs)),
+            "gc_max_pause_ms": float(max(s["after"]["gc_max_pause_ms"] for s in segs)),
             "ticks": int(sum(s["after"]["ticks"] - s["before"]["ticks"] for s in segs)),
             "rx_error_p50_ms": float(np.percentile(rx, 50)), "rx_error_p99_ms": float(np.percentile(rx, 99)),
             "rx_error_max_ms": float(rx.max()), "rx_count": int(rx.size + len(segs)),
@@ -200,12 +205,14 @@ def core_smoothness(seconds: float = 20.0) -> dict[str, Any]:
 
 
 def table(res: dict[str, Any]) -> str:
-    lines = ["| loop @ rate | node error p50 / p99 (ms) | missed ticks | rx error p50 / p99 / max (ms) | node CPU | "
-             "goal (p99 <= 20 % of period, 0 missed) |", "|---|---|---|---|---|---|"]
+    lines = ["| loop @ rate | node error p50 / p99 (ms) | missed ticks (overrun / gc / late start) | longest tick / "
+             "GC pause (ms) | rx error p50 / p99 / max (ms) | node CPU | goal (p99 <= 20 % of period, 0 missed) |",
+             "|---|---|---|---|---|---|---|"]
     for key, r in res["timing"].items():
         goal = ("met" if r["goal_met"] else "not met") if r["rate_hz"] == 100 else "(reference)"
+        causes = " / ".join(str(r[f"missed_{c}"]) for c in MISS_CAUSES)
         lines.append(f"| {key} Hz | {r['node_error_p50_ms']:.3f} / {r['node_error_p99_ms']:.3f} | {r['missed_ticks']} "
-                     f"of {r['ticks']} | {r['rx_error_p50_ms']:.3f} / {r['rx_error_p99_ms']:.3f} / "
+                     f"of {r['ticks']} ({causes}) | {r['max_tick_ms']:.1f} / {r['gc_max_pause_ms']:.1f} | {r['rx_error_p50_ms']:.3f} / {r['rx_error_p99_ms']:.3f} / "
                      f"{r['rx_error_max_ms']:.1f} | {r['node_cpu_percent']:.0f} % | {goal} |")
     s = res["smoothness"]
     lines += ["", "| strategy (10 Hz policy, 100 Hz, cubic) | max / p99 velocity jump per tick (rad/s) | command age "

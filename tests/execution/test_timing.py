@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from vla_adapter_ros.execution.timing import DeadlineLoop, PeriodStats
+from vla_adapter_ros.execution.timing import DeadlineLoop, GcPauses, PeriodStats
 
 
 def test_period_stats_count_missed_ticks_from_the_intervals():
@@ -23,6 +23,41 @@ def test_period_stats_count_missed_ticks_from_the_intervals():
     stats.restart()
     stats.record(100.0)  # a deliberate pause is no miss
     assert stats.snapshot()["missed_ticks"] == 2
+
+
+def test_each_missed_tick_is_given_its_cause():
+    """An overrun (the tick before took a period or more), a collection of half a period or more inside the
+    interval, or neither (the thread did not run when its deadline came)."""
+    stats = PeriodStats(0.01)
+    stats.record(0.0)
+    stats.done(0.025)  # this tick took 25 ms
+    stats.record(0.03)  # 3 periods later: 2 missed, overrun
+    stats.done(0.031)
+    stats.gc.add(0.032, 0.045)  # a 13 ms collection
+    stats.record(0.05)  # 2 periods: 1 missed, gc
+    stats.done(0.051)
+    stats.gc.add(0.052, 0.054)  # 2 ms: too short to cost a tick
+    stats.record(0.08)  # 3 periods: 2 missed, late start
+    snap = stats.snapshot()
+    assert snap["missed_ticks"] == 5
+    assert (snap["missed_overrun"], snap["missed_gc"], snap["missed_late_start"]) == (2, 1, 2)
+    assert snap["max_tick_ms"] == pytest.approx(25.0) and snap["gc_max_pause_ms"] == pytest.approx(13.0)
+    assert snap["gc_collections"] == 2
+
+
+def test_gc_pauses_sees_real_collections_while_installed_only():
+    pauses = GcPauses()
+    pauses.install()
+    pauses.install()  # once only
+    try:
+        gc.collect()  # a full collection: the longest one here
+        assert pauses.count >= 1 and 0 < pauses.max_s < 5  # (automatic ones may come too)
+        assert pauses.longest_within(0.0, time.monotonic()) == pytest.approx(pauses.max_s)
+    finally:
+        pauses.remove()
+    seen = pauses.count
+    gc.collect()
+    assert pauses.count == seen
 
 
 def test_the_deadline_loop_keeps_its_phase_and_survives_a_failing_tick():

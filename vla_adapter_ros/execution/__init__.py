@@ -23,7 +23,7 @@ from vla_adapter_ros.execution.executor import (
     ExecutorSettings,
     Verdict,
 )
-from vla_adapter_ros.execution.timing import DeadlineLoop, PeriodStats
+from vla_adapter_ros.execution.timing import MISS_CAUSES, DeadlineLoop, GcPauses, PeriodStats
 
-__all__ = ["DURATIONS", "IGNORED", "INTERPOLATIONS", "REFUSALS", "STATES", "STRATEGIES", "ChunkExecutor", "Command",
-           "DeadlineLoop", "Dims", "ExecutionError", "ExecutorSettings", "PeriodStats", "Verdict"]
+__all__ = ["DURATIONS", "IGNORED", "INTERPOLATIONS", "MISS_CAUSES", "REFUSALS", "STATES", "STRATEGIES", "ChunkExecutor",
+           "Command", "DeadlineLoop", "Dims", "ExecutionError", "ExecutorSettings", "GcPauses", "PeriodStats", "Verdict"]

@@ -5,7 +5,11 @@ monotonic clock, so a late tick does not shift the ones after it: no drift); a t
 overran by whole periods skips those deadlines instead of firing them back to back.
 :class:`PeriodStats` measures what any loop delivered (this one or an rclpy timer): intervals
 between tick starts, their error against the period, and missed ticks (an interval of
-``n >= 1.5`` periods misses ``round(n) - 1`` ticks). docs/BENCHMARKS.md compares both loops.
+``n >= 1.5`` periods misses ``round(n) - 1`` ticks), each with its cause: the tick before it ran a
+period or longer (``overrun``), a garbage collection paused every thread for half a period or more
+(``gc``, seen by :class:`GcPauses`), or neither: the loop's thread was not running when its deadline
+came (``late_start``: another process had the core, or another thread held the GIL).
+docs/BENCHMARKS.md compares both loops.
 """
 
 from __future__ import annotations
@@ -20,18 +24,61 @@ from typing import Any
 
 import numpy as np
 
+MISS_CAUSES = ("overrun", "gc", "late_start")
+
+
+class GcPauses:
+    """Every garbage collection's span on the monotonic clock, from ``gc.callbacks`` while installed (a
+    collection stops every Python thread: it holds the GIL). Keeps the longest pause, the count, and the
+    recent spans so that a missed tick can be checked against them."""
+
+    def __init__(self, keep: int = 256) -> None:
+        self._spans: deque[tuple[float, float]] = deque(maxlen=keep)
+        self._start: float | None = None
+        self.count = 0
+        self.max_s = 0.0
+
+    def install(self) -> None:
+        if self._on_gc not in gc.callbacks:
+            gc.callbacks.append(self._on_gc)
+
+    def remove(self) -> None:
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:  # runs with the GIL held, in the collecting thread
+        now = time.monotonic()
+        if phase == "start":
+            self._start = now
+        elif self._start is not None:
+            self.add(self._start, now)
+            self._start = None
+
+    def add(self, start: float, end: float) -> None:
+        self._spans.append((start, end))
+        self.count += 1
+        self.max_s = max(self.max_s, end - start)
+
+    def longest_within(self, start: float, end: float) -> float:
+        """The longest collection that overlapped ``[start, end]``, in seconds (0 when none did)."""
+        return max((min(e, end) - max(s, start) for s, e in list(self._spans) if s < end and e > start), default=0.0)
+
 
 class PeriodStats:
-    """Thread-safe; ``record()`` at the start of every tick."""
+    """Thread-safe; ``record()`` at the start of every tick and ``done()`` at its end."""
 
-    def __init__(self, period_s: float, window: int = 1000) -> None:
+    def __init__(self, period_s: float, window: int = 1000, gc_pauses: GcPauses | None = None) -> None:
         self.period = float(period_s)
+        self.gc = gc_pauses if gc_pauses is not None else GcPauses()
         self._lock = threading.Lock()
         self._intervals: deque[float] = deque(maxlen=window)
         self._last: float | None = None
+        self._last_duration = 0.0
         self.ticks = 0
         self.missed = 0
+        self.causes = dict.fromkeys(MISS_CAUSES, 0)
         self.max_error = 0.0
+        self.max_tick = 0.0
 
     def record(self, t: float | None = None) -> None:
         t = time.monotonic() if t is None else t
@@ -43,18 +90,36 @@ class PeriodStats:
                 n = interval / self.period
                 if n >= 1.5:
                     self.missed += int(round(n)) - 1
+                    self.causes[self._cause(self._last, t)] += int(round(n)) - 1
                 self.max_error = max(self.max_error, abs(interval - self.period))
-            self._last = t
+            self._last, self._last_duration = t, 0.0
+
+    def done(self, t: float | None = None) -> None:
+        """The tick that started at the last ``record()`` ended now."""
+        t = time.monotonic() if t is None else t
+        with self._lock:
+            if self._last is not None:
+                self._last_duration = t - self._last
+                self.max_tick = max(self.max_tick, self._last_duration)
+
+    def _cause(self, start: float, end: float) -> str:
+        if self._last_duration >= self.period:
+            return "overrun"
+        if self.gc.longest_within(start, end) >= 0.5 * self.period:
+            return "gc"
+        return "late_start"
 
     def restart(self) -> None:
         """A pause on purpose (deactivated) is not a missed tick."""
         with self._lock:
-            self._last = None
+            self._last, self._last_duration = None, 0.0
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             intervals = np.array(self._intervals)
-            out = {"ticks": self.ticks, "missed_ticks": self.missed, "max_period_error_ms": self.max_error * 1e3}
+            out = {"ticks": self.ticks, "missed_ticks": self.missed, "max_period_error_ms": self.max_error * 1e3,
+                   **{f"missed_{c}": n for c, n in self.causes.items()}, "max_tick_ms": self.max_tick * 1e3,
+                   "gc_collections": self.gc.count, "gc_max_pause_ms": self.gc.max_s * 1e3}
         if intervals.size:
             err = np.abs(intervals - self.period)
             out.update(period_p50_ms=float(np.median(intervals)) * 1e3,

@@ -18,7 +18,7 @@ from typing import Any
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 
 from vla_adapter_interfaces.srv import GetStatus
-from vla_adapter_ros.execution import DURATIONS
+from vla_adapter_ros.execution import DURATIONS, MISS_CAUSES
 from vla_adapter_ros.ros import qos
 from vla_adapter_ros.ros.conversions import diagnostic_array, diagnostic_status
 from vla_adapter_ros.serving import stats as st
@@ -157,8 +157,11 @@ class ExecutorReport:
             "control_rate_hz": timing.get("rate_hz", config.control_rate), "contract": contract, "robot": robot,
             "active_adapter": core["adapter"], "ticks": timing["ticks"], "missed_ticks": timing["missed_ticks"],
         }
-        for key in ("period_p50_ms", "period_error_p50_ms", "period_error_p99_ms", "max_period_error_ms"):
+        for key in ("period_p50_ms", "period_error_p50_ms", "period_error_p99_ms", "max_period_error_ms", "max_tick_ms",
+                    "gc_max_pause_ms"):
             values[key] = timing.get(key, float("nan"))
+        for key in (*(f"missed_{c}" for c in MISS_CAUSES), "gc_collections"):
+            values[key] = timing.get(key, 0)
         values["command_age_p50_ms"], values["command_age_p99_ms"] = core["age_p50_ms"], core["age_p99_ms"]
         for key in EXECUTOR_COUNTS:
             values[key] = counts.get(key, 0)

@@ -182,6 +182,7 @@ class ExecutorNode(ReleasingLifecycleNode):
         result = super().on_activate(state)  # lifecycle publishers on first, then the loop
         self.lifecycle_state = "active"
         self.timing.restart()
+        self.timing.gc.install()  # a missed tick is checked against the collections (diagnostics: missed_gc)
         if self.config.control_loop == "thread":
             # The loop thread waits for the GIL when it wakes; CPython makes the holder (the ROS executor
             # thread) let go only every switch interval, 5 ms by default: half a 100 Hz period. A twentieth
@@ -216,6 +217,8 @@ class ExecutorNode(ReleasingLifecycleNode):
         return super().on_deactivate(state)
 
     def _stop_loop(self) -> None:
+        if self.timing is not None:
+            self.timing.gc.remove()
         loop, self._loop = self._loop, None
         if loop is not None:
             loop.stop()
@@ -250,10 +253,13 @@ class ExecutorNode(ReleasingLifecycleNode):
         if core is None or outputs is None:
             return
         self.timing.record()
-        points = self.config.trajectory_points if outputs.wants_preview else 0
-        cmd = core.command(self._now(), preview_points=points)
-        if cmd.publish:
-            outputs.publish(cmd)
+        try:
+            points = self.config.trajectory_points if outputs.wants_preview else 0
+            cmd = core.command(self._now(), preview_points=points)
+            if cmd.publish:
+                outputs.publish(cmd)
+        finally:
+            self.timing.done()
 
     def on_timer(self) -> None:
         try:

@@ -67,9 +67,9 @@ class GcPauses:
 class PeriodStats:
     """Thread-safe; ``record()`` at the start of every tick and ``done()`` at its end."""
 
-    def __init__(self, period_s: float, window: int = 1000, gc_pauses: GcPauses | None = None) -> None:
+    def __init__(self, period_s: float, window: int = 1000) -> None:
         self.period = float(period_s)
-        self.gc = gc_pauses if gc_pauses is not None else GcPauses()
+        self.gc = GcPauses()  # installed while the loop runs (the node's activate / deactivate)
         self._lock = threading.Lock()
         self._intervals: deque[float] = deque(maxlen=window)
         self._last: float | None = None

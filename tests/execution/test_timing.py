@@ -7,12 +7,14 @@ import gc
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from vla_adapter_ros.execution.timing import DeadlineLoop, GcPauses, PeriodStats
 
 
-def test_period_stats_count_missed_ticks_from_the_intervals():
+def test_without_deadlines_missed_ticks_are_judged_by_the_intervals():
+    """A loop that cannot say its deadlines (an rclpy timer on Humble)."""
     stats = PeriodStats(0.01)
     for t in (0.0, 0.01, 0.02, 0.05, 0.06, 0.0749):  # 0.02 -> 0.05 misses two ticks; 0.06 -> 0.0749 none
         stats.record(t)
@@ -23,6 +25,19 @@ def test_period_stats_count_missed_ticks_from_the_intervals():
     stats.restart()
     stats.record(100.0)  # a deliberate pause is no miss
     assert stats.snapshot()["missed_ticks"] == 2
+
+
+def test_a_late_tick_is_late_and_a_deadline_without_its_tick_is_missed():
+    """With the deadlines the loop reports: a tick 5.5 ms late that still ran before the next deadline was
+    late, not missed (the interval rule would count its 15.5 ms interval as a miss); the loop skipping two
+    deadlines after a tick more than a period late missed two."""
+    stats = PeriodStats(0.01)
+    for t, deadline in ((0.0, 0.0), (0.01, 0.01), (0.0255, 0.02), (0.03, 0.03), (0.0602, 0.06), (0.07, 0.07)):
+        stats.record(t, deadline=deadline)
+    snap = stats.snapshot()
+    assert snap["ticks"] == 6 and snap["missed_ticks"] == 2 and snap["missed_late_start"] == 2
+    assert snap["max_late_ms"] == pytest.approx(5.5)
+    assert snap["max_period_error_ms"] == pytest.approx(20.2)
 
 
 def test_each_missed_tick_is_given_its_cause():
@@ -65,8 +80,8 @@ def test_the_deadline_loop_keeps_its_phase_and_survives_a_failing_tick():
     errors: list[BaseException] = []
     count = {"n": 0}
 
-    def tick() -> None:
-        stats.record()
+    def tick(deadline: float) -> None:
+        stats.record(deadline=deadline)
         count["n"] += 1
         if count["n"] == 5:
             raise RuntimeError("a bug in one tick")
@@ -83,10 +98,34 @@ def test_the_deadline_loop_keeps_its_phase_and_survives_a_failing_tick():
     assert 0.6 * elapsed / 0.01 <= count["n"] <= elapsed / 0.01 + 1, (count, elapsed)
 
 
+def test_the_loop_tells_each_tick_its_deadline():
+    """Deadlines on the absolute schedule (whole periods apart, a skipped one included) and never ahead of
+    the tick: what PeriodStats counts missed ticks from."""
+    seen: list[tuple[float, float]] = []
+    enough = threading.Event()
+
+    def tick(deadline: float) -> None:
+        seen.append((deadline, time.monotonic()))
+        if len(seen) == 3:
+            time.sleep(0.025)  # overruns: at least one deadline is skipped
+        if len(seen) >= 20:
+            enough.set()
+
+    loop = DeadlineLoop(0.01, tick)
+    loop.start()
+    assert enough.wait(10)
+    loop.stop()
+    deadlines = np.array([d for d, _ in seen])
+    steps = np.diff(deadlines) / 0.01
+    assert np.allclose(steps, np.round(steps), atol=1e-6) and (np.round(steps) >= 1).all(), steps
+    assert np.round(steps[2]) >= 2, "the deadline after the overrunning tick was skipped"
+    assert all(t >= d for d, t in seen)
+
+
 def test_priority_request_reports_what_happened():
     said: list[str] = []
     done = threading.Event()
-    loop = DeadlineLoop(0.01, done.set, priority=10, on_priority=said.append)
+    loop = DeadlineLoop(0.01, lambda _: done.set(), priority=10, on_priority=said.append)
     loop.start()
     assert done.wait(5)
     loop.stop()
@@ -97,7 +136,7 @@ def test_starting_the_loop_moves_the_set_up_out_of_reach_of_a_full_collection():
     """A full collection over a node's set-up holds the GIL longer than a 100 Hz period: start() freezes it."""
     gc.unfreeze()
     setup = [object() for _ in range(1000)]
-    loop = DeadlineLoop(0.01, lambda: None)
+    loop = DeadlineLoop(0.01, lambda _: None)
     loop.start()
     try:
         assert gc.get_freeze_count() >= len(setup)

@@ -4,11 +4,16 @@
 monotonic clock, so a late tick does not shift the ones after it: no drift); a tick that
 overran by whole periods skips those deadlines instead of firing them back to back.
 :class:`PeriodStats` measures what any loop delivered (this one or an rclpy timer): intervals
-between tick starts, their error against the period, and missed ticks (an interval of
-``n >= 1.5`` periods misses ``round(n) - 1`` ticks), each with its cause: the tick before it ran a
-period or longer (``overrun``), a garbage collection paused every thread for half a period or more
-(``gc``, seen by :class:`GcPauses`), or neither: the loop's thread was not running when its deadline
-came (``late_start``: another process had the core, or another thread held the GIL).
+between tick starts and their error against the period, each tick's lateness behind its deadline, and
+missed ticks. A tick is missed when its deadline passed without it: the loop reports each tick's
+deadline and a jump of ``n`` periods between consecutive deadlines missed ``n - 1`` (a tick that is
+late but runs before the next deadline is late, not missed: it is in the period error and
+``max_late_ms``). A loop that cannot say its deadlines (an rclpy timer before Jazzy) is judged by
+its intervals instead: one of ``n >= 1.5`` periods missed ``round(n) - 1``. Each miss gets its cause:
+the tick before it ran a period or longer (``overrun``), a garbage collection paused every thread for
+half a period or more (``gc``, seen by :class:`GcPauses`), or neither: the loop's thread was not
+running when its deadline came (``late_start``: another process had the core, or another thread held
+the GIL).
 docs/BENCHMARKS.md compares both loops.
 """
 
@@ -65,7 +70,8 @@ class GcPauses:
 
 
 class PeriodStats:
-    """Thread-safe; ``record()`` at the start of every tick and ``done()`` at its end."""
+    """Thread-safe; ``record()`` at the start of every tick (with the tick's deadline when the loop knows
+    it) and ``done()`` at its end."""
 
     def __init__(self, period_s: float, window: int = 1000) -> None:
         self.period = float(period_s)
@@ -73,26 +79,35 @@ class PeriodStats:
         self._lock = threading.Lock()
         self._intervals: deque[float] = deque(maxlen=window)
         self._last: float | None = None
+        self._last_deadline: float | None = None
         self._last_duration = 0.0
         self.ticks = 0
         self.missed = 0
         self.causes = dict.fromkeys(MISS_CAUSES, 0)
         self.max_error = 0.0
         self.max_tick = 0.0
+        self.max_late = 0.0
 
-    def record(self, t: float | None = None) -> None:
+    def record(self, t: float | None = None, deadline: float | None = None) -> None:
+        """A tick started at ``t``; ``deadline``: when it was due (same clock), if the loop knows."""
         t = time.monotonic() if t is None else t
         with self._lock:
             self.ticks += 1
+            if deadline is not None:
+                self.max_late = max(self.max_late, t - deadline)
             if self._last is not None:
                 interval = t - self._last
                 self._intervals.append(interval)
-                n = interval / self.period
-                if n >= 1.5:
-                    self.missed += int(round(n)) - 1
-                    self.causes[self._cause(self._last, t)] += int(round(n)) - 1
+                if deadline is not None and self._last_deadline is not None:
+                    missed = int(round((deadline - self._last_deadline) / self.period)) - 1
+                else:
+                    n = interval / self.period
+                    missed = int(round(n)) - 1 if n >= 1.5 else 0
+                if missed > 0:
+                    self.missed += missed
+                    self.causes[self._cause(self._last, t)] += missed
                 self.max_error = max(self.max_error, abs(interval - self.period))
-            self._last, self._last_duration = t, 0.0
+            self._last, self._last_deadline, self._last_duration = t, deadline, 0.0
 
     def done(self, t: float | None = None) -> None:
         """The tick that started at the last ``record()`` ended now."""
@@ -112,13 +127,14 @@ class PeriodStats:
     def restart(self) -> None:
         """A pause on purpose (deactivated) is not a missed tick."""
         with self._lock:
-            self._last, self._last_duration = None, 0.0
+            self._last, self._last_deadline, self._last_duration = None, None, 0.0
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             intervals = np.array(self._intervals)
             out = {"ticks": self.ticks, "missed_ticks": self.missed, "max_period_error_ms": self.max_error * 1e3,
                    **{f"missed_{c}": n for c, n in self.causes.items()}, "max_tick_ms": self.max_tick * 1e3,
+                   "max_late_ms": self.max_late * 1e3,
                    "gc_collections": self.gc.count, "gc_max_pause_ms": self.gc.max_s * 1e3}
         if intervals.size:
             err = np.abs(intervals - self.period)
@@ -131,9 +147,10 @@ class PeriodStats:
 
 
 class DeadlineLoop:
-    """``tick()`` every ``period_s`` on a thread of its own; ``stop()`` joins it."""
+    """``tick(deadline)`` every ``period_s`` on a thread of its own (``deadline``: when this tick was due, on
+    the monotonic clock); ``stop()`` joins it."""
 
-    def __init__(self, period_s: float, tick: Callable[[], None], *, name: str = "control_loop",
+    def __init__(self, period_s: float, tick: Callable[[float], None], *, name: str = "control_loop",
                  on_error: Callable[[BaseException], None] | None = None, priority: int = 0,
                  on_priority: Callable[[str], None] | None = None) -> None:
         self.period = float(period_s)
@@ -179,7 +196,7 @@ class DeadlineLoop:
             if delay > 0 and self._stop.wait(delay):
                 break
             try:
-                self._tick()
+                self._tick(deadline)
             except Exception as exc:  # noqa: BLE001 - a tick's bug must not end the control loop; it is reported
                 if self._on_error is not None:
                     self._on_error(exc)

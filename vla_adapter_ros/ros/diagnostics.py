@@ -158,7 +158,7 @@ class ExecutorReport:
             "active_adapter": core["adapter"], "ticks": timing["ticks"], "missed_ticks": timing["missed_ticks"],
         }
         for key in ("period_p50_ms", "period_error_p50_ms", "period_error_p99_ms", "max_period_error_ms", "max_tick_ms",
-                    "gc_max_pause_ms"):
+                    "max_late_ms", "gc_max_pause_ms"):
             values[key] = timing.get(key, float("nan"))
         for key in (*(f"missed_{c}" for c in MISS_CAUSES), "gc_collections"):
             values[key] = timing.get(key, 0)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,11 @@ from vla_adapter_ros.ros.entry import run_node
 from vla_adapter_ros.ros.lifecycle import ReleasingLifecycleNode
 from vla_adapter_ros.ros.params import CONFIGURE, RUNTIME, NodeConfig, config_file, param
 from vla_adapter_ros.serving.stats import ProblemLog
+
+try:  # Jazzy and later tell a timer callback when it was due (rclpy.timer.TimerInfo); Humble does not
+    from rclpy.timer import TimerInfo
+except ImportError:  # pragma: no cover - Humble: missed ticks are then judged by the intervals
+    TimerInfo = None
 
 DEFAULT_CONTRACT = "robots/metaworld_sawyer.yaml"
 CONTROL_LOOPS = ("thread", "timer")
@@ -194,7 +200,7 @@ class ExecutorNode(ReleasingLifecycleNode):
                                       priority=self.config.realtime_priority, on_priority=self.get_logger().info)
             self._loop.start()
         else:
-            self._timer = self.create_timer(1.0 / self.rate, self.on_timer)
+            self._timer = self.create_timer(1.0 / self.rate, self._timer_callback())
         if self.config.start_enabled and not self._enabled_once:
             self._enabled_once = True
             self.get_logger().info(f"start_enabled: {self.core.enable(True, self._now())}")
@@ -248,11 +254,12 @@ class ExecutorNode(ReleasingLifecycleNode):
     def _now(self) -> int:
         return self.get_clock().now().nanoseconds
 
-    def tick(self) -> None:
+    def tick(self, deadline: float | None = None) -> None:
+        """One control tick; ``deadline``: when it was due (monotonic clock), if the loop knows."""
         core, outputs = self.core, self.outputs
         if core is None or outputs is None:
             return
-        self.timing.record()
+        self.timing.record(deadline=deadline)
         try:
             points = self.config.trajectory_points if outputs.wants_preview else 0
             cmd = core.command(self._now(), preview_points=points)
@@ -261,9 +268,22 @@ class ExecutorNode(ReleasingLifecycleNode):
         finally:
             self.timing.done()
 
-    def on_timer(self) -> None:
+    def _timer_callback(self) -> Any:
+        if TimerInfo is None:
+            return self.on_timer
+
+        def on_timer(info: Any) -> None:
+            late_s = (self._now() - info.expected_call_time.nanoseconds) * 1e-9  # on the timer's clock
+            self.on_timer(time.monotonic() - late_s)
+
+        # rclpy passes the TimerInfo to a parameter annotated with that class (it compares the annotation
+        # objects; this module's annotations are strings, from __future__ import annotations)
+        on_timer.__annotations__ = {"info": TimerInfo, "return": None}
+        return on_timer
+
+    def on_timer(self, deadline: float | None = None) -> None:
         try:
-            self.tick()
+            self.tick(deadline)
         except Exception as exc:  # noqa: BLE001 - one failing tick must not end the timer; counted and logged
             self.on_tick_error(exc)
 

@@ -11,11 +11,12 @@ in this process and its subprocesses.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from vla_adapter_ros import dds_env
+from vla_adapter_ros import dds_env, lerobot_venv
 from vla_adapter_ros.core.sim.metaworld_env import use_headless_gl
 
 
@@ -56,6 +57,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.xdist_group(group))
         rank[item] = 0 if group == FIRST else 3 if group == LAST else 1 if item.get_closest_marker("slow") else 2
     items.sort(key=rank.__getitem__)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def warm_lerobot_workers() -> Iterator[None]:
+    """This test process's LeRobot commands (SmolVLA, dataset converters) go to one warm worker, started on
+    first use: each fresh one spends ~6 s of CPU importing torch and lerobot. A user's CLI call still gets
+    a fresh process; tests/core/test_lerobot_venv.py checks both answer alike."""
+    with lerobot_venv.warm_workers():
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,8 @@ in this process and its subprocesses.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,15 +29,22 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_LEASE] = lease  # held (and the domain ours) until the session ends
     os.environ.update(dds_env.localhost_env(lease.domain_id))
     use_headless_gl()  # before any test module imports MuJoCo or Meta-World
+    if "VLA_LANGUAGE_CACHE" not in os.environ:  # the run's own export cache (the xdist workers inherit it)
+        config.stash[_CACHE] = tempfile.mkdtemp(prefix="vla-language-cache-")
+        os.environ["VLA_LANGUAGE_CACHE"] = config.stash[_CACHE]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     lease = config.stash.get(_LEASE, None)
     if lease is not None:
         lease.release()
+    cache = config.stash.get(_CACHE, None)
+    if cache is not None:
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 _LEASE = pytest.StashKey[dds_env.DomainLease]()
+_CACHE = pytest.StashKey[str]()
 
 # --- parallel runs (pytest-xdist; scripts/run_tests.sh runs `-n N --dist loadgroup`) --------------
 # The tests that run LeRobot's code, by the session fixture each needs, in two groups of one worker each

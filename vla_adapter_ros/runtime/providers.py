@@ -49,7 +49,8 @@ CPU = "CPUExecutionProvider"
 GPU_PROVIDERS = (TENSORRT, CUDA)
 ALIASES = {"tensorrt": TENSORRT, "trt": TENSORRT, "cuda": CUDA, "cpu": CPU}
 DEFAULT_CHAIN = ("tensorrt", "cuda", "cpu")
-DEFAULT_ENGINE_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vla_adapter_ros" / "tensorrt"
+CACHE_ROOT = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vla_adapter_ros"
+DEFAULT_ENGINE_CACHE = CACHE_ROOT / "tensorrt"
 MAX_BATCH_LIMIT = 1024
 
 ProviderEntry = tuple[str, dict[str, Any]]

@@ -51,9 +51,7 @@ def _cache_key(encoder: Any, opset: int) -> str:
     h = hashlib.sha256()
     src = Path(encoder.model_path)
     for path in sorted(p for p in src.rglob("*") if p.is_file()):
-        h.update(str(path.relative_to(src)).encode() + b"\0")
-        with path.open("rb") as f:
-            h.update(hashlib.file_digest(f, "sha256").digest())
+        h.update(f"{path.relative_to(src)}\0{_digest(path)}\0".encode())
     for part in (torch.__version__, onnx.__version__, onnxscript.__version__, str(opset), type(encoder).__name__,
                  inspect.getsource(sys.modules[__name__]), inspect.getsource(graph)):  # the exporter's own code
         h.update(part.encode() + b"\0")

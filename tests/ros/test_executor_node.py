@@ -11,6 +11,7 @@ import contextlib
 import itertools
 import math
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -198,7 +199,9 @@ def test_enable_stop_and_disable_gate_the_commands(shared):
         assert len(set(positions)) == 1, "positions held"
         s = d.status()
         assert s["level"] == 1 and s["message"].startswith("stopped")  # WARN, and says why
-        assert "executor state executing -> stopped: stop requested" in shared.proc.log()
+        # from executing, or from ramping when this loaded test process paused its chunks past the stale-policy
+        # timeout (0.3 s) just before ~/stop (seen in a soak: "executing -> ramping: policy stale")
+        assert re.search(r"\[WARN\].*executor state (executing|ramping) -> stopped: stop requested", shared.proc.log())
         # stopped ignores chunks until enabled again
         d.wait_status(lambda st: counter(st, "ignored.not_enabled") > counter(s, "ignored.not_enabled"), 5,
                       "chunks ignored while stopped")

@@ -93,23 +93,19 @@ class _Server:
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_env())
 
     def call(self, module: str, args: tuple[str, ...], timeout: float | None) -> tuple[int, str, str]:
-        request = {"module": module, "args": list(args), "cwd": os.getcwd()}
-        with self.lock:
-            return self._call(request, timeout)
-
-    def _call(self, request: dict[str, Any], timeout: float | None) -> tuple[int, str, str]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        module, args = request["module"], request["args"]
-        try:
-            self.proc.stdin.write((json.dumps(request) + "\n").encode())
-            self.proc.stdin.flush()
-            reply = _read_line(self.proc.stdout.fileno(), timeout)
-        except (OSError, EOFError) as exc:
-            self.close(kill=True)
-            raise LeRobotWorkerError(f"the warm {module} worker died ({exc})") from exc
-        except subprocess.TimeoutExpired:
-            self.close(kill=True)  # as subprocess.run does to a command past its timeout
-            raise subprocess.TimeoutExpired([module, *args], timeout or 0.0) from None
+        request = json.dumps({"module": module, "args": list(args), "cwd": os.getcwd()}) + "\n"
+        with self.lock:
+            try:
+                self.proc.stdin.write(request.encode())
+                self.proc.stdin.flush()
+                reply = _read_line(self.proc.stdout.fileno(), timeout)
+            except (OSError, EOFError) as exc:
+                self.close(kill=True)
+                raise LeRobotWorkerError(f"the warm {module} worker died ({exc})") from exc
+            except subprocess.TimeoutExpired:
+                self.close(kill=True)  # as subprocess.run does to a command past its timeout
+                raise subprocess.TimeoutExpired([module, *args], timeout or 0.0) from None
         out = json.loads(reply)
         return int(out["rc"]), out["stdout"], out["stderr"]
 

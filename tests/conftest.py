@@ -10,8 +10,11 @@ in this process and its subprocesses.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,6 +78,21 @@ def warm_lerobot_workers() -> Iterator[None]:
     a fresh process; tests/core/test_lerobot_venv.py checks both answer alike."""
     with lerobot_venv.warm_workers():
         yield
+
+
+@pytest.fixture(scope="session")
+def setup_spec() -> dict:
+    """What setup.py gives setuptools (``data_files``, ``entry_points``), captured without installing anything."""
+    code = (
+        "import json, setuptools; captured = {};"
+        "setuptools.setup = lambda **kw: captured.update(kw);"
+        "import runpy; runpy.run_path('setup.py');"
+        "print(json.dumps({'data_files': captured['data_files'], 'entry_points': captured['entry_points']}))"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="session")

@@ -11,9 +11,6 @@ demo's ``config/sim_demo.yaml`` (read by the launch file and by ``vla-adapter de
 from __future__ import annotations
 
 import ast
-import json
-import subprocess
-import sys
 from dataclasses import fields
 from pathlib import Path
 
@@ -29,19 +26,6 @@ LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
 CONFIGS = {"vla_adapter_node": PolicyNodeConfig, "vla_adapter_sim": SimNodeConfig,
            "vla_adapter_executor": ExecutorConfig}  # executable -> parameters
 FORWARDS_ARGUMENTS = ("vla_adapter_node", "vla_adapter_executor")  # launch files forward PARAMETER_ARGUMENTS to
-
-
-@pytest.fixture(scope="module")
-def setup_spec() -> dict:
-    code = (
-        "import json, setuptools; captured = {};"
-        "setuptools.setup = lambda **kw: captured.update(kw);"
-        "import runpy; runpy.run_path('setup.py');"
-        "print(json.dumps({'data_files': captured['data_files'], 'entry_points': captured['entry_points']}))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def module_constants(tree: ast.Module) -> dict[str, object]:

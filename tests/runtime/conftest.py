@@ -19,6 +19,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from runtime_helpers import MULTIVIEW_DIR, PREBUILT_ENV, export_tiny, export_tiny_multiview  # noqa: E402
 
 
+def _with_torch_policy(out: Path, checkpoint: Path, adapter_dirs: list[Path]) -> tuple[Path, object]:
+    """(model_dir, the exported checkpoint in PyTorch with every adapter loaded, eval mode)."""
+    from vla_adapter_ros.core.adapters import load_adapter
+    from vla_adapter_ros.core.checkpoint import load_checkpoint
+
+    model = load_checkpoint(checkpoint, adapters=False).eval()
+    for d in adapter_dirs:
+        load_adapter(model, d)
+    return out, model
+
+
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory):
     """(model_dir, torch policy with both adapters attached); the torch side is None when the model
@@ -26,14 +37,7 @@ def exported(tmp_path_factory):
     prebuilt = os.environ.get(PREBUILT_ENV)
     if prebuilt:
         return Path(prebuilt), None
-    from vla_adapter_ros.core.adapters import load_adapter
-    from vla_adapter_ros.core.checkpoint import load_checkpoint
-
-    out, checkpoint, adapter_dirs = export_tiny(tmp_path_factory.mktemp("export"))
-    model = load_checkpoint(checkpoint, adapters=False).eval()
-    for d in adapter_dirs:
-        load_adapter(model, d)
-    return out, model
+    return _with_torch_policy(*export_tiny(tmp_path_factory.mktemp("export")))
 
 
 @pytest.fixture(scope="session")
@@ -46,14 +50,7 @@ def multiview_exported(tmp_path_factory):
         if not (path / "manifest.json").is_file():
             pytest.skip(f"no prebuilt two-camera model at {path} (tests/runtime/runtime_helpers.py OUT exports it)")
         return path, None
-    from vla_adapter_ros.core.adapters import load_adapter
-    from vla_adapter_ros.core.checkpoint import load_checkpoint
-
-    out, checkpoint, adapter_dirs = export_tiny_multiview(tmp_path_factory.mktemp("export_2cam"))
-    model = load_checkpoint(checkpoint, adapters=False).eval()
-    for d in adapter_dirs:
-        load_adapter(model, d)
-    return out, model
+    return _with_torch_policy(*export_tiny_multiview(tmp_path_factory.mktemp("export_2cam")))
 
 
 @pytest.fixture(scope="session")

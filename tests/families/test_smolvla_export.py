@@ -96,3 +96,20 @@ def test_the_unrolled_graph_matches_lerobot(smolvla_dir: Path, smolvla_adapters:
     rows = measure_unrolled_parity(tmp_path)
     assert [r["adapter"] for r in rows] == [None, "grip", "push"]
     assert max(r["max_abs"] for r in rows) <= 1e-4, rows
+
+
+def test_the_unrolled_export_leaves_out_only_the_multi_output_rewrites_and_restores_them() -> None:
+    """onnxscript's multi-output matcher is O(nodes^2) (graphs._single_output_rewrites_only): the unrolled export
+    runs without those rules (SlicesSplit), every other rule stays, and the default set is back afterwards."""
+    from onnxscript import rewriter
+
+    from vla_adapter_ros.families.smolvla.graphs import _single_output_rewrites_only
+
+    rules = rewriter._DEFAULT_REWRITE_RULES
+    multi = [r.name for r in rules if not r._target_pattern.has_single_output_node]
+    assert multi == ["SlicesSplit"]
+    with pytest.raises(RuntimeError, match="inside"), _single_output_rewrites_only():
+        assert [r for r in rewriter._DEFAULT_REWRITE_RULES if r.name in multi] == []
+        assert len(rewriter._DEFAULT_REWRITE_RULES) == len(rules) - 1
+        raise RuntimeError("inside")
+    assert rewriter._DEFAULT_REWRITE_RULES is rules

@@ -212,12 +212,33 @@ def export_unrolled(policy: Any, out: Path, names: list[str], batch: dict[str, t
     """Write unrolled.onnx (prefix + every denoising step, ``unrolled_forward``) with a template for ``names``."""
     prefix_keys, denoise_keys, fqn_of = attach_template(policy, names)
     images = [batch[f"observation.images.{c}"] for c in cameras]
-    with torch.no_grad(), batch_free_vision():
+    with torch.no_grad(), batch_free_vision(), _single_output_rewrites_only():
         return {UNROLLED_FILE: _export(
             policy, out / UNROLLED_FILE, unrolled_forward, [*_image_names(cameras), "lang_tokens", "lang_mask", "state",
                                                              "noise"],
             (*images, batch["tokens"], batch["mask"], batch["state"], noise), ["actions"], prefix_keys + denoise_keys,
             fqn_of, len(cameras))}
+
+
+@contextlib.contextmanager
+def _single_output_rewrites_only() -> Iterator[None]:
+    """``torch.onnx.export(optimize=True)`` without onnxscript's multi-output rewrite rules (``SlicesSplit``).
+
+    onnxscript's matcher tries such a rule at every node by indexing the whole graph again
+    (``SimplePatternMatcher.match``, onnxscript 0.7.2 and upstream main): O(nodes^2). The unrolled graph at
+    SmolVLA's real sizes (ten expert passes) did not get through that pass in 30 minutes (py-spy showed it
+    there); the two graphs, each a fraction of its size, are unaffected. Constant folding, the single-output rules
+    and the clean-up passes still run. onnxscript offers no argument for the rule set, so its module-level
+    default (read by ``optimize_ir`` on each call) is swapped for the duration; the version is pinned.
+    """
+    from onnxscript import rewriter
+
+    rules = rewriter._DEFAULT_REWRITE_RULES
+    rewriter._DEFAULT_REWRITE_RULES = tuple(r for r in rules if r._target_pattern.has_single_output_node)
+    try:
+        yield
+    finally:
+        rewriter._DEFAULT_REWRITE_RULES = rules
 
 
 def _image_names(cameras: list[str]) -> list[str]:

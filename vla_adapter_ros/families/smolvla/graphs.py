@@ -225,9 +225,10 @@ def _single_output_rewrites_only() -> Iterator[None]:
     """``torch.onnx.export(optimize=True)`` without onnxscript's multi-output rewrite rules (``SlicesSplit``).
 
     onnxscript's matcher tries such a rule at every node by indexing the whole graph again
-    (``SimplePatternMatcher.match``, onnxscript 0.7.2 and upstream main): O(nodes^2). The unrolled graph at
-    SmolVLA's real sizes (ten expert passes) did not get through that pass in 30 minutes (py-spy showed it
-    there); the two graphs, each a fraction of its size, are unaffected. Constant folding, the single-output rules
+    (``SimplePatternMatcher.match``, onnxscript 0.7.2 and upstream main): O(nodes^2). The unrolled export at
+    SmolVLA's real sizes (ten expert passes) did not finish in 30 minutes (py-spy: inside that pass); without
+    the rule its whole ``torch.onnx.export`` takes about 5 minutes (docs/BENCHMARKS.md). The two graphs, each a
+    fraction of its size, keep every rule. Constant folding, the single-output rules
     and the clean-up passes still run. onnxscript offers no argument for the rule set, so its module-level
     default (read by ``optimize_ir`` on each call) is swapped for the duration; the version is pinned.
     """
